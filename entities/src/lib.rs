@@ -1,0 +1,9 @@
+//! sea-orm entities: one module per table. Only data shapes live here; the rules that keep
+//! the rows consistent live in `atelier-actors`.
+
+pub mod account;
+pub mod credit_package;
+pub mod hold;
+pub mod hold_allocation;
+pub mod idempotency_key;
+pub mod ledger_entry;

@@ -1,0 +1,15 @@
+//! Schema migrations, applied at start (and by `atelier migrate`). Migrations are frozen once
+//! landed: they describe tables with sea-query, never through the entities, so a later change
+//! to an entity cannot rewrite history.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_ledger;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_ledger::Migration)]
+    }
+}
