@@ -1,0 +1,39 @@
+//! `Credits`: a strictly positive amount, bounded so that sums over many packages cannot
+//! overflow an `i64`.
+use std::fmt;
+
+/// The largest amount a single grant or hold may carry (10^12).
+pub const MAX_CREDITS: i64 = 1_000_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Credits(i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CreditsError {
+    #[error("credits must be a positive integer")]
+    NotPositive,
+    #[error("credits must be at most {MAX_CREDITS}")]
+    TooLarge,
+}
+
+impl Credits {
+    pub fn parse(amount: i64) -> Result<Self, CreditsError> {
+        if amount <= 0 {
+            Err(CreditsError::NotPositive)
+        } else if amount > MAX_CREDITS {
+            Err(CreditsError::TooLarge)
+        } else {
+            Ok(Self(amount))
+        }
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Credits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,90 @@
+//! Read-only views of the ledger. Expiry is applied here, at read time: a package past its
+//! `expires_at` contributes nothing available even before the sweeper has recorded it.
+use atelier_entities::{credit_package, ledger_entry};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::book::{consumption_order, is_expired};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Balance {
+    pub available: i64,
+    pub held: i64,
+    /// Unexpired packages with credits left or held, in the order holds consume them.
+    pub packages: Vec<credit_package::Model>,
+}
+
+/// The balance as of `now` from an account's live packages.
+pub fn balance_from(mut live: Vec<credit_package::Model>, now: DateTime<Utc>) -> Balance {
+    let held = live.iter().map(|package| package.held).sum();
+    live.retain(|package| !is_expired(package, now));
+    live.sort_by_key(consumption_order);
+    let available = live.iter().map(|package| package.remaining).sum();
+    Balance {
+        available,
+        held,
+        packages: live,
+    }
+}
+
+pub async fn balance<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Balance, DbErr> {
+    let live = credit_package::Entity::find()
+        .filter(credit_package::Column::AccountId.eq(account_id))
+        .filter(
+            credit_package::Column::Remaining
+                .gt(0)
+                .or(credit_package::Column::Held.gt(0)),
+        )
+        .all(db)
+        .await?;
+    Ok(balance_from(live, now))
+}
+
+/// One page of an account's entries, newest first. `before` is the id the previous page ended
+/// at; the returned cursor is `Some` while older entries remain.
+pub async fn entries_page<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    before: Option<i64>,
+    limit: u64,
+) -> Result<(Vec<ledger_entry::Model>, Option<i64>), DbErr> {
+    let mut query = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::AccountId.eq(account_id))
+        .order_by_desc(ledger_entry::Column::Id)
+        .limit(limit + 1);
+    if let Some(before) = before {
+        query = query.filter(ledger_entry::Column::Id.lt(before));
+    }
+    let mut entries = query.all(db).await?;
+    let next = if entries.len() as u64 > limit {
+        entries.truncate(limit as usize);
+        entries.last().map(|entry| entry.id)
+    } else {
+        None
+    };
+    Ok((entries, next))
+}
+
+/// Accounts holding credits that expired and are not yet recorded as such: the sweeper's work.
+pub async fn accounts_with_due_expiry<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, DbErr> {
+    credit_package::Entity::find()
+        .select_only()
+        .column(credit_package::Column::AccountId)
+        .distinct()
+        .filter(credit_package::Column::Remaining.gt(0))
+        .filter(credit_package::Column::ExpiresAt.lte(now))
+        .into_tuple()
+        .all(db)
+        .await
+}

@@ -1,0 +1,278 @@
+//! Runs a batch of ledger commands in ONE database transaction: lock the accounts involved,
+//! load their live packages and the holds named, apply the commands in order through `Book`,
+//! write back what changed, commit. Either every command's effect is stored or none is.
+//!
+//! Cross-process safety comes from the transaction, not from the actor: SQLite's IMMEDIATE
+//! transactions admit one writer at a time; on PostgreSQL the account rows are locked
+//! `FOR UPDATE` in id order (so two processes cannot deadlock) before anything is read.
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atelier_entities::{account, credit_package, hold, hold_allocation, ledger_entry};
+use backon::{ExponentialBuilder, Retryable};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExprTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::book::{Book, Changes};
+use super::{Command, Outcome};
+use crate::Clock;
+use crate::db;
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters at ≤ 12 columns.
+const INSERT_CHUNK: usize = 2_000;
+
+#[derive(Clone)]
+pub struct LedgerStore {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+}
+
+impl LedgerStore {
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Applies `commands` in order, atomically, retrying the whole transaction on transient
+    /// errors (lock timeouts, lost unique-key races with another process).
+    pub async fn apply(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
+        (|| self.apply_once(commands))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(5))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(5)
+                    .with_jitter(),
+            )
+            .when(db::is_transient)
+            .notify(|error, after| tracing::warn!(%error, ?after, "ledger batch failed, retrying"))
+            .await
+    }
+
+    async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
+        let txn = db::begin_write(&self.db).await?;
+        let now = self.clock.now();
+        let mut book = load(&txn, commands).await?;
+        let outcomes = commands
+            .iter()
+            .map(|command| book.apply(command, now))
+            .collect();
+        write(&txn, &book, &book.changes).await?;
+        txn.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// Loads, under lock, every row the commands may read or change.
+pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Book, DbErr> {
+    let hold_ids: BTreeSet<Uuid> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Hold { hold_id, .. } => Some(*hold_id),
+            other => other.resolves_hold(),
+        })
+        .collect();
+    // A hold's account never changes, so reading it before the lock is safe; its state is
+    // read again below, under the lock.
+    let mut account_ids: BTreeSet<Uuid> = commands.iter().filter_map(Command::account_id).collect();
+    if !hold_ids.is_empty() {
+        let owners: Vec<Uuid> = hold::Entity::find()
+            .select_only()
+            .column(hold::Column::AccountId)
+            .filter(hold::Column::Id.is_in(hold_ids.iter().copied()))
+            .into_tuple()
+            .all(txn)
+            .await?;
+        account_ids.extend(owners);
+    }
+
+    let mut book = Book::default();
+    let locked: Vec<Uuid> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::Id.is_in(account_ids.iter().copied()))
+        .order_by_asc(account::Column::Id)
+        .lock_exclusive()
+        .into_tuple()
+        .all(txn)
+        .await?;
+    for account_id in &locked {
+        book.add_account(*account_id);
+    }
+    if !locked.is_empty() {
+        let live = credit_package::Entity::find()
+            .filter(credit_package::Column::AccountId.is_in(locked.iter().copied()))
+            .filter(
+                credit_package::Column::Remaining
+                    .gt(0)
+                    .or(credit_package::Column::Held.gt(0)),
+            )
+            .all(txn)
+            .await?;
+        for package in live {
+            book.add_package(package);
+        }
+    }
+
+    let references: Vec<&str> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Grant { reference, .. } => Some(reference.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !references.is_empty() {
+        let granted = credit_package::Entity::find()
+            .filter(credit_package::Column::Reference.is_in(references))
+            .all(txn)
+            .await?;
+        for package in granted {
+            book.add_package(package);
+        }
+    }
+
+    if !hold_ids.is_empty() {
+        let holds = hold::Entity::find()
+            .filter(hold::Column::Id.is_in(hold_ids.iter().copied()))
+            .all(txn)
+            .await?;
+        let mut allocations = hold_allocation::Entity::find()
+            .filter(hold_allocation::Column::HoldId.is_in(hold_ids.iter().copied()))
+            .all(txn)
+            .await?;
+        for row in holds {
+            let (own, rest): (Vec<_>, Vec<_>) =
+                allocations.into_iter().partition(|a| a.hold_id == row.id);
+            allocations = rest;
+            book.add_hold(row, own);
+        }
+    }
+    Ok(book)
+}
+
+/// Writes a batch's changes: packages and holds as upserts (one statement each, whatever the
+/// batch size), allocations and entries as multi-row inserts.
+pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) -> Result<(), DbErr> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<credit_package::ActiveModel> = changes
+        .packages
+        .iter()
+        .map(|id| {
+            let package = book
+                .package(*id)
+                .expect("changed package is loaded")
+                .clone();
+            credit_package::ActiveModel {
+                id: Set(package.id),
+                account_id: Set(package.account_id),
+                reference: Set(package.reference),
+                credits: Set(package.credits),
+                remaining: Set(package.remaining),
+                held: Set(package.held),
+                consumed: Set(package.consumed),
+                expired: Set(package.expired),
+                voided: Set(package.voided),
+                expires_at: Set(package.expires_at),
+                created_at: Set(package.created_at),
+            }
+        })
+        .collect();
+    for chunk in packages.chunks(INSERT_CHUNK) {
+        credit_package::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(credit_package::Column::Id)
+                    .update_columns([
+                        credit_package::Column::Remaining,
+                        credit_package::Column::Held,
+                        credit_package::Column::Consumed,
+                        credit_package::Column::Expired,
+                        credit_package::Column::Voided,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+
+    let holds: Vec<hold::ActiveModel> = changes
+        .holds
+        .iter()
+        .map(|id| {
+            let row = book.hold(*id).expect("changed hold is loaded").row.clone();
+            hold::ActiveModel {
+                id: Set(row.id),
+                account_id: Set(row.account_id),
+                amount: Set(row.amount),
+                state: Set(row.state),
+                settled_amount: Set(row.settled_amount),
+                generation_id: Set(row.generation_id),
+                created_at: Set(row.created_at),
+                resolved_at: Set(row.resolved_at),
+            }
+        })
+        .collect();
+    for chunk in holds.chunks(INSERT_CHUNK) {
+        hold::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(hold::Column::Id)
+                    .update_columns([
+                        hold::Column::State,
+                        hold::Column::SettledAmount,
+                        hold::Column::ResolvedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+
+    let allocations: Vec<hold_allocation::ActiveModel> = changes
+        .allocations
+        .iter()
+        .cloned()
+        .map(IntoActiveModel::into_active_model)
+        .collect();
+    for chunk in allocations.chunks(INSERT_CHUNK) {
+        hold_allocation::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+
+    let entries: Vec<ledger_entry::ActiveModel> = changes
+        .entries
+        .iter()
+        .map(|entry| ledger_entry::ActiveModel {
+            id: NotSet,
+            account_id: Set(entry.account_id),
+            package_id: Set(entry.package_id),
+            kind: Set(entry.kind),
+            amount: Set(entry.amount),
+            hold_id: Set(entry.hold_id),
+            generation_id: Set(entry.generation_id),
+            available_after: Set(entry.available_after),
+            held_after: Set(entry.held_after),
+            created_at: Set(entry.at),
+        })
+        .collect();
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        ledger_entry::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}

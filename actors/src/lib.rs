@@ -1,0 +1,10 @@
+//! The Atelier engine: the actors and the rules they enforce. The HTTP service in `src/` is a
+//! thin shell around what lives here.
+
+pub mod clock;
+pub mod credits;
+pub mod db;
+pub mod ledger;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use credits::Credits;
