@@ -1,0 +1,146 @@
+//! Admin endpoints: create accounts and grant them credit packages.
+use actix_web::{HttpResponse, web};
+use atelier_actors::Credits;
+use atelier_actors::credits::CreditsError;
+use atelier_actors::ledger::GrantOutcome;
+use atelier_actors::ledger::book::is_expired;
+use atelier_entities::credit_package;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::accounts;
+use crate::state::AppState;
+
+const MAX_NAME_LEN: usize = 200;
+const MAX_REFERENCE_LEN: usize = 255;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountCreated {
+    id: Uuid,
+    name: Option<String>,
+    api_key: String,
+    created_at: DateTime<Utc>,
+}
+
+pub async fn create(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: ApiJson<CreateAccount>,
+) -> Result<HttpResponse, ApiError> {
+    let name = match body.0.name {
+        Some(name) if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN => {
+            return Err(ApiError::invalid(
+                "invalid_name",
+                format!("name: must be 1 to {MAX_NAME_LEN} characters"),
+            ));
+        }
+        name => name,
+    };
+    let created = accounts::create(&state.db, name, state.clock.now()).await?;
+    tracing::info!(account_id = %created.account.id, "account created");
+    Ok(HttpResponse::Created().json(AccountCreated {
+        id: created.account.id,
+        name: created.account.name,
+        api_key: created.api_key,
+        created_at: created.account.created_at,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    credits: i64,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    reference: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GrantView {
+    id: Uuid,
+    account_id: Uuid,
+    credits: i64,
+    remaining: i64,
+    held: i64,
+    expires_at: Option<DateTime<Utc>>,
+    reference: String,
+    created_at: DateTime<Utc>,
+}
+
+impl GrantView {
+    pub fn new(package: credit_package::Model, now: DateTime<Utc>) -> Self {
+        Self {
+            id: package.id,
+            account_id: package.account_id,
+            credits: package.credits,
+            remaining: if is_expired(&package, now) {
+                0
+            } else {
+                package.remaining
+            },
+            held: package.held,
+            expires_at: package.expires_at,
+            reference: package.reference,
+            created_at: package.created_at,
+        }
+    }
+}
+
+pub async fn grant(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: ApiJson<GrantRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = super::parse_account_id(&path)?;
+    let request = body.0;
+    let credits = Credits::parse(request.credits).map_err(|error| match error {
+        CreditsError::NotPositive | CreditsError::TooLarge => {
+            ApiError::invalid("invalid_credits", format!("credits: {error}"))
+        }
+    })?;
+    let reference = request.reference.trim().to_owned();
+    if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
+        return Err(ApiError::invalid(
+            "invalid_reference",
+            format!("reference: must be 1 to {MAX_REFERENCE_LEN} bytes"),
+        ));
+    }
+    let expires_at = request
+        .expires_at
+        .map(atelier_actors::clock::truncate_to_micros);
+    let now = state.clock.now();
+    match state
+        .ledger
+        .grant(account_id, credits, expires_at, reference)
+        .await?
+    {
+        GrantOutcome::Created(package) => {
+            tracing::info!(%account_id, package_id = %package.id, credits = package.credits, "credits granted");
+            Ok(HttpResponse::Created().json(GrantView::new(package, now)))
+        }
+        GrantOutcome::Existing(package) => {
+            Ok(HttpResponse::Ok().json(GrantView::new(package, now)))
+        }
+        GrantOutcome::ReferenceConflict => Err(ApiError::conflict(
+            "reference_conflict",
+            "reference: already used for a grant with other fields",
+        )),
+        GrantOutcome::AlreadyExpired => Err(ApiError::invalid(
+            "expires_at_in_past",
+            "expires_at: must be in the future",
+        )),
+        GrantOutcome::AccountNotFound => Err(super::account_not_found()),
+    }
+}

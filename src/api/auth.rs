@@ -1,0 +1,116 @@
+//! Who is calling: the operator (admin token from configuration) or an account (its API key,
+//! looked up by SHA-256 hash; the key itself is never stored or logged).
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, web};
+use atelier_entities::account;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::accounts;
+use crate::state::AppState;
+
+/// The caller, as proven by its bearer token.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Admin,
+    Account(account::Model),
+}
+
+/// Only the operator may call.
+pub struct Admin;
+
+/// Only an account may call; the account is the caller's own.
+pub struct Client(pub account::Model);
+
+fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
+    let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing_credentials", "send Authorization: Bearer <token>")
+    })?;
+    let value = header.to_str().map_err(|_| {
+        ApiError::unauthorized(
+            "invalid_credentials",
+            "the Authorization header is not valid text",
+        )
+    })?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_credentials",
+                "expected Authorization: Bearer <token>",
+            )
+        })?;
+    Ok(token.to_owned())
+}
+
+async fn identify(state: web::Data<AppState>, token: String) -> Result<Caller, ApiError> {
+    if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
+        return Ok(Caller::Admin);
+    }
+    match accounts::find_by_api_key(&state.db, &token).await? {
+        Some(account) => Ok(Caller::Account(account)),
+        None => Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "the bearer token is not valid",
+        )),
+    }
+}
+
+fn state(request: &HttpRequest) -> web::Data<AppState> {
+    request
+        .app_data::<web::Data<AppState>>()
+        .expect("AppState is registered")
+        .clone()
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(request);
+        let state = state(request);
+        Box::pin(async move { identify(state, token?).await })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(request, payload);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::Admin => Ok(Admin),
+                Caller::Account(_) => {
+                    Err(ApiError::forbidden("this endpoint needs the admin token"))
+                }
+            }
+        })
+    }
+}
+
+impl FromRequest for Client {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(request, payload);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::Account(account) => Ok(Client(account)),
+                Caller::Admin => Err(ApiError::forbidden(
+                    "this endpoint needs an account's API key",
+                )),
+            }
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! Liveness and readiness.
+use actix_web::{HttpResponse, web};
+use atelier_migrations::{Migrator, MigratorTrait};
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::state::AppState;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready when the database answers and every migration has been applied.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Err(error) = state.db.ping().await {
+        tracing::warn!(%error, "readiness: database unreachable");
+        return Err(ApiError::unavailable("database unreachable"));
+    }
+    match Migrator::get_pending_migrations(&state.db).await {
+        Ok(pending) if pending.is_empty() => {
+            Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+        }
+        Ok(pending) => Err(ApiError::unavailable(format!(
+            "{} migrations pending",
+            pending.len()
+        ))),
+        Err(error) => {
+            tracing::warn!(%error, "readiness: cannot read migrations");
+            Err(ApiError::unavailable("cannot read migration state"))
+        }
+    }
+}

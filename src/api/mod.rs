@@ -1,0 +1,59 @@
+//! The HTTP API (shared/API.md). Handlers stay thin: parse, call the engine, map outcomes.
+pub mod accounts;
+pub mod auth;
+pub mod balance;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod ledger;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, Resource, web};
+use uuid::Uuid;
+
+use error::ApiError;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/v1/accounts").route(web::post().to(accounts::create)))
+        .service(
+            resource("/v1/accounts/{account_id}/grants").route(web::post().to(accounts::grant)),
+        )
+        .service(
+            resource("/v1/accounts/{account_id}/balance").route(web::get().to(balance::of_account)),
+        )
+        .service(resource("/v1/balance").route(web::get().to(balance::own)))
+        .service(resource("/v1/ledger").route(web::get().to(ledger::list)))
+        .default_service(web::to(|| async {
+            ApiError::not_found("not_found", "no such endpoint").error_response_owned()
+        }));
+}
+
+/// A resource whose other methods answer 405 in the API's error shape.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this endpoint",
+        )
+        .error_response_owned()
+    }))
+}
+
+impl ApiError {
+    fn error_response_owned(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+pub fn account_not_found() -> ApiError {
+    ApiError::not_found("account_not_found", "no such account")
+}
+
+/// An id that does not parse names no account: 404, like an unknown one.
+pub fn parse_account_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| account_not_found())
+}

@@ -1,0 +1,191 @@
+//! The command line: `serve` (the default), `migrate`, `verify`, `accounts create`,
+//! `grants add`, `bench`.
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::{GrantOutcome, Ledger, verify};
+use atelier_actors::{Clock, Credits, SystemClock, db};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::Settings;
+use crate::startup::{Application, open_database};
+use crate::{accounts, bench, stress, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "atelier",
+    version,
+    about = "A durable workflow engine for paid AI image generations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Check the invariants of DESIGN.md §4 over the whole database; exit 1 listing each violation.
+    Verify,
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Manage credit packages.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
+    /// Measure throughput on a scratch database of the configured kind.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+    /// Load generators the test suite runs as separate processes.
+    #[command(hide = true)]
+    Stress {
+        #[command(subcommand)]
+        command: stress::Command,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Create an account and print its id and API key (shown only this once).
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GrantsCommand {
+    /// Grant credits to an account. Idempotent by --reference.
+    Add {
+        #[arg(long)]
+        account: Uuid,
+        #[arg(long)]
+        credits: i64,
+        /// RFC 3339; omit for credits that never expire.
+        #[arg(long)]
+        expires_at: Option<DateTime<Utc>>,
+        #[arg(long)]
+        reference: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load()?;
+    telemetry::init(settings.log_format);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings, clock).await,
+        Command::Migrate => {
+            open_database(&settings.database_url).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify => verify_database(&settings).await,
+        Command::Accounts {
+            command: AccountsCommand::Create { name },
+        } => {
+            let db = open_database(&settings.database_url).await?;
+            let created = accounts::create(&db, name, clock.now()).await?;
+            println!(
+                "{}",
+                json!({"id": created.account.id, "api_key": created.api_key, "created_at": created.account.created_at})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Grants {
+            command:
+                GrantsCommand::Add {
+                    account,
+                    credits,
+                    expires_at,
+                    reference,
+                },
+        } => {
+            let credits = Credits::parse(credits).context("--credits")?;
+            let db = open_database(&settings.database_url).await?;
+            let ledger = Ledger::start(LedgerStore::new(db, clock), settings.ledger.max_batch);
+            let expires_at = expires_at.map(atelier_actors::clock::truncate_to_micros);
+            match ledger
+                .grant(account, credits, expires_at, reference)
+                .await?
+            {
+                GrantOutcome::Created(package) | GrantOutcome::Existing(package) => {
+                    println!(
+                        "{}",
+                        json!({"id": package.id, "account_id": package.account_id, "credits": package.credits,
+                               "remaining": package.remaining, "expires_at": package.expires_at,
+                               "reference": package.reference, "created_at": package.created_at})
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                GrantOutcome::ReferenceConflict => {
+                    bail!("reference already used for a grant with other fields")
+                }
+                GrantOutcome::AlreadyExpired => bail!("--expires-at is in the past"),
+                GrantOutcome::AccountNotFound => bail!("no account {account}"),
+            }
+        }
+        Command::Bench { target } => bench::run(&settings, target)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Stress { command } => stress::run(&settings, command)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
+    let admin_token = match settings.admin_token.clone() {
+        Some(token) => token,
+        None => {
+            let token = accounts::random_token("adm_");
+            println!(
+                "Admin token (generated for this run; set ATELIER_ADMIN_TOKEN to fix one): {token}"
+            );
+            token
+        }
+    };
+    let application = Application::build(&settings, admin_token, clock).await?;
+    let address = format!("http://{}:{}", settings.bind.ip(), application.port());
+    println!(
+        "Atelier listening on {address} (database: {})",
+        crate::startup::redact(&settings.database_url)
+    );
+    tracing::info!(%address, "serving");
+    application
+        .run_until_stopped()
+        .await
+        .context("server failed")?;
+    tracing::info!("shut down cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_database(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let db = open_database(&settings.database_url).await?;
+    let snapshot = db::begin_snapshot(&db).await?;
+    let violations = verify::verify_ledger(&snapshot).await?;
+    snapshot.rollback().await?;
+    if violations.is_empty() {
+        println!("ok: ledger invariants 1-3 hold");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for violation in &violations {
+        println!("{violation}");
+    }
+    eprintln!("atelier: {} invariant violation(s)", violations.len());
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,164 @@
+//! Layered configuration: built-in defaults, then `atelier.toml` (or the file `ATELIER_CONFIG`
+//! names), then environment variables. Every key is documented in `atelier.example.toml`.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `ATELIER_BIND`
+    pub bind: SocketAddr,
+    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// `ATELIER_ADMIN_TOKEN`; generated and printed at start when absent.
+    pub admin_token: Option<String>,
+    /// `ATELIER_DATA_DIR`: local object storage.
+    pub data_dir: PathBuf,
+    /// `ATELIER_PUBLIC_URL`: base URL providers call back to; `http://` + bind when absent.
+    pub public_url: Option<String>,
+    /// `ATELIER_DEFAULT_PROVIDER`
+    pub default_provider: String,
+    /// `ATELIER_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    pub http: HttpSettings,
+    pub ledger: LedgerSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest JSON body accepted, in bytes; larger ones get 413.
+    pub json_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Most commands one ledger transaction carries.
+    pub max_batch: usize,
+    /// How often expired credits are recorded in the ledger, in seconds. Reads never count
+    /// expired credits as available in between.
+    pub expiry_sweep_interval_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://atelier.sqlite?mode=rwc".into(),
+            admin_token: None,
+            data_dir: PathBuf::from("./data"),
+            public_url: None,
+            default_provider: "simulator".into(),
+            log_format: LogFormat::Text,
+            http: HttpSettings {
+                workers: 0,
+                json_limit_bytes: 64 * 1024,
+            },
+            ledger: LedgerSettings {
+                max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
+                expiry_sweep_interval_secs: 60,
+            },
+        }
+    }
+}
+
+/// Top-level keys an `ATELIER_*` variable may set. Other `ATELIER_*` variables (the test
+/// harness's, `ATELIER_CONFIG` itself) are not configuration and are left alone.
+const ENV_KEYS: &[&str] = &[
+    "bind",
+    "admin_token",
+    "data_dir",
+    "public_url",
+    "default_provider",
+    "log_format",
+    "http",
+    "ledger",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults → `atelier.toml` (or `ATELIER_CONFIG`) → environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = match std::env::var_os("ATELIER_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.exists() {
+                    return Err(ConfigError::MissingFile(path));
+                }
+                path
+            }
+            None => PathBuf::from("atelier.toml"),
+        };
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("ATELIER_").split("__").filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                ENV_KEYS.iter().any(|known| known.eq_ignore_ascii_case(top))
+            }))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|error| ConfigError::Invalid(error.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "DATABASE_URL must start with sqlite:, postgres:// or postgresql://, got {url:?}"
+            )));
+        }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.len() < 16)
+        {
+            return Err(ConfigError::Invalid(
+                "ATELIER_ADMIN_TOKEN must be at least 16 characters".into(),
+            ));
+        }
+        if self.ledger.max_batch == 0 || self.ledger.expiry_sweep_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "ledger.max_batch and ledger.expiry_sweep_interval_secs must be positive".into(),
+            ));
+        }
+        if self.http.json_limit_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "http.json_limit_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+}

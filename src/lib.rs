@@ -1,0 +1,12 @@
+//! The Atelier service: configuration, the HTTP API and the command line around the engine in
+//! `atelier-actors`.
+pub mod accounts;
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod scratch;
+pub mod startup;
+pub mod state;
+pub mod stress;
+pub mod telemetry;

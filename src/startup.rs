@@ -1,0 +1,115 @@
+//! Builds the running service from `Settings`: database (migrated), ledger actor, expiry
+//! sweeper, HTTP server. Tests build the same thing on port 0.
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::{Clock, db};
+use atelier_migrations::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+
+use crate::api::{self, error::ApiError, json::JsonLimit};
+use crate::config::Settings;
+use crate::state::AppState;
+
+/// Connects and applies pending migrations.
+pub async fn open_database(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect(url)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(url)))?;
+    Migrator::up(&db, None)
+        .await
+        .context("cannot apply migrations")?;
+    Ok(db)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    pub async fn build(
+        settings: &Settings,
+        admin_token: String,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let db = open_database(&settings.database_url).await?;
+        let ledger = Ledger::start(
+            LedgerStore::new(db.clone(), clock.clone()),
+            settings.ledger.max_batch,
+        );
+        sweeper::spawn(
+            ledger.clone(),
+            Duration::from_secs(settings.ledger.expiry_sweep_interval_secs),
+        );
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            db,
+            ledger,
+            clock,
+            admin_token,
+        });
+        let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(json_limit.clone())
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    ApiError::malformed("malformed_query", format!("query string: {error}")).into()
+                }))
+                .wrap(request_log())
+                .configure(api::routes)
+        })
+        .shutdown_timeout(10);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// The server future, for callers that spawn it (tests).
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+}
+
+/// Request logging: method, path, status and latency, one line per request.
+fn request_log() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
+}
