@@ -29,7 +29,7 @@ pub enum Target {
         #[arg(long, default_value_t = 50_000)]
         pairs: usize,
         /// Pairs in flight at once.
-        #[arg(long, default_value_t = 512)]
+        #[arg(long, default_value_t = 1_024)]
         concurrency: usize,
     },
 }

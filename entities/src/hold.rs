@@ -12,6 +12,16 @@ pub enum HoldState {
     Released,
 }
 
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Open => "open",
+            HoldState::Settled => "settled",
+            HoldState::Released => "released",
+        }
+    }
+}
+
 #[sea_orm::model]
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "holds")]

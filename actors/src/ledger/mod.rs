@@ -14,6 +14,7 @@ pub mod read;
 pub mod store;
 pub mod sweeper;
 pub mod verify;
+mod write_pg;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

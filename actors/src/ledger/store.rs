@@ -7,19 +7,22 @@
 //! `FOR UPDATE` in id order (so two processes cannot deadlock) before anything is read.
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use atelier_entities::credit_package::Model as Package;
+use atelier_entities::hold::Model as HoldRow;
 use atelier_entities::{account, credit_package, hold, hold_allocation, ledger_entry};
 use backon::{ExponentialBuilder, Retryable};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, ExprTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, ExprTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
 use super::book::{Book, Changes};
+use super::write_pg;
 use super::{Command, Outcome};
 use crate::Clock;
 use crate::db;
@@ -63,15 +66,25 @@ impl LedgerStore {
     }
 
     async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
+        let started = Instant::now();
         let txn = db::begin_write(&self.db).await?;
         let now = self.clock.now();
         let mut book = load(&txn, commands).await?;
+        let loaded = started.elapsed();
         let outcomes = commands
             .iter()
             .map(|command| book.apply(command, now))
             .collect();
         write(&txn, &book, &book.changes).await?;
+        let written = started.elapsed();
         txn.commit().await?;
+        tracing::debug!(
+            commands = commands.len(),
+            load_ms = loaded.as_secs_f64() * 1e3,
+            write_ms = (written - loaded).as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - written).as_secs_f64() * 1e3,
+            "ledger batch committed"
+        );
         Ok(outcomes)
     }
 }
@@ -163,34 +176,36 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
     Ok(book)
 }
 
-/// Writes a batch's changes: packages and holds as upserts (one statement each, whatever the
-/// batch size), allocations and entries as multi-row inserts.
+/// Writes a batch's changes: packages and holds as upserts, allocations and entries as inserts,
+/// one statement per table (per chunk on SQLite), whatever the batch size.
 pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) -> Result<(), DbErr> {
     if changes.is_empty() {
         return Ok(());
     }
-    let packages: Vec<credit_package::ActiveModel> = changes
+    let packages: Vec<&Package> = changes
         .packages
         .iter()
-        .map(|id| {
-            let package = book
-                .package(*id)
-                .expect("changed package is loaded")
-                .clone();
-            credit_package::ActiveModel {
-                id: Set(package.id),
-                account_id: Set(package.account_id),
-                reference: Set(package.reference),
-                credits: Set(package.credits),
-                remaining: Set(package.remaining),
-                held: Set(package.held),
-                consumed: Set(package.consumed),
-                expired: Set(package.expired),
-                voided: Set(package.voided),
-                expires_at: Set(package.expires_at),
-                created_at: Set(package.created_at),
-            }
-        })
+        .map(|id| book.package(*id).expect("changed package is loaded"))
+        .collect();
+    let holds: Vec<&HoldRow> = changes
+        .holds
+        .iter()
+        .map(|id| &book.hold(*id).expect("changed hold is loaded").row)
+        .collect();
+    if txn.get_database_backend() == DbBackend::Postgres {
+        return write_pg::write(
+            txn,
+            &packages,
+            &holds,
+            &changes.allocations,
+            &changes.entries,
+        )
+        .await;
+    }
+
+    let packages: Vec<credit_package::ActiveModel> = packages
+        .into_iter()
+        .map(|package| package.clone().into_active_model())
         .collect();
     for chunk in packages.chunks(INSERT_CHUNK) {
         credit_package::Entity::insert_many(chunk.to_vec())
@@ -209,22 +224,9 @@ pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) ->
             .await?;
     }
 
-    let holds: Vec<hold::ActiveModel> = changes
-        .holds
-        .iter()
-        .map(|id| {
-            let row = book.hold(*id).expect("changed hold is loaded").row.clone();
-            hold::ActiveModel {
-                id: Set(row.id),
-                account_id: Set(row.account_id),
-                amount: Set(row.amount),
-                state: Set(row.state),
-                settled_amount: Set(row.settled_amount),
-                generation_id: Set(row.generation_id),
-                created_at: Set(row.created_at),
-                resolved_at: Set(row.resolved_at),
-            }
-        })
+    let holds: Vec<hold::ActiveModel> = holds
+        .into_iter()
+        .map(|row| row.clone().into_active_model())
         .collect();
     for chunk in holds.chunks(INSERT_CHUNK) {
         hold::Entity::insert_many(chunk.to_vec())

@@ -4,6 +4,8 @@
 //! timeout, and IMMEDIATE write transactions so that two writers queue on the lock instead of
 //! failing when a read transaction tries to upgrade. PostgreSQL: read committed plus explicit
 //! row locks taken by the code that needs them.
+mod tcp_nodelay;
+
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
@@ -31,6 +33,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
+        })
+        .map_sqlx_postgres_pool_opts(|pool| {
+            pool.after_connect(|connection, _| Box::pin(tcp_nodelay::apply(connection)))
         });
     Database::connect(options).await
 }
