@@ -14,6 +14,9 @@ pub enum CreditsError {
     NotPositive,
     #[error("credits must be at most {MAX_CREDITS}")]
     TooLarge,
+    /// Fractional, or outside the range of an `i64`.
+    #[error("credits must be an integer between 1 and {MAX_CREDITS}")]
+    NotAnInteger,
 }
 
 impl Credits {
@@ -35,5 +38,22 @@ impl Credits {
 impl fmt::Display for Credits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_exactly_one_to_the_maximum() {
+        assert_eq!(Credits::parse(1).map(Credits::get), Ok(1));
+        assert_eq!(
+            Credits::parse(MAX_CREDITS).map(Credits::get),
+            Ok(MAX_CREDITS)
+        );
+        assert_eq!(Credits::parse(0), Err(CreditsError::NotPositive));
+        assert_eq!(Credits::parse(-1), Err(CreditsError::NotPositive));
+        assert_eq!(Credits::parse(MAX_CREDITS + 1), Err(CreditsError::TooLarge));
     }
 }

@@ -60,7 +60,9 @@ pub async fn create(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
-    credits: i64,
+    /// A number of any size, so that overflowing and fractional amounts get the same
+    /// `invalid_credits` as zero or negative ones.
+    credits: serde_json::Number,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
     reference: String,
@@ -105,11 +107,12 @@ pub async fn grant(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = super::parse_account_id(&path)?;
     let request = body.0;
-    let credits = Credits::parse(request.credits).map_err(|error| match error {
-        CreditsError::NotPositive | CreditsError::TooLarge => {
-            ApiError::invalid("invalid_credits", format!("credits: {error}"))
-        }
-    })?;
+    let credits = request
+        .credits
+        .as_i64()
+        .ok_or(CreditsError::NotAnInteger)
+        .and_then(Credits::parse)
+        .map_err(|error| ApiError::invalid("invalid_credits", format!("credits: {error}")))?;
     let reference = request.reference.trim().to_owned();
     if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
         return Err(ApiError::invalid(

@@ -237,14 +237,15 @@ impl Book {
         if self.holds.contains_key(&hold_id) {
             return HoldOutcome::DuplicateHoldId;
         }
-        self.expire_due(account_id, now);
-        let available = self.accounts[&account_id].available;
+        let available = self.spendable(account_id, now);
         if credits.get() > available {
             return HoldOutcome::InsufficientCredits {
                 available,
                 requested: credits.get(),
             };
         }
+        // Expired remainders are recorded first so that the hold cannot take from them.
+        self.expire_due(account_id, now);
 
         let row = HoldRow {
             id: hold_id,
@@ -329,6 +330,14 @@ impl Book {
                 returned: self.resolve(hold_id, 0, HoldState::Released, now),
             },
         }
+    }
+
+    /// Credits a hold could take now: what is left in unexpired packages.
+    pub fn spendable(&self, account_id: Uuid, now: DateTime<Utc>) -> i64 {
+        self.account_packages(account_id)
+            .filter(|package| !is_expired(package, now))
+            .map(|package| package.remaining)
+            .sum()
     }
 
     /// Records the expiry of whatever is still `remaining` in the account's expired packages.

@@ -1,0 +1,197 @@
+//! The test harness: throwaway databases of each kind, the real HTTP service on port 0, and a
+//! client for it.
+//!
+//! Every database test runs on SQLite (always) and on PostgreSQL when `ATELIER_TEST_POSTGRES_URL`
+//! names a server; each run gets a fresh database that is dropped afterwards, also when the test
+//! fails.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use atelier::config::Settings;
+use atelier::scratch::ScratchDatabase;
+use atelier::startup::Application;
+use atelier_actors::{Clock, ManualClock, SystemClock};
+use chrono::{DateTime, TimeZone, Utc};
+use futures::FutureExt;
+use serde_json::{Value, json};
+
+pub const POSTGRES_URL_VAR: &str = "ATELIER_TEST_POSTGRES_URL";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `test` against a fresh database of `backend` and drops the database afterwards. A
+/// PostgreSQL run without `ATELIER_TEST_POSTGRES_URL` is skipped with a note on stderr.
+pub async fn on_database<F, Fut>(backend: Backend, label: &str, test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let like = match backend {
+        Backend::Sqlite => "sqlite://unused".to_owned(),
+        Backend::Postgres => match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) => url,
+            Err(_) => {
+                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
+                return;
+            }
+        },
+    };
+    let label: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(24)
+        .collect();
+    let scratch = ScratchDatabase::create(&like, &label.to_lowercase())
+        .await
+        .expect("create scratch database");
+    let outcome = AssertUnwindSafe(test(scratch.url.clone()))
+        .catch_unwind()
+        .await;
+    scratch.destroy().await.expect("drop scratch database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `database_tests!(name, ...)` turns each `async fn name(url: String)` into two tests,
+/// `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! database_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[actix_web::test]
+                async fn sqlite() {
+                    $crate::common::on_database(
+                        $crate::common::Backend::Sqlite, stringify!($name), super::$name,
+                    ).await;
+                }
+
+                #[actix_web::test]
+                async fn postgres() {
+                    $crate::common::on_database(
+                        $crate::common::Backend::Postgres, stringify!($name), super::$name,
+                    ).await;
+                }
+            }
+        )*
+    };
+}
+
+pub fn settings(database_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.database_url = database_url.to_owned();
+    settings.admin_token = Some(ADMIN_TOKEN.to_owned());
+    settings.http.workers = 1;
+    settings
+}
+
+pub fn start_of_test_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// The real service on a free port.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: actix_web::web::Data<atelier::state::AppState>,
+    /// Set when the app was started on a manual clock.
+    pub clock: Option<Arc<ManualClock>>,
+}
+
+impl TestApp {
+    pub async fn spawn(database_url: &str) -> Self {
+        Self::spawn_with(settings(database_url), None).await
+    }
+
+    /// The app on a clock the test moves, starting at `start_of_test_time()`.
+    pub async fn spawn_with_manual_clock(database_url: &str) -> Self {
+        let clock = Arc::new(ManualClock::new(start_of_test_time()));
+        Self::spawn_with(settings(database_url), Some(clock)).await
+    }
+
+    pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
+        let app_clock: Arc<dyn Clock> = match &clock {
+            Some(clock) => clock.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let app = Application::build(&settings, ADMIN_TOKEN.to_owned(), app_clock)
+            .await
+            .expect("build application");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state.clone();
+        actix_web::rt::spawn(app.into_server());
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            state,
+            clock,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates an account and returns (id, api key).
+    pub async fn create_account(&self) -> (String, String) {
+        let response = self.admin_post("/v1/accounts", &json!({})).await;
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn grant(&self, account_id: &str, body: &Value) -> reqwest::Response {
+        self.admin_post(&format!("/v1/accounts/{account_id}/grants"), body)
+            .await
+    }
+
+    pub async fn balance(&self, api_key: &str) -> Value {
+        let response = self.get("/v1/balance", api_key).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts the API's error shape and returns the error code.
+pub async fn error_code(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status(), status, "unexpected status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    let message = body["error"]["message"].as_str().expect("error.message");
+    assert!(!message.is_empty(), "error message is empty");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned()
+}
