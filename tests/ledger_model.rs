@@ -1,0 +1,627 @@
+//! The ledger against a plain in-memory model: random batches of grant / hold / settle (partial)
+//! / release / expire / clock advance over several accounts, applied through the real store on a
+//! real database. After every batch each outcome matches the model's, every package row and
+//! balance matches, and `verify` finds no violation.
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use atelier::scratch::ScratchDatabase;
+use atelier::startup::open_database;
+use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::verify::verify_ledger;
+use atelier_actors::ledger::{
+    Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome, read,
+};
+use atelier_actors::{Clock, Credits, ManualClock};
+use atelier_entities::credit_package;
+use atelier_entities::hold::{self, HoldState};
+use chrono::{DateTime, Duration, Utc};
+use common::{Backend, POSTGRES_URL_VAR, start_of_test_time};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use uuid::Uuid;
+
+const ACCOUNTS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Grant {
+        account: usize,
+        credits: i64,
+        expires_in_secs: Option<i64>,
+    },
+    /// Grants again under an earlier grant's reference, with the same fields or not.
+    RepeatGrant {
+        pick: usize,
+        same_fields: bool,
+    },
+    Hold {
+        account: usize,
+        credits: i64,
+    },
+    Settle {
+        pick: usize,
+        amount: i64,
+    },
+    Release {
+        pick: usize,
+    },
+    Expire {
+        account: usize,
+    },
+    /// Ends the batch: the clock moves between transactions, never inside one.
+    Advance {
+        secs: i64,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let account = 0..ACCOUNTS;
+    prop_oneof![
+        3 => (account.clone(), 1..20_i64, proptest::option::weighted(0.7, 1..1_200_i64))
+            .prop_map(|(account, credits, expires_in_secs)| Step::Grant { account, credits, expires_in_secs }),
+        1 => (any::<usize>(), any::<bool>())
+            .prop_map(|(pick, same_fields)| Step::RepeatGrant { pick, same_fields }),
+        4 => (account.clone(), 1..25_i64).prop_map(|(account, credits)| Step::Hold { account, credits }),
+        3 => (any::<usize>(), 0..14_i64).prop_map(|(pick, amount)| Step::Settle { pick, amount }),
+        2 => any::<usize>().prop_map(|pick| Step::Release { pick }),
+        1 => account.prop_map(|account| Step::Expire { account }),
+        2 => (1..900_i64).prop_map(|secs| Step::Advance { secs }),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Package {
+    id: Uuid,
+    account: usize,
+    reference: String,
+    credits: i64,
+    remaining: i64,
+    held: i64,
+    consumed: i64,
+    expired: i64,
+    expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl Package {
+    fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// Soonest expiry first, never-expiring last, then oldest. `sequence` is the package's
+    /// place in creation order (its index in the model), for grants made at the same instant.
+    fn order(&self, sequence: usize) -> (bool, Option<DateTime<Utc>>, DateTime<Utc>, usize) {
+        (
+            self.expires_at.is_none(),
+            self.expires_at,
+            self.created_at,
+            sequence,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Hold {
+    id: Uuid,
+    account: usize,
+    amount: i64,
+    /// (index into `Model::packages`, credits), in the order they were taken.
+    taken: Vec<(usize, i64)>,
+    state: HoldState,
+    settled: i64,
+}
+
+/// What the ledger should do, written as plainly as possible.
+#[derive(Debug, Default)]
+struct Model {
+    packages: Vec<Package>,
+    holds: Vec<Hold>,
+}
+
+impl Model {
+    fn spendable(&self, account: usize, now: DateTime<Utc>) -> i64 {
+        self.packages
+            .iter()
+            .filter(|p| p.account == account && !p.is_expired(now))
+            .map(|p| p.remaining)
+            .sum()
+    }
+
+    fn expire_due(&mut self, account: usize, now: DateTime<Utc>) -> i64 {
+        let mut total = 0;
+        for package in &mut self.packages {
+            if package.account == account && package.is_expired(now) && package.remaining > 0 {
+                total += package.remaining;
+                package.expired += package.remaining;
+                package.remaining = 0;
+            }
+        }
+        total
+    }
+
+    fn hold(&mut self, id: Uuid, account: usize, credits: i64, now: DateTime<Utc>) -> Expected {
+        let available = self.spendable(account, now);
+        if credits > available {
+            return Expected::Insufficient { available };
+        }
+        self.expire_due(account, now);
+        let mut order: Vec<usize> = (0..self.packages.len())
+            .filter(|&i| self.packages[i].account == account && self.packages[i].remaining > 0)
+            .collect();
+        order.sort_by_key(|&i| self.packages[i].order(i));
+        let mut left = credits;
+        let mut taken = Vec::new();
+        for index in order {
+            let package = &mut self.packages[index];
+            let take = package.remaining.min(left);
+            if take > 0 {
+                package.remaining -= take;
+                package.held += take;
+                left -= take;
+                taken.push((index, take));
+            }
+        }
+        assert_eq!(left, 0, "model: spendable said there was enough");
+        let allocations = taken.clone();
+        self.holds.push(Hold {
+            id,
+            account,
+            amount: credits,
+            taken,
+            state: HoldState::Open,
+            settled: 0,
+        });
+        Expected::Held { allocations }
+    }
+
+    /// Settles `consume` of the hold (0 = release); returns the credits that went back.
+    fn resolve(&mut self, pick: usize, consume: i64, state: HoldState, now: DateTime<Utc>) -> i64 {
+        let account = self.holds[pick].account;
+        self.expire_due(account, now);
+        let mut left = consume;
+        let mut returned = 0;
+        for &(index, amount) in &self.holds[pick].taken {
+            let package = &mut self.packages[index];
+            let consumed_here = amount.min(left);
+            left -= consumed_here;
+            let back = amount - consumed_here;
+            package.held -= amount;
+            package.consumed += consumed_here;
+            if package.is_expired(now) {
+                package.expired += back;
+            } else {
+                package.remaining += back;
+            }
+            returned += back;
+        }
+        let hold = &mut self.holds[pick];
+        hold.state = state;
+        hold.settled = consume;
+        returned
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Expected {
+    Granted,
+    /// Named by reference: the id may not be known yet when both are in one batch.
+    Existing(String),
+    ReferenceConflict,
+    AlreadyExpired,
+    /// (index into `Model::packages`, credits taken), in the order taken.
+    Held {
+        allocations: Vec<(usize, i64)>,
+    },
+    Insufficient {
+        available: i64,
+    },
+    Settled {
+        consumed: i64,
+        returned: i64,
+    },
+    Released {
+        returned: i64,
+    },
+    AlreadySettled,
+    AlreadyReleased,
+    ExceedsHold {
+        held: i64,
+    },
+    Expired(i64),
+}
+
+struct Case {
+    db: DatabaseConnection,
+    store: LedgerStore,
+    clock: ManualClock,
+    accounts: Vec<Uuid>,
+    model: Model,
+    references: usize,
+    /// The batch being assembled: commands with what the model expects of each.
+    batch: Vec<(Command, Expected)>,
+}
+
+impl Case {
+    fn account_index(&self, id: Uuid) -> usize {
+        self.accounts.iter().position(|a| *a == id).unwrap()
+    }
+
+    /// Adds `step` to the batch, or ends the batch when it moves the clock.
+    async fn step(&mut self, step: Step) -> Result<(), TestCaseError> {
+        let now = self.clock.now();
+        let planned = match step {
+            Step::Grant {
+                account,
+                credits,
+                expires_in_secs,
+            } => {
+                self.references += 1;
+                let reference = format!("grant-{}", self.references);
+                let expires_at = expires_in_secs.map(|secs| now + Duration::seconds(secs));
+                self.plan_grant(account, credits, expires_at, reference, now)
+            }
+            Step::RepeatGrant { pick, same_fields } => {
+                if self.model.packages.is_empty() {
+                    return Ok(());
+                }
+                let original = self.model.packages[pick % self.model.packages.len()].clone();
+                let credits = original.credits + if same_fields { 0 } else { 1 };
+                self.plan_grant(
+                    original.account,
+                    credits,
+                    original.expires_at,
+                    original.reference,
+                    now,
+                )
+            }
+            Step::Hold { account, credits } => {
+                let hold_id = Uuid::now_v7();
+                let expected = self.model.hold(hold_id, account, credits, now);
+                let command = Command::Hold {
+                    hold_id,
+                    account_id: self.accounts[account],
+                    credits: Credits::parse(credits).unwrap(),
+                    generation_id: None,
+                };
+                (command, expected)
+            }
+            Step::Settle { pick, amount } => {
+                if self.model.holds.is_empty() {
+                    return Ok(());
+                }
+                let pick = pick % self.model.holds.len();
+                let hold = &self.model.holds[pick];
+                let command = Command::Settle {
+                    hold_id: hold.id,
+                    amount,
+                };
+                let expected = match hold.state {
+                    HoldState::Settled => Expected::AlreadySettled,
+                    HoldState::Released => Expected::AlreadyReleased,
+                    HoldState::Open if amount > hold.amount => {
+                        Expected::ExceedsHold { held: hold.amount }
+                    }
+                    HoldState::Open => Expected::Settled {
+                        consumed: amount,
+                        returned: self.model.resolve(pick, amount, HoldState::Settled, now),
+                    },
+                };
+                (command, expected)
+            }
+            Step::Release { pick } => {
+                if self.model.holds.is_empty() {
+                    return Ok(());
+                }
+                let pick = pick % self.model.holds.len();
+                let hold = &self.model.holds[pick];
+                let command = Command::Release { hold_id: hold.id };
+                let expected = match hold.state {
+                    HoldState::Settled => Expected::AlreadySettled,
+                    HoldState::Released => Expected::AlreadyReleased,
+                    HoldState::Open => Expected::Released {
+                        returned: self.model.resolve(pick, 0, HoldState::Released, now),
+                    },
+                };
+                (command, expected)
+            }
+            Step::Expire { account } => (
+                Command::ExpireDue {
+                    account_id: self.accounts[account],
+                },
+                Expected::Expired(self.model.expire_due(account, now)),
+            ),
+            Step::Advance { secs } => {
+                self.flush().await?;
+                self.clock.advance(Duration::seconds(secs));
+                return self.check_state().await;
+            }
+        };
+        self.batch.push(planned);
+        if self.batch.len() >= 4 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn plan_grant(
+        &mut self,
+        account: usize,
+        credits: i64,
+        expires_at: Option<DateTime<Utc>>,
+        reference: String,
+        now: DateTime<Utc>,
+    ) -> (Command, Expected) {
+        let expected = match self
+            .model
+            .packages
+            .iter()
+            .find(|p| p.reference == reference)
+        {
+            Some(existing)
+                if existing.account == account
+                    && existing.credits == credits
+                    && existing.expires_at == expires_at =>
+            {
+                Expected::Existing(existing.reference.clone())
+            }
+            Some(_) => Expected::ReferenceConflict,
+            None if expires_at.is_some_and(|at| at <= now) => Expected::AlreadyExpired,
+            None => {
+                // The id is the store's to choose; `flush` fills it in from the outcome.
+                self.model.packages.push(Package {
+                    id: Uuid::nil(),
+                    account,
+                    reference: reference.clone(),
+                    credits,
+                    remaining: credits,
+                    held: 0,
+                    consumed: 0,
+                    expired: 0,
+                    expires_at,
+                    created_at: now,
+                });
+                Expected::Granted
+            }
+        };
+        let command = Command::Grant {
+            account_id: self.accounts[account],
+            credits: Credits::parse(credits).unwrap(),
+            expires_at,
+            reference,
+        };
+        (command, expected)
+    }
+
+    /// Applies the batch in one transaction and compares every outcome, then the state.
+    async fn flush(&mut self) -> Result<(), TestCaseError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let commands: Vec<Command> = batch.iter().map(|(command, _)| command.clone()).collect();
+        let outcomes = self
+            .store
+            .apply(&commands)
+            .await
+            .map_err(|error| TestCaseError::fail(format!("store failed: {error}")))?;
+        prop_assert_eq!(outcomes.len(), batch.len());
+        for ((command, expected), outcome) in batch.into_iter().zip(outcomes) {
+            let actual = self.observe(&command, outcome);
+            prop_assert_eq!(actual, expected, "for {:?}", command);
+        }
+        self.check_state().await
+    }
+
+    /// Turns a store outcome into the model's vocabulary; learns the ids of new packages.
+    fn observe(&mut self, command: &Command, outcome: Outcome) -> Expected {
+        match outcome {
+            Outcome::Grant(GrantOutcome::Created(row)) => {
+                let Command::Grant { reference, .. } = command else {
+                    unreachable!()
+                };
+                let account = self.account_index(row.account_id);
+                if let Some(package) = self
+                    .model
+                    .packages
+                    .iter_mut()
+                    .find(|p| &p.reference == reference && p.id.is_nil())
+                {
+                    package.id = row.id;
+                    assert_eq!(package.account, account, "granted to the wrong account");
+                    assert_eq!(package.created_at, row.created_at);
+                }
+                Expected::Granted
+            }
+            Outcome::Grant(GrantOutcome::Existing(row)) => Expected::Existing(row.reference),
+            Outcome::Grant(GrantOutcome::ReferenceConflict) => Expected::ReferenceConflict,
+            Outcome::Grant(GrantOutcome::AlreadyExpired) => Expected::AlreadyExpired,
+            Outcome::Hold(HoldOutcome::Held(record)) => Expected::Held {
+                allocations: record
+                    .allocations
+                    .iter()
+                    .map(|a| {
+                        let index = self
+                            .model
+                            .packages
+                            .iter()
+                            .position(|p| p.id == a.package_id);
+                        (
+                            index.expect("hold took from a package the model knows"),
+                            a.amount,
+                        )
+                    })
+                    .collect(),
+            },
+            Outcome::Hold(HoldOutcome::InsufficientCredits { available, .. }) => {
+                Expected::Insufficient { available }
+            }
+            Outcome::Settle(SettleOutcome::Settled { consumed, returned }) => {
+                Expected::Settled { consumed, returned }
+            }
+            Outcome::Settle(SettleOutcome::AlreadySettled)
+            | Outcome::Release(ReleaseOutcome::AlreadySettled) => Expected::AlreadySettled,
+            Outcome::Settle(SettleOutcome::AlreadyReleased)
+            | Outcome::Release(ReleaseOutcome::AlreadyReleased) => Expected::AlreadyReleased,
+            Outcome::Settle(SettleOutcome::ExceedsHold { held }) => Expected::ExceedsHold { held },
+            Outcome::Release(ReleaseOutcome::Released { returned }) => {
+                Expected::Released { returned }
+            }
+            Outcome::Expire(ExpireOutcome { expired }) => Expected::Expired(expired),
+            other => panic!("outcome the model never expects: {other:?}"),
+        }
+    }
+
+    /// Every package row, hold row and balance equals the model's; `verify` is clean.
+    async fn check_state(&self) -> Result<(), TestCaseError> {
+        let now = self.clock.now();
+        let db_error = |error: sea_orm::DbErr| TestCaseError::fail(error.to_string());
+        let rows: HashMap<Uuid, credit_package::Model> = credit_package::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
+        prop_assert_eq!(rows.len(), self.model.packages.len());
+        for package in &self.model.packages {
+            let row = &rows[&package.id];
+            prop_assert_eq!(
+                (
+                    row.credits,
+                    row.remaining,
+                    row.held,
+                    row.consumed,
+                    row.expired,
+                    row.voided
+                ),
+                (
+                    package.credits,
+                    package.remaining,
+                    package.held,
+                    package.consumed,
+                    package.expired,
+                    0
+                ),
+                "package {}",
+                package.reference
+            );
+        }
+        for hold in &self.model.holds {
+            let row = hold::Entity::find_by_id(hold.id)
+                .one(&self.db)
+                .await
+                .map_err(db_error)?
+                .expect("hold row");
+            prop_assert_eq!((row.state, row.settled_amount), (hold.state, hold.settled));
+        }
+        for (index, account_id) in self.accounts.iter().enumerate() {
+            let balance = read::balance(&self.db, *account_id, now)
+                .await
+                .map_err(db_error)?;
+            let mut listed: Vec<(usize, &Package)> = self
+                .model
+                .packages
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| {
+                    p.account == index && !p.is_expired(now) && (p.remaining > 0 || p.held > 0)
+                })
+                .collect();
+            listed.sort_by_key(|(sequence, p)| p.order(*sequence));
+            let held: i64 = self
+                .model
+                .packages
+                .iter()
+                .filter(|p| p.account == index)
+                .map(|p| p.held)
+                .sum();
+            prop_assert_eq!(balance.available, self.model.spendable(index, now));
+            prop_assert_eq!(balance.held, held);
+            prop_assert_eq!(
+                balance.packages.iter().map(|p| p.id).collect::<Vec<_>>(),
+                listed.iter().map(|(_, p)| p.id).collect::<Vec<_>>()
+            );
+        }
+        let violations = verify_ledger(&self.db).await.map_err(db_error)?;
+        prop_assert!(violations.is_empty(), "verify: {:?}", violations);
+        Ok(())
+    }
+}
+
+async fn run_case(like_url: &str, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let scratch = ScratchDatabase::create(like_url, "model")
+        .await
+        .map_err(|error| TestCaseError::fail(error.to_string()))?;
+    let outcome = async {
+        let db = open_database(&scratch.url)
+            .await
+            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+        let clock = ManualClock::new(start_of_test_time());
+        let mut accounts = Vec::new();
+        for _ in 0..ACCOUNTS {
+            let created = atelier::accounts::create(&db, None, clock.now())
+                .await
+                .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            accounts.push(created.account.id);
+        }
+        let mut case = Case {
+            store: LedgerStore::new(db.clone(), Arc::new(clock.clone())),
+            db: db.clone(),
+            clock,
+            accounts,
+            model: Model::default(),
+            references: 0,
+            batch: Vec::new(),
+        };
+        for step in steps {
+            case.step(step).await?;
+        }
+        case.flush().await?;
+        db.close().await.ok();
+        Ok(())
+    }
+    .await;
+    scratch.destroy().await.expect("drop scratch database");
+    outcome
+}
+
+fn run_model_test(backend: Backend, cases: u32) {
+    let like_url = match backend {
+        Backend::Sqlite => "sqlite://unused".to_owned(),
+        Backend::Postgres => match std::env::var(POSTGRES_URL_VAR) {
+            Ok(url) => url,
+            Err(_) => {
+                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
+                return;
+            }
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = Config::with_cases(cases);
+    config.max_shrink_iters = 200;
+    config.failure_persistence = None;
+    let mut runner = TestRunner::new(config);
+    let outcome = runner.run(&proptest::collection::vec(step(), 1..60), |steps| {
+        runtime.block_on(run_case(&like_url, steps))
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+}
+
+#[test]
+fn ledger_matches_model_on_sqlite() {
+    run_model_test(Backend::Sqlite, 64);
+}
+
+#[test]
+fn ledger_matches_model_on_postgres() {
+    run_model_test(Backend::Postgres, 24);
+}
