@@ -18,7 +18,7 @@ use atelier_actors::{Clock, Credits, ManualClock};
 use atelier_entities::credit_package;
 use atelier_entities::hold::{self, HoldState};
 use chrono::{DateTime, Duration, Utc};
-use common::{Backend, POSTGRES_URL_VAR, start_of_test_time};
+use common::{Backend, start_of_test_time};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -590,15 +590,8 @@ async fn run_case(like_url: &str, steps: Vec<Step>) -> Result<(), TestCaseError>
 }
 
 fn run_model_test(backend: Backend, cases: u32) {
-    let like_url = match backend {
-        Backend::Sqlite => "sqlite://unused".to_owned(),
-        Backend::Postgres => match std::env::var(POSTGRES_URL_VAR) {
-            Ok(url) => url,
-            Err(_) => {
-                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
-                return;
-            }
-        },
+    let Some(like_url) = common::server_url(backend) else {
+        return;
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -27,6 +27,21 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where scratch databases of `backend` are made: `None` (with a note on stderr) when the
+/// PostgreSQL server is not configured.
+pub fn server_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some("sqlite://unused".to_owned()),
+        Backend::Postgres => {
+            let url = std::env::var(POSTGRES_URL_VAR).ok();
+            if url.is_none() {
+                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
+            }
+            url
+        }
+    }
+}
+
 /// Runs `test` against a fresh database of `backend` and drops the database afterwards. A
 /// PostgreSQL run without `ATELIER_TEST_POSTGRES_URL` is skipped with a note on stderr.
 pub async fn on_database<F, Fut>(backend: Backend, label: &str, test: F)
@@ -34,15 +49,8 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let like = match backend {
-        Backend::Sqlite => "sqlite://unused".to_owned(),
-        Backend::Postgres => match std::env::var(POSTGRES_URL_VAR) {
-            Ok(url) => url,
-            Err(_) => {
-                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
-                return;
-            }
-        },
+    let Some(like) = server_url(backend) else {
+        return;
     };
     let label: String = label
         .chars()
@@ -194,4 +202,15 @@ pub async fn error_code(response: reqwest::Response, status: u16) -> String {
         .as_str()
         .expect("error.code")
         .to_owned()
+}
+
+/// The `atelier` binary on `database_url`, isolated from any configuration lying around.
+pub fn atelier_command(database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_atelier"));
+    command
+        .env("DATABASE_URL", database_url)
+        .env_remove("ATELIER_CONFIG")
+        .env("RUST_LOG", "error")
+        .current_dir(std::env::temp_dir());
+    command
 }

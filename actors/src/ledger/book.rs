@@ -56,7 +56,7 @@ pub struct HoldRecord {
 
 /// An account's recorded balances: the sums over its packages' `remaining` and `held`.
 /// `available` can still include credits past their expiry until a sweep records it; reads
-/// use `balance::available_at` which never counts them.
+/// (`read::balance`, `Book::spendable`) never count them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     pub available: i64,
@@ -479,3 +479,7 @@ pub fn balance_delta(kind: EntryKind, amount: i64) -> (i64, i64) {
         EntryKind::Expire | EntryKind::Void => (-amount, 0),
     }
 }
+
+#[cfg(test)]
+#[path = "book_tests.rs"]
+mod tests;
