@@ -95,10 +95,12 @@ macro_rules! database_tests {
 }
 
 pub fn settings(database_url: &str) -> Settings {
-    let mut settings = Settings::default();
-    settings.bind = "127.0.0.1:0".parse().unwrap();
-    settings.database_url = database_url.to_owned();
-    settings.admin_token = Some(ADMIN_TOKEN.to_owned());
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        ..Settings::default()
+    };
     settings.http.workers = 1;
     settings
 }
