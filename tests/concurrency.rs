@@ -3,15 +3,12 @@
 //! processes would), and through two real OS processes.
 mod common;
 
-use common::atelier_command;
+use common::{atelier_command, funded_account, open_ledger};
 
 use std::process::Stdio;
-use std::sync::Arc;
 
-use atelier::startup::open_database;
-use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::verify::verify_ledger;
-use atelier_actors::ledger::{GrantOutcome, HoldOutcome, Ledger, read};
+use atelier_actors::ledger::{HoldOutcome, read};
 use atelier_actors::{Clock, Credits, SystemClock};
 use futures::future::join_all;
 use sea_orm::DatabaseConnection;
@@ -27,29 +24,6 @@ database_tests!(
     concurrent_holds_through_two_ledgers_never_overspend,
     concurrent_holds_from_two_os_processes_never_overspend,
 );
-
-fn start_ledger(db: &DatabaseConnection) -> Ledger {
-    Ledger::start(LedgerStore::new(db.clone(), Arc::new(SystemClock)), 512)
-}
-
-async fn funded_account(db: &DatabaseConnection, ledger: &Ledger) -> Uuid {
-    let account = atelier::accounts::create(db, None, SystemClock.now())
-        .await
-        .unwrap()
-        .account
-        .id;
-    let granted = ledger
-        .grant(
-            account,
-            Credits::parse(BALANCE).unwrap(),
-            None,
-            format!("fund-{account}"),
-        )
-        .await
-        .unwrap();
-    assert!(matches!(granted, GrantOutcome::Created(_)));
-    account
-}
 
 fn count_held(outcomes: Vec<HoldOutcome>) -> usize {
     outcomes
@@ -69,11 +43,10 @@ async fn assert_fully_held(db: &DatabaseConnection, account: Uuid) {
 }
 
 async fn concurrent_holds_in_one_process_never_overspend(url: String) {
-    let db = open_database(&url).await.unwrap();
-    let ledger = start_ledger(&db);
+    let (db, ledger) = open_ledger(&url).await;
     let one = Credits::parse(1).unwrap();
     for _ in 0..ROUNDS {
-        let account = funded_account(&db, &ledger).await;
+        let account = funded_account(&db, &ledger, BALANCE).await;
         let holds = (0..HOLDS).map(|_| ledger.hold(account, one, None));
         let outcomes = join_all(holds).await.into_iter().map(Result::unwrap);
         assert_eq!(count_held(outcomes.collect()), BALANCE as usize);
@@ -84,13 +57,11 @@ async fn concurrent_holds_in_one_process_never_overspend(url: String) {
 /// Two ledgers with their own connection pools race on the same accounts: the actor cannot
 /// serialise them, only the database transaction can.
 async fn concurrent_holds_through_two_ledgers_never_overspend(url: String) {
-    let first_db = open_database(&url).await.unwrap();
-    let second_db = atelier_actors::db::connect(&url).await.unwrap();
-    let first = start_ledger(&first_db);
-    let second = start_ledger(&second_db);
+    let (first_db, first) = open_ledger(&url).await;
+    let (_, second) = open_ledger(&url).await;
     let one = Credits::parse(1).unwrap();
     for _ in 0..ROUNDS {
-        let account = funded_account(&first_db, &first).await;
+        let account = funded_account(&first_db, &first, BALANCE).await;
         let holds = (0..HOLDS).map(|index| {
             let ledger = if index % 2 == 0 { &first } else { &second };
             ledger.hold(account, one, None)
@@ -102,10 +73,9 @@ async fn concurrent_holds_through_two_ledgers_never_overspend(url: String) {
 }
 
 async fn concurrent_holds_from_two_os_processes_never_overspend(url: String) {
-    let db = open_database(&url).await.unwrap();
-    let ledger = start_ledger(&db);
+    let (db, ledger) = open_ledger(&url).await;
     for _ in 0..3 {
-        let account = funded_account(&db, &ledger).await;
+        let account = funded_account(&db, &ledger, BALANCE).await;
         // Both processes wait for the same instant, after their start-up, to collide.
         let start_at = SystemClock.now().timestamp_millis() + 1_500;
         let children: Vec<_> = (0..2)

@@ -3,15 +3,12 @@
 //! was committed. And `atelier verify` does notice when the books do not add up.
 mod common;
 
-use common::atelier_command;
+use common::{atelier_command, funded_account, open_ledger};
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::Arc;
 
-use atelier::startup::open_database;
-use atelier_actors::ledger::store::LedgerStore;
-use atelier_actors::ledger::{GrantOutcome, Ledger, ReleaseOutcome, read};
+use atelier_actors::ledger::{ReleaseOutcome, read};
 use atelier_actors::{Clock, Credits, SystemClock};
 use atelier_entities::hold::{self, HoldState};
 use rand::Rng;
@@ -38,16 +35,8 @@ fn verify(database_url: &str) -> (bool, String) {
 }
 
 async fn killed_mid_work_loses_nothing(url: String) {
-    let db = open_database(&url).await.unwrap();
-    let ledger = Ledger::start(LedgerStore::new(db.clone(), Arc::new(SystemClock)), 512);
-    let account = atelier::accounts::create(&db, None, SystemClock.now())
-        .await
-        .unwrap()
-        .account
-        .id;
-    let funds = Credits::parse(FUNDS).unwrap();
-    let granted = ledger.grant(account, funds, None, "funds".into()).await;
-    assert!(matches!(granted, Ok(GrantOutcome::Created(_))));
+    let (db, ledger) = open_ledger(&url).await;
+    let account = funded_account(&db, &ledger, FUNDS).await;
 
     let mut reported = Vec::new();
     for _ in 0..KILLS {
@@ -128,17 +117,8 @@ async fn killed_mid_work_loses_nothing(url: String) {
 }
 
 async fn verify_reports_books_that_do_not_add_up(url: String) {
-    let db = open_database(&url).await.unwrap();
-    let ledger = Ledger::start(LedgerStore::new(db.clone(), Arc::new(SystemClock)), 512);
-    let account = atelier::accounts::create(&db, None, SystemClock.now())
-        .await
-        .unwrap()
-        .account
-        .id;
-    ledger
-        .grant(account, Credits::parse(5).unwrap(), None, "five".into())
-        .await
-        .unwrap();
+    let (db, ledger) = open_ledger(&url).await;
+    let account = funded_account(&db, &ledger, 5).await;
     let (ok, report) = verify(&url);
     assert!(ok, "{report}");
 

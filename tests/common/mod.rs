@@ -216,3 +216,38 @@ pub fn atelier_command(database_url: &str) -> std::process::Command {
         .current_dir(std::env::temp_dir());
     command
 }
+
+/// A migrated database and a ledger actor on it, on the system clock.
+pub async fn open_ledger(
+    database_url: &str,
+) -> (sea_orm::DatabaseConnection, atelier_actors::ledger::Ledger) {
+    use atelier_actors::ledger::{Ledger, store::LedgerStore};
+    let db = atelier::startup::open_database(database_url)
+        .await
+        .expect("open database");
+    let ledger = Ledger::start(LedgerStore::new(db.clone(), Arc::new(SystemClock)), 512);
+    (db, ledger)
+}
+
+/// A new account holding one never-expiring grant of `credits`.
+pub async fn funded_account(
+    db: &sea_orm::DatabaseConnection,
+    ledger: &atelier_actors::ledger::Ledger,
+    credits: i64,
+) -> uuid::Uuid {
+    use atelier_actors::ledger::GrantOutcome;
+    let account = atelier::accounts::create(db, None, SystemClock.now())
+        .await
+        .expect("create account")
+        .account
+        .id;
+    let credits = atelier_actors::Credits::parse(credits).expect("valid credits");
+    let granted = ledger
+        .grant(account, credits, None, format!("fund-{account}"))
+        .await;
+    assert!(
+        matches!(granted, Ok(GrantOutcome::Created(_))),
+        "{granted:?}"
+    );
+    account
+}
