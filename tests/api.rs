@@ -44,6 +44,16 @@ async fn admin_endpoints_need_the_admin_token(url: String) {
         error_code(post(Some(&api_key)).await.unwrap(), 403).await,
         "forbidden"
     );
+    for scheme in ["bearer", "BEARER"] {
+        let response = app
+            .client
+            .post(app.url("/v1/accounts"))
+            .header("authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "scheme {scheme}");
+    }
     let basic = app
         .client
         .post(app.url("/v1/accounts"))
@@ -297,6 +307,13 @@ async fn another_accounts_resources_are_not_found(url: String) {
         )
         .await;
     assert_eq!(error_code(response, 404).await, "account_not_found");
+    let taken_reference = app
+        .grant(
+            &unknown.to_string(),
+            &json!({"credits": 3, "reference": "theirs"}),
+        )
+        .await;
+    assert_eq!(error_code(taken_reference, 404).await, "account_not_found");
     let response = app
         .grant("not-a-uuid", &json!({"credits": 3, "reference": "ghost"}))
         .await;

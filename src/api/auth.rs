@@ -36,10 +36,11 @@ fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
             "the Authorization header is not valid text",
         )
     })?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty())
         .ok_or_else(|| {
             ApiError::unauthorized(

@@ -11,7 +11,7 @@ use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{self, Error};
 
 /// For `PoolOptions::after_connect`. Unix-socket connections (no client port) are left alone;
-/// failing to find the socket only costs latency, so it is logged, not fatal.
+/// failing to find the socket only costs latency, so it is a warning, not an error.
 pub async fn apply(connection: &mut PgConnection) -> Result<(), Error> {
     let (client, server): (Option<i32>, Option<i32>) =
         sqlx::query_as("SELECT inet_client_port(), inet_server_port()")
@@ -22,10 +22,12 @@ pub async fn apply(connection: &mut PgConnection) -> Result<(), Error> {
         return Ok(());
     };
     if !set_on_socket(local, peer) {
-        tracing::debug!(
+        // Behind NAT or a pooler the server sees other ports than ours.
+        tracing::warn!(
             local,
             peer,
-            "connection socket not found; TCP_NODELAY not set"
+            "PostgreSQL socket not found, TCP_NODELAY not set: expect ~40 ms stalls; \
+             a Unix-socket DATABASE_URL (?host=/var/run/postgresql) avoids them"
         );
     }
     Ok(())

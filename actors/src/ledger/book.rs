@@ -188,6 +188,9 @@ impl Book {
         reference: &str,
         now: DateTime<Utc>,
     ) -> GrantOutcome {
+        if !self.accounts.contains_key(&account_id) {
+            return GrantOutcome::AccountNotFound;
+        }
         if let Some(existing) = self.references.get(reference).map(|id| &self.packages[id]) {
             let same = existing.account_id == account_id
                 && existing.credits == credits.get()
@@ -197,9 +200,6 @@ impl Book {
             } else {
                 GrantOutcome::ReferenceConflict
             };
-        }
-        if !self.accounts.contains_key(&account_id) {
-            return GrantOutcome::AccountNotFound;
         }
         if expires_at.is_some_and(|expires_at| expires_at <= now) {
             return GrantOutcome::AlreadyExpired;
