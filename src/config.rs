@@ -162,3 +162,32 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{}", self.bind))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `atelier.example.toml` documents every key with its default: it must parse, and say
+    /// exactly what the defaults are.
+    #[test]
+    fn the_example_file_lists_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/atelier.example.toml");
+        // Nothing but the file: a key it lacked would fail to extract (the commented-out ones
+        // are `Option`s and read as unset).
+        let from_file: Settings = Figment::from(Toml::file(example))
+            .extract()
+            .expect("example parses");
+        let as_json = |settings: &Settings| serde_json::to_value(settings).unwrap();
+        assert_eq!(as_json(&from_file), as_json(&Settings::default()));
+        let keys = |value: serde_json::Value| -> Vec<String> {
+            value.as_object().unwrap().keys().cloned().collect()
+        };
+        let text = std::fs::read_to_string(example).unwrap();
+        for key in keys(as_json(&Settings::default())) {
+            assert!(
+                text.contains(&key),
+                "atelier.example.toml does not mention {key}"
+            );
+        }
+    }
+}
