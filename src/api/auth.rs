@@ -82,19 +82,24 @@ impl FromRequest for Caller {
     }
 }
 
+/// Resolves the caller, then lets `role` accept it or answer 403.
+fn with_role<T: 'static>(
+    request: &HttpRequest,
+    payload: &mut Payload,
+    role: fn(Caller) -> Result<T, ApiError>,
+) -> Pin<Box<dyn Future<Output = Result<T, ApiError>>>> {
+    let caller = Caller::from_request(request, payload);
+    Box::pin(async move { role(caller.await?) })
+}
+
 impl FromRequest for Admin {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(request, payload);
-        Box::pin(async move {
-            match caller.await? {
-                Caller::Admin => Ok(Admin),
-                Caller::Account(_) => {
-                    Err(ApiError::forbidden("this endpoint needs the admin token"))
-                }
-            }
+        with_role(request, payload, |caller| match caller {
+            Caller::Admin => Ok(Admin),
+            Caller::Account(_) => Err(ApiError::forbidden("this endpoint needs the admin token")),
         })
     }
 }
@@ -104,14 +109,11 @@ impl FromRequest for Client {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = Caller::from_request(request, payload);
-        Box::pin(async move {
-            match caller.await? {
-                Caller::Account(account) => Ok(Client(account)),
-                Caller::Admin => Err(ApiError::forbidden(
-                    "this endpoint needs an account's API key",
-                )),
-            }
+        with_role(request, payload, |caller| match caller {
+            Caller::Account(account) => Ok(Client(account)),
+            Caller::Admin => Err(ApiError::forbidden(
+                "this endpoint needs an account's API key",
+            )),
         })
     }
 }
