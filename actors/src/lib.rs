@@ -5,6 +5,8 @@ pub mod clock;
 pub mod credits;
 pub mod db;
 pub mod ledger;
+pub mod storage;
+pub mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credits::Credits;

@@ -7,3 +7,7 @@ pub mod hold;
 pub mod hold_allocation;
 pub mod idempotency_key;
 pub mod ledger_entry;
+pub mod upload;
+pub mod webhook_inbox;
+pub mod workflow;
+pub mod workflow_event;

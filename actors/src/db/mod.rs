@@ -6,7 +6,10 @@
 //! row locks taken by the code that needs them.
 mod tcp_nodelay;
 
+use std::future::Future;
 use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
@@ -48,6 +51,26 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         ..Default::default()
     })
     .await
+}
+
+/// Runs `attempt` (a whole transaction) again on transient errors, with exponential backoff and
+/// jitter: up to 5 retries, 5 ms to 500 ms apart.
+pub async fn with_retries<T, F, Fut>(what: &str, attempt: F) -> Result<T, DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, DbErr>>,
+{
+    attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(5))
+                .with_max_delay(Duration::from_millis(500))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .when(is_transient)
+        .notify(|error, after| tracing::warn!(%error, ?after, "{what} failed, retrying"))
+        .await
 }
 
 /// Errors a retry of the whole transaction can cure: lock contention, serialization failures,

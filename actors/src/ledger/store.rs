@@ -7,12 +7,12 @@
 //! `FOR UPDATE` in id order (so two processes cannot deadlock) before anything is read.
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use atelier_entities::credit_package::Model as Package;
 use atelier_entities::hold::Model as HoldRow;
 use atelier_entities::{account, credit_package, hold, hold_allocation, ledger_entry};
-use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
@@ -52,41 +52,39 @@ impl LedgerStore {
     /// Applies `commands` in order, atomically, retrying the whole transaction on transient
     /// errors (lock timeouts, lost unique-key races with another process).
     pub async fn apply(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
-        (|| self.apply_once(commands))
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(5))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_max_times(5)
-                    .with_jitter(),
-            )
-            .when(db::is_transient)
-            .notify(|error, after| tracing::warn!(%error, ?after, "ledger batch failed, retrying"))
-            .await
+        db::with_retries("ledger batch", || self.apply_once(commands)).await
     }
 
     async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
         let started = Instant::now();
         let txn = db::begin_write(&self.db).await?;
-        let now = self.clock.now();
-        let mut book = load(&txn, commands).await?;
-        let loaded = started.elapsed();
-        let outcomes = commands
-            .iter()
-            .map(|command| book.apply(command, now))
-            .collect();
-        write(&txn, &book, &book.changes).await?;
-        let written = started.elapsed();
+        let outcomes = apply_in(&txn, commands, self.clock.now()).await?;
+        let applied = started.elapsed();
         txn.commit().await?;
         tracing::debug!(
             commands = commands.len(),
-            load_ms = loaded.as_secs_f64() * 1e3,
-            write_ms = (written - loaded).as_secs_f64() * 1e3,
-            commit_ms = (started.elapsed() - written).as_secs_f64() * 1e3,
+            apply_ms = applied.as_secs_f64() * 1e3,
+            commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
             "ledger batch committed"
         );
         Ok(outcomes)
     }
+}
+
+/// Applies `commands` in order inside the caller's write transaction, for callers whose own
+/// writes must commit together with the credit effect (a workflow and its hold).
+pub async fn apply_in(
+    txn: &DatabaseTransaction,
+    commands: &[Command],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>, DbErr> {
+    let mut book = load(txn, commands).await?;
+    let outcomes = commands
+        .iter()
+        .map(|command| book.apply(command, now))
+        .collect();
+    write(txn, &book, &book.changes).await?;
+    Ok(outcomes)
 }
 
 /// Loads, under lock, every row the commands may read or change.

@@ -1,0 +1,170 @@
+//! The workflow state machine of DESIGN.md §1, as one table. Everything that changes a
+//! workflow's state asks `next` first; a pair missing from the table is not a transition.
+use atelier_entities::workflow::WorkflowState::{self, *};
+
+/// Why a workflow ended `released`: the API's `error.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCode {
+    ProviderFailed,
+    ProviderRejected,
+    Timeout,
+    Canceled,
+    UploadFailed,
+    InvalidResult,
+    InputUnavailable,
+}
+
+impl FailureCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCode::ProviderFailed => "provider_failed",
+            FailureCode::ProviderRejected => "provider_rejected",
+            FailureCode::Timeout => "timeout",
+            FailureCode::Canceled => "canceled",
+            FailureCode::UploadFailed => "upload_failed",
+            FailureCode::InvalidResult => "invalid_result",
+            FailureCode::InputUnavailable => "input_unavailable",
+        }
+    }
+}
+
+/// What happened to a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The provider accepted the task under this id.
+    Accepted { task_id: String },
+    /// Submission is recorded; from now on a callback (or a poll) finishes the work.
+    Waiting,
+    /// The provider says the result is ready at `source`.
+    ResultReady { source: String },
+    /// The result is in our storage under `key`; the hold is settled for `charge` credits.
+    Stored { key: String, charge: i64 },
+    /// The workflow ends without a result; the hold is released.
+    Failed { code: FailureCode, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Accepted,
+    Waiting,
+    ResultReady,
+    Stored,
+    Failed,
+}
+
+impl Event {
+    fn kind(&self) -> Kind {
+        match self {
+            Event::Accepted { .. } => Kind::Accepted,
+            Event::Waiting => Kind::Waiting,
+            Event::ResultReady { .. } => Kind::ResultReady,
+            Event::Stored { .. } => Kind::Stored,
+            Event::Failed { .. } => Kind::Failed,
+        }
+    }
+
+    /// The reason recorded in the timeline.
+    pub fn reason(&self) -> String {
+        match self {
+            Event::Accepted { task_id } => format!("provider accepted task {task_id}"),
+            Event::Waiting => "waiting for the provider's callback".into(),
+            Event::ResultReady { .. } => "provider reported a result".into(),
+            Event::Stored { key, charge } => format!("result stored as {key}; charged {charge}"),
+            Event::Failed { code, message } => format!("{}: {message}", code.as_str()),
+        }
+    }
+}
+
+/// (from, event, to). A callback may overtake the bookkeeping of the submission, so a result
+/// can arrive in `submitted` as well as in `awaiting_callback`.
+const TRANSITIONS: &[(WorkflowState, Kind, WorkflowState)] = &[
+    (Reserved, Kind::Accepted, Submitted),
+    (Submitted, Kind::Waiting, AwaitingCallback),
+    (Submitted, Kind::ResultReady, Uploading),
+    (AwaitingCallback, Kind::ResultReady, Uploading),
+    (Uploading, Kind::Stored, Settled),
+    (Reserved, Kind::Failed, Released),
+    (Submitted, Kind::Failed, Released),
+    (AwaitingCallback, Kind::Failed, Released),
+    (Uploading, Kind::Failed, Released),
+];
+
+/// The state `event` leads to from `from`, or `None` when it is not a transition (including
+/// every event in a terminal state).
+pub fn next(from: WorkflowState, event: &Event) -> Option<WorkflowState> {
+    let kind = event.kind();
+    TRANSITIONS
+        .iter()
+        .find(|(source, trigger, _)| *source == from && *trigger == kind)
+        .map(|(_, _, to)| *to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> Event {
+        Event::Failed {
+            code: FailureCode::Canceled,
+            message: "test".into(),
+        }
+    }
+
+    #[test]
+    fn the_happy_path_walks_to_settled() {
+        let path = [
+            Event::Accepted {
+                task_id: "t".into(),
+            },
+            Event::Waiting,
+            Event::ResultReady { source: "s".into() },
+            Event::Stored {
+                key: "k".into(),
+                charge: 1,
+            },
+        ];
+        let mut state = Reserved;
+        for event in &path {
+            state = next(state, event).expect("a transition");
+        }
+        assert_eq!(state, Settled);
+    }
+
+    #[test]
+    fn every_non_terminal_state_can_be_released_and_terminal_states_are_final() {
+        for state in WorkflowState::ALL {
+            let after = next(state, &failed());
+            if state.is_terminal() {
+                assert_eq!(after, None, "{state:?}");
+                for event in [Event::Waiting, failed()] {
+                    assert_eq!(next(state, &event), None);
+                }
+            } else {
+                assert_eq!(after, Some(Released), "{state:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn events_out_of_order_are_not_transitions() {
+        let stored = Event::Stored {
+            key: "k".into(),
+            charge: 1,
+        };
+        assert_eq!(next(Reserved, &stored), None);
+        assert_eq!(next(AwaitingCallback, &stored), None);
+        assert_eq!(
+            next(Reserved, &Event::ResultReady { source: "s".into() }),
+            None
+        );
+        assert_eq!(
+            next(
+                Submitted,
+                &Event::Accepted {
+                    task_id: "t".into()
+                }
+            ),
+            None
+        );
+    }
+}

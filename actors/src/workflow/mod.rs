@@ -1,0 +1,7 @@
+//! Generation workflows (DESIGN.md §1): the state machine, its persistence and the actors that
+//! drive each workflow through it.
+pub mod machine;
+pub mod store;
+
+pub use atelier_entities::workflow::WorkflowState;
+pub use machine::{Event, FailureCode};

@@ -1,0 +1,21 @@
+//! One transition of a workflow: its timeline, append-only.
+use sea_orm::entity::prelude::*;
+
+use crate::workflow::WorkflowState;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "workflow_events")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub workflow_id: Uuid,
+    /// `None` for the event that created the workflow.
+    pub from_state: Option<WorkflowState>,
+    pub to_state: WorkflowState,
+    pub reason: String,
+    pub attempt: i32,
+    pub at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}
