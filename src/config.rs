@@ -1,8 +1,10 @@
 //! Layered configuration: built-in defaults, then `atelier.toml` (or the file `ATELIER_CONFIG`
 //! names), then environment variables. Every key is documented in `atelier.example.toml`.
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use atelier_actors::credits::MAX_CREDITS;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,43 @@ pub struct Settings {
     pub default_provider: String,
     /// `ATELIER_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// Secret for signed download URLs; when absent one is generated and kept in
+    /// `data_dir/signing.key`, so that URLs stay valid across restarts.
+    pub signing_secret: Option<String>,
     pub http: HttpSettings,
     pub ledger: LedgerSettings,
+    pub workflow: WorkflowSettings,
+    pub inputs: InputSettings,
+    /// Configured providers by name; a generation may only name one of these.
+    pub providers: BTreeMap<String, ProviderSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSettings {
+    /// Past this many seconds after creation a generation is released with `timeout`.
+    pub overall_deadline_secs: u64,
+    /// Seconds a provider has to accept a task before the submission counts as failed.
+    pub submit_deadline_secs: u64,
+    /// Seconds to wait for a callback before asking the provider.
+    pub callback_deadline_secs: u64,
+    /// How long signed URLs for results and inputs stay valid, in seconds.
+    pub url_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSettings {
+    /// Hosts `http://` (not only `https://`) image URLs may name, and that may resolve to
+    /// private addresses.
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Credits a generation on this provider holds (and charges at most).
+    pub cost: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +79,10 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Largest JSON body accepted, in bytes; larger ones get 413.
     pub json_limit_bytes: usize,
+    /// Largest generation request (it may carry `data:` images), in bytes.
+    pub generation_limit_bytes: usize,
+    /// Largest image upload, in bytes.
+    pub upload_limit_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,14 +105,27 @@ impl Default for Settings {
             public_url: None,
             default_provider: "simulator".into(),
             log_format: LogFormat::Text,
+            signing_secret: None,
             http: HttpSettings {
                 workers: 0,
                 json_limit_bytes: 64 * 1024,
+                generation_limit_bytes: 25 * 1024 * 1024,
+                upload_limit_bytes: 20 * 1024 * 1024,
             },
             ledger: LedgerSettings {
                 max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
                 expiry_sweep_interval_secs: 60,
             },
+            workflow: WorkflowSettings {
+                overall_deadline_secs: 900,
+                submit_deadline_secs: 60,
+                callback_deadline_secs: 120,
+                url_ttl_secs: 3600,
+            },
+            inputs: InputSettings {
+                allowed_hosts: Vec::new(),
+            },
+            providers: BTreeMap::from([("simulator".to_owned(), ProviderSettings { cost: 1 })]),
         }
     }
 }
@@ -85,8 +139,12 @@ const ENV_KEYS: &[&str] = &[
     "public_url",
     "default_provider",
     "log_format",
+    "signing_secret",
     "http",
     "ledger",
+    "workflow",
+    "inputs",
+    "providers",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +204,43 @@ impl Settings {
         if self.ledger.max_batch == 0 || self.ledger.expiry_sweep_interval_secs == 0 {
             return Err(ConfigError::Invalid(
                 "ledger.max_batch and ledger.expiry_sweep_interval_secs must be positive".into(),
+            ));
+        }
+        if !self.providers.contains_key(&self.default_provider) {
+            return Err(ConfigError::Invalid(format!(
+                "default_provider {:?} is not among the configured providers",
+                self.default_provider
+            )));
+        }
+        if let Some((name, _)) = self
+            .providers
+            .iter()
+            .find(|(_, provider)| provider.cost <= 0 || provider.cost > MAX_CREDITS)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "providers.{name}.cost must be between 1 and {MAX_CREDITS}"
+            )));
+        }
+        let workflow = &self.workflow;
+        if [
+            workflow.overall_deadline_secs,
+            workflow.submit_deadline_secs,
+            workflow.callback_deadline_secs,
+            workflow.url_ttl_secs,
+        ]
+        .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "workflow deadlines and url_ttl_secs must be positive".into(),
+            ));
+        }
+        if self
+            .signing_secret
+            .as_deref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return Err(ConfigError::Invalid(
+                "signing_secret must be at least 32 characters".into(),
             ));
         }
         if self.http.json_limit_bytes < 1024 {

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod scratch;
+pub mod signing;
 pub mod startup;
 pub mod state;
 pub mod stress;

@@ -9,12 +9,14 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::storage::Storage;
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
 use crate::api::{self, error::ApiError, json::JsonLimit};
 use crate::config::Settings;
+use crate::signing::UrlSigner;
 use crate::state::AppState;
 
 /// Connects and applies pending migrations.
@@ -65,14 +67,26 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let mut settings = settings.clone();
+        if settings.public_url.is_none() {
+            // With port 0 the bind address does not say where we are; the listener does.
+            settings.public_url = Some(format!("http://{}:{port}", settings.bind.ip()));
+        }
+        let storage = Storage::local(&settings.data_dir)?;
+        let signer =
+            UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
         let state = web::Data::new(AppState {
             db,
             ledger,
             clock,
             admin_token,
+            storage,
+            signer,
+            settings: Arc::new(settings.clone()),
         });
         let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
         let app_state = state.clone();
+        let http = settings.http.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -81,7 +95,7 @@ impl Application {
                     ApiError::malformed("malformed_query", format!("query string: {error}")).into()
                 }))
                 .wrap(request_log())
-                .configure(api::routes)
+                .configure(|config| api::routes(config, &http))
         })
         .shutdown_timeout(10);
         if settings.http.workers > 0 {

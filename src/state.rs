@@ -3,11 +3,27 @@ use std::sync::Arc;
 
 use atelier_actors::Clock;
 use atelier_actors::ledger::Ledger;
+use atelier_actors::storage::Storage;
 use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::signing::UrlSigner;
 
 pub struct AppState {
     pub db: DatabaseConnection,
     pub ledger: Ledger,
     pub clock: Arc<dyn Clock>,
     pub admin_token: String,
+    pub storage: Storage,
+    pub signer: UrlSigner,
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// A signed URL for the object under `key`, valid for `workflow.url_ttl_secs`.
+    pub fn signed_url(&self, key: &str) -> String {
+        let ttl = chrono::Duration::seconds(self.settings.workflow.url_ttl_secs as i64);
+        self.signer
+            .url(&self.settings.public_url(), key, self.clock.now() + ttl)
+    }
 }

@@ -92,7 +92,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Workflows::Cost).check(Expr::col(Workflows::Cost).gt(0)))
                     .col(uuid_uniq(Workflows::HoldId))
                     .col(text(Workflows::Inputs))
-                    .col(string_len(Workflows::CallbackToken, 64))
+                    .col(string_len(Workflows::CallbackToken, 128))
                     .col(string_len_null(Workflows::ProviderTaskId, 255))
                     .col(text_null(Workflows::ResultSource))
                     .col(string_len_null(Workflows::ResultKey, 255))

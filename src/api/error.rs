@@ -32,6 +32,10 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    pub fn forbidden_with(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
@@ -86,6 +90,12 @@ impl From<sea_orm::DbErr> for ApiError {
 
 impl From<atelier_actors::ledger::LedgerError> for ApiError {
     fn from(error: atelier_actors::ledger::LedgerError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<atelier_actors::storage::StorageError> for ApiError {
+    fn from(error: atelier_actors::storage::StorageError) -> Self {
         Self::internal(error)
     }
 }

@@ -43,15 +43,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
             if declared_length.is_some_and(|length| length > limit) {
                 return Err(ApiError::too_large(limit));
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|error| ApiError::malformed("unreadable_body", error.to_string()))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_limited(&mut payload, limit).await?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 // An absent body reads as `{}`: optional fields take their defaults and
                 // required ones are reported as missing.
@@ -109,4 +101,19 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::invalid(code, format!("{field}{detail}"))
     })
+}
+
+/// Reads a whole body, refusing it (413) as soon as it grows past `limit`, whatever
+/// `Content-Length` said.
+pub async fn read_limited(payload: &mut Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|error| ApiError::malformed("unreadable_body", error.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

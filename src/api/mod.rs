@@ -3,9 +3,13 @@ pub mod accounts;
 pub mod auth;
 pub mod balance;
 pub mod error;
+pub mod files;
+pub mod generations;
 pub mod health;
+pub mod images;
 pub mod json;
 pub mod ledger;
+pub mod uploads;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, Resource, web};
@@ -13,7 +17,10 @@ use uuid::Uuid;
 
 use error::ApiError;
 
-pub fn routes(config: &mut web::ServiceConfig) {
+use crate::config::HttpSettings;
+
+/// Every route; `http` sets the body limits that differ per endpoint.
+pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
     config
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
@@ -26,6 +33,18 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/balance").route(web::get().to(balance::own)))
         .service(resource("/v1/ledger").route(web::get().to(ledger::list)))
+        .service(
+            resource("/v1/generations")
+                // Requests may carry their images as data: URIs.
+                .app_data(web::Data::new(json::JsonLimit(http.generation_limit_bytes)))
+                .route(web::post().to(generations::create))
+                .route(web::get().to(generations::list)),
+        )
+        .service(resource("/v1/generations/{id}").route(web::get().to(generations::get)))
+        .service(resource("/v1/generations/{id}/cancel").route(web::post().to(generations::cancel)))
+        .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
+        .service(resource("/v1/uploads").route(web::post().to(uploads::create)))
+        .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
         .default_service(web::to(|| async {
             ApiError::not_found("not_found", "no such endpoint").error_response_owned()
         }));

@@ -102,6 +102,7 @@ pub fn settings(database_url: &str) -> Settings {
         ..Settings::default()
     };
     settings.http.workers = 1;
+    settings.data_dir = std::env::temp_dir().join(format!("atelier-test-{}", uuid::Uuid::new_v4()));
     settings
 }
 
@@ -130,6 +131,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
+        init_logs();
         let app_clock: Arc<dyn Clock> = match &clock {
             Some(clock) => clock.clone(),
             None => Arc::new(SystemClock),
@@ -250,4 +252,99 @@ pub async fn funded_account(
         "{granted:?}"
     );
     account
+}
+
+/// A real PNG of `width` x `height` in one colour.
+pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode png");
+    bytes.into_inner()
+}
+
+pub fn data_uri(png: &[u8]) -> String {
+    use base64::Engine;
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+impl TestApp {
+    /// An account with `credits` never-expiring credits: (id, api key).
+    pub async fn funded_account(&self, credits: i64) -> (String, String) {
+        let (id, key) = self.create_account().await;
+        if credits > 0 {
+            let response = self
+                .grant(
+                    &id,
+                    &json!({"credits": credits, "reference": format!("fund-{id}")}),
+                )
+                .await;
+            assert_eq!(response.status(), 201);
+        }
+        (id, key)
+    }
+
+    pub async fn post_generation(
+        &self,
+        api_key: &str,
+        body: &Value,
+        idempotency_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/v1/generations"))
+            .bearer_auth(api_key)
+            .json(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Creates a generation that must be accepted (202) and returns it.
+    pub async fn create_generation(&self, api_key: &str) -> Value {
+        let response = self
+            .post_generation(api_key, &generation_body(), None)
+            .await;
+        assert_eq!(response.status(), 202);
+        response.json().await.expect("generation JSON")
+    }
+
+    /// GETs `path` expecting 200 and returns the JSON body.
+    pub async fn get_json(&self, path: &str, api_key: &str) -> Value {
+        let response = self.get(path, api_key).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.expect("JSON body")
+    }
+
+    pub async fn post_empty(&self, path: &str, api_key: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+/// A valid generation request with both images inline.
+pub fn generation_body() -> Value {
+    json!({
+        "person_image": data_uri(&png(8, 12, [200, 180, 160])),
+        "garment_image": data_uri(&png(4, 4, [20, 40, 200])),
+    })
+}
+
+/// Logs go through the test harness's capture; `RUST_LOG` widens them (default: warnings).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

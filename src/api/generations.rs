@@ -1,0 +1,373 @@
+//! Generations: create (holding the credits), read, list, cancel, and the timeline.
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use atelier_actors::Credits;
+use atelier_actors::storage::Bytes;
+use atelier_actors::workflow::inputs::{InputImage, Inputs};
+use atelier_actors::workflow::store::{self, CreateOutcome, NewWorkflow, TransitionOutcome};
+use atelier_actors::workflow::{Event, FailureCode, WorkflowState};
+use atelier_entities::{upload, workflow};
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::auth::Client;
+use super::error::ApiError;
+use super::images::{self, ImageRef};
+use super::json::ApiJson;
+use crate::accounts::{hex, random_token};
+use crate::state::AppState;
+
+const MAX_PROMPT_CHARS: usize = 2_000;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+const ASPECT_RATIOS: &[&str] = &["1:1", "3:4", "4:3", "2:3", "3:2", "9:16", "16:9"];
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGeneration {
+    person_image: String,
+    garment_image: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    aspect_ratio: Option<String>,
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorView {
+    code: String,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct GenerationView {
+    id: Uuid,
+    state: &'static str,
+    provider: String,
+    cost: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorView>,
+}
+
+fn view(state: &AppState, row: workflow::Model) -> GenerationView {
+    let result_url = match (&row.state, &row.result_key) {
+        (WorkflowState::Settled, Some(key)) => Some(state.signed_url(key)),
+        _ => None,
+    };
+    let error = match (row.state, row.error_code) {
+        (WorkflowState::Released, Some(code)) => Some(ErrorView {
+            code,
+            message: row.error_message.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    GenerationView {
+        id: row.id,
+        state: row.state.as_str(),
+        provider: row.provider,
+        cost: row.cost,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        result_url,
+        error,
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("generation_not_found", "no such generation")
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| {
+            !key.is_empty()
+                && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                && key.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map(|key| Some(key.to_owned()))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key: 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+            )
+        })
+}
+
+/// Resolves an image reference to what the workflow keeps, storing `data:` images under the
+/// generation's input keys.
+async fn resolve_image(
+    state: &AppState,
+    account_id: Uuid,
+    generation_id: Uuid,
+    field: &'static str,
+    raw: &str,
+    stored: &mut Vec<String>,
+) -> Result<InputImage, ApiError> {
+    let parsed = images::parse(raw, &state.settings.inputs.allowed_hosts)
+        .map_err(|reason| ApiError::invalid("invalid_image", format!("{field}: {reason}")))?;
+    match parsed {
+        ImageRef::Url(url) => Ok(InputImage::Url(url)),
+        ImageRef::Upload(id) => {
+            let upload = upload::Entity::find_by_id(id)
+                .filter(upload::Column::AccountId.eq(account_id))
+                .one(&state.db)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid("unknown_upload", format!("{field}: no upload {id}"))
+                })?;
+            Ok(InputImage::Stored(upload.storage_key))
+        }
+        ImageRef::Data { bytes, .. } => {
+            let key = format!("inputs/{generation_id}/{field}");
+            state.storage.put(&key, Bytes::from(bytes)).await?;
+            stored.push(key.clone());
+            Ok(InputImage::Stored(key))
+        }
+    }
+}
+
+pub async fn create(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: ApiJson<CreateGeneration>,
+) -> Result<HttpResponse, ApiError> {
+    let key = idempotency_key(&request)?;
+    let body = body.0;
+    let provider = body
+        .provider
+        .clone()
+        .unwrap_or_else(|| state.settings.default_provider.clone());
+    let cost = state
+        .settings
+        .providers
+        .get(&provider)
+        .map(|settings| settings.cost)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "unknown_provider",
+                format!("provider: no provider {provider:?}"),
+            )
+        })?;
+    if body
+        .prompt
+        .as_ref()
+        .is_some_and(|prompt| prompt.chars().count() > MAX_PROMPT_CHARS)
+    {
+        return Err(ApiError::invalid(
+            "invalid_prompt",
+            format!("prompt: at most {MAX_PROMPT_CHARS} characters"),
+        ));
+    }
+    if let Some(ratio) = &body.aspect_ratio
+        && !ASPECT_RATIOS.contains(&ratio.as_str())
+    {
+        return Err(ApiError::invalid(
+            "invalid_aspect_ratio",
+            format!("aspect_ratio: one of {}", ASPECT_RATIOS.join(", ")),
+        ));
+    }
+    // Hashed before anything is resolved, so a replay compares what the client sent.
+    let request_hash = hex(&Sha256::digest(
+        serde_json::to_vec(&body).expect("serialises"),
+    ));
+
+    let id = Uuid::now_v7();
+    let mut stored = Vec::new();
+    let outcome = async {
+        let person_image = resolve_image(
+            &state,
+            account.id,
+            id,
+            "person_image",
+            &body.person_image,
+            &mut stored,
+        )
+        .await?;
+        let garment_image = resolve_image(
+            &state,
+            account.id,
+            id,
+            "garment_image",
+            &body.garment_image,
+            &mut stored,
+        )
+        .await?;
+        let inputs = Inputs {
+            person_image,
+            garment_image,
+            prompt: body.prompt.clone(),
+            aspect_ratio: body.aspect_ratio.clone(),
+        };
+        let now = state.clock.now();
+        let deadline =
+            chrono::Duration::seconds(state.settings.workflow.overall_deadline_secs as i64);
+        let new = NewWorkflow {
+            id,
+            account_id: account.id,
+            provider: provider.clone(),
+            cost: Credits::parse(cost).map_err(ApiError::internal)?,
+            inputs: inputs.to_json(),
+            callback_token: random_token("cb_"),
+            deadline_at: now + deadline,
+            idempotency: key.map(|key| (key, request_hash)),
+        };
+        Ok::<_, ApiError>(store::create(&state.db, &new, now).await?)
+    }
+    .await;
+
+    let created = matches!(outcome, Ok(CreateOutcome::Created(_)));
+    if !created {
+        // Inputs stored for a generation that was not created are nobody's.
+        for key in &stored {
+            if let Err(error) = state.storage.delete(key).await {
+                tracing::warn!(%key, %error, "could not remove an orphaned input");
+            }
+        }
+    }
+    match outcome? {
+        CreateOutcome::Created(row) => {
+            tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
+            Ok(HttpResponse::Accepted().json(view(&state, row)))
+        }
+        CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
+        CreateOutcome::KeyConflict => Err(ApiError::conflict(
+            "idempotency_key_reused",
+            "Idempotency-Key: already used for a different request",
+        )),
+        CreateOutcome::InsufficientCredits {
+            available,
+            requested,
+        } => Err(ApiError::new(
+            actix_web::http::StatusCode::PAYMENT_REQUIRED,
+            "insufficient_credits",
+            format!("this generation needs {requested} credits; {available} available"),
+        )),
+    }
+}
+
+/// The caller's generation named in the path; anything else (another account's, an unknown or
+/// malformed id) is 404.
+async fn owned(
+    state: &AppState,
+    account_id: Uuid,
+    raw_id: &str,
+) -> Result<workflow::Model, ApiError> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
+    store::find_owned(&state.db, account_id, id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+pub async fn get(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = owned(&state, account.id, &path).await?;
+    Ok(HttpResponse::Ok().json(view(&state, row)))
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    items: Vec<GenerationView>,
+    next_cursor: Option<Uuid>,
+}
+
+pub async fn list(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = super::ledger::parse_limit(&query)?;
+    let filter = match query.get("state") {
+        None => None,
+        Some(raw) => Some(WorkflowState::parse(raw).ok_or_else(|| {
+            let states: Vec<&str> = WorkflowState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid(
+                "invalid_state",
+                format!("state: one of {}", states.join(", ")),
+            )
+        })?),
+    };
+    let before = match query.get("cursor") {
+        None => None,
+        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
+            ApiError::invalid(
+                "invalid_cursor",
+                "cursor: not a cursor this endpoint returned",
+            )
+        })?),
+    };
+    let (rows, next) = store::list(&state.db, account.id, filter, before, limit).await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: rows.into_iter().map(|row| view(&state, row)).collect(),
+        next_cursor: next,
+    }))
+}
+
+pub async fn cancel(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = owned(&state, account.id, &path).await?.id;
+    let canceled = Event::Failed {
+        code: FailureCode::Canceled,
+        message: "canceled by the client".into(),
+    };
+    let now = state.clock.now();
+    match store::transition(&state.db, id, None, &canceled, None, now).await? {
+        TransitionOutcome::Applied(row) => {
+            tracing::info!(generation_id = %id, "generation canceled; credits released");
+            Ok(HttpResponse::Ok().json(view(&state, row)))
+        }
+        TransitionOutcome::Stale(row) if row.state == WorkflowState::Settled => Err(
+            ApiError::conflict("already_settled", "the generation already settled"),
+        ),
+        TransitionOutcome::Stale(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
+        TransitionOutcome::NotFound => Err(not_found()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EventView {
+    from: Option<&'static str>,
+    to: &'static str,
+    reason: String,
+    at: DateTime<Utc>,
+}
+
+pub async fn events(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = owned(&state, account.id, &path).await?.id;
+    let events: Vec<EventView> = store::events(&state.db, id)
+        .await?
+        .into_iter()
+        .map(|event| EventView {
+            from: event.from_state.map(WorkflowState::as_str),
+            to: event.to_state.as_str(),
+            reason: event.reason,
+            at: event.at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(events))
+}

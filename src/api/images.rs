@@ -1,0 +1,168 @@
+//! Image references in generation requests: `data:image/...;base64,...`, `upload:<id>` or a
+//! URL. Decoding and address checks happen here, before anything is written.
+use std::net::IpAddr;
+
+use atelier_actors::storage::ImageKind;
+use base64::Engine;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageRef {
+    Data { kind: ImageKind, bytes: Vec<u8> },
+    Upload(Uuid),
+    Url(String),
+}
+
+/// Parses `raw`, or says what is wrong with it (for the client; the field name is added by the
+/// caller).
+pub fn parse(raw: &str, allowed_hosts: &[String]) -> Result<ImageRef, String> {
+    if let Some(rest) = raw.strip_prefix("data:") {
+        return parse_data(rest);
+    }
+    if let Some(id) = raw.strip_prefix("upload:") {
+        return Uuid::parse_str(id)
+            .map(ImageRef::Upload)
+            .map_err(|_| "upload: must be followed by an upload id".to_owned());
+    }
+    parse_url(raw, allowed_hosts).map(ImageRef::Url)
+}
+
+fn parse_data(rest: &str) -> Result<ImageRef, String> {
+    let (header, payload) = rest
+        .split_once(',')
+        .ok_or("a data: URI needs a comma before its payload")?;
+    let mime = header
+        .strip_suffix(";base64")
+        .ok_or("a data: URI must be base64-encoded (;base64,)")?;
+    let declared = ImageKind::from_mime(mime)
+        .ok_or("a data: URI must be image/png, image/jpeg or image/webp")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|_| "the data: URI's payload is not valid base64".to_owned())?;
+    match ImageKind::sniff(&bytes) {
+        Some(kind) if kind == declared => Ok(ImageRef::Data { kind, bytes }),
+        Some(kind) => Err(format!(
+            "the data: URI says {} but holds {}",
+            declared.mime(),
+            kind.mime()
+        )),
+        None => Err(format!(
+            "the data: URI does not hold a {} image",
+            declared.mime()
+        )),
+    }
+}
+
+/// `https://` to a public address; `http://` and private addresses only for allowed hosts.
+/// Host names are resolved (and checked again) when the image is fetched.
+fn parse_url(raw: &str, allowed_hosts: &[String]) -> Result<String, String> {
+    let url = url::Url::parse(raw)
+        .map_err(|_| "must be an https:// URL, a data:image/... URI or upload:<id>".to_owned())?;
+    let host = url.host_str().ok_or("the URL has no host")?;
+    let allowed = allowed_hosts
+        .iter()
+        .any(|allowed| allowed.eq_ignore_ascii_case(host));
+    match url.scheme() {
+        "https" => {}
+        "http" if allowed => {}
+        "http" => return Err(format!("http:// is not allowed for {host}; use https://")),
+        other => return Err(format!("{other}: URLs are not supported")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL must not carry credentials".into());
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(address) = literal.parse::<IpAddr>()
+        && !allowed
+        && !is_public(address)
+    {
+        return Err(format!("{address} is not a public address"));
+    }
+    if !allowed && (host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost")) {
+        return Err(format!("{host} is not a public host"));
+    }
+    Ok(url.to_string())
+}
+
+/// Whether fetching from `address` could reach only the public internet.
+pub fn is_public(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)) // carrier-grade NAT
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || v6.is_multicast())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+    fn data_uri(mime: &str, bytes: &[u8]) -> String {
+        format!(
+            "data:{mime};base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        )
+    }
+
+    #[test]
+    fn data_uris_must_hold_the_image_they_declare() {
+        assert_eq!(
+            parse(&data_uri("image/png", PNG), &[]),
+            Ok(ImageRef::Data {
+                kind: ImageKind::Png,
+                bytes: PNG.to_vec()
+            })
+        );
+        assert!(parse(&data_uri("image/jpeg", PNG), &[]).is_err());
+        assert!(parse(&data_uri("image/gif", b"GIF89a"), &[]).is_err());
+        assert!(parse(&data_uri("image/png", b"<html>"), &[]).is_err());
+        assert!(parse("data:image/png;base64,***", &[]).is_err());
+        assert!(parse("data:image/png,raw", &[]).is_err());
+    }
+
+    #[test]
+    fn urls_must_be_https_to_public_hosts_unless_allowed() {
+        assert!(parse("https://example.com/a.png", &[]).is_ok());
+        for bad in [
+            "http://example.com/a.png",
+            "ftp://example.com/a.png",
+            "https://127.0.0.1/a.png",
+            "https://10.0.0.8/a.png",
+            "https://169.254.169.254/latest",
+            "https://[::1]/a.png",
+            "https://[::ffff:10.0.0.1]/a.png",
+            "https://localhost/a.png",
+            "https://user:pw@example.com/a.png",
+            "not a url",
+        ] {
+            assert!(parse(bad, &[]).is_err(), "{bad} accepted");
+        }
+        let allowed = ["127.0.0.1".to_owned()];
+        assert!(parse("http://127.0.0.1:9000/a.png", &allowed).is_ok());
+        assert!(parse("upload:not-an-id", &[]).is_err());
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse(&format!("upload:{id}"), &[]),
+            Ok(ImageRef::Upload(id))
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `POST /v1/uploads`: a raw image body, stored for use as `upload:<id>` in a generation.
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use atelier_actors::storage::ImageKind;
+use atelier_entities::upload;
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveModelTrait;
+use sea_orm::ActiveValue::Set;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::auth::Client;
+use super::error::ApiError;
+use super::json::read_limited;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+struct UploadView {
+    id: Uuid,
+    /// What to put in a generation request's image field.
+    reference: String,
+    /// A signed, expiring URL to read the image back.
+    url: String,
+    content_type: &'static str,
+    size: i64,
+    created_at: DateTime<Utc>,
+}
+
+pub async fn create(
+    Client(account): Client,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let declared = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .and_then(|mime| ImageKind::from_mime(&mime))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be image/png, image/jpeg or image/webp",
+            )
+        })?;
+    let limit = state.settings.http.upload_limit_bytes;
+    let mut payload: Payload = payload.into_inner();
+    let body = read_limited(&mut payload, limit).await?;
+    match ImageKind::sniff(&body) {
+        Some(kind) if kind == declared => {}
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_image",
+                format!("the body is not a {} image", declared.mime()),
+            ));
+        }
+    }
+    let id = Uuid::now_v7();
+    let key = format!("uploads/{}/{id}", account.id);
+    let size = body.len() as i64;
+    state.storage.put(&key, body.freeze()).await?;
+    let row = upload::ActiveModel {
+        id: Set(id),
+        account_id: Set(account.id),
+        content_type: Set(declared.mime().to_owned()),
+        size: Set(size),
+        storage_key: Set(key.clone()),
+        created_at: Set(state.clock.now()),
+    }
+    .insert(&state.db)
+    .await?;
+    Ok(HttpResponse::Created().json(UploadView {
+        id,
+        reference: format!("upload:{id}"),
+        url: state.signed_url(&key),
+        content_type: declared.mime(),
+        size,
+        created_at: row.created_at,
+    }))
+}
