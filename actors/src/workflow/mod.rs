@@ -1,5 +1,6 @@
 //! Generation workflows (DESIGN.md §1): the state machine, its persistence and the actors that
 //! drive each workflow through it.
+pub mod inputs;
 pub mod machine;
 pub mod store;
 

@@ -1,0 +1,32 @@
+//! A generation's inputs as persisted in `workflows.inputs`: each image is either already in
+//! our storage or a URL still to be fetched.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputImage {
+    /// In our storage under this key (a `data:` image or an upload).
+    Stored(String),
+    /// An `https://` (or allowed `http://`) URL, fetched when the workflow needs it.
+    Url(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub person_image: InputImage,
+    pub garment_image: InputImage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<String>,
+}
+
+impl Inputs {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("inputs serialise")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
