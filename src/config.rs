@@ -35,6 +35,29 @@ pub struct Settings {
     pub inputs: InputSettings,
     /// Configured providers by name; a generation may only name one of these.
     pub providers: BTreeMap<String, ProviderSettings>,
+    pub simulator: SimulatorSettings,
+}
+
+/// The built-in simulator's behaviour, including the misbehaviour tests and demos ask for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// Milliseconds between accepting a task and calling back.
+    pub delay_ms: u64,
+    /// Share of tasks that fail, 0.0 to 1.0.
+    pub failure_rate: f64,
+    /// Never call the webhook: the engine must poll.
+    pub never_callback: bool,
+    /// Deliver every callback twice.
+    pub duplicate_callbacks: bool,
+    /// Answer every submission with 429.
+    pub rate_limited: bool,
+    /// Serve result URLs that have already expired.
+    pub expired_results: bool,
+    /// Serve results far larger than Atelier accepts.
+    pub oversized_results: bool,
+    /// How long result URLs stay valid, in seconds.
+    pub result_ttl_secs: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +71,8 @@ pub struct WorkflowSettings {
     pub callback_deadline_secs: u64,
     /// How long signed URLs for results and inputs stay valid, in seconds.
     pub url_ttl_secs: u64,
+    /// Whether this process drives workflows (off: it only serves the API).
+    pub run_engine: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,11 +146,22 @@ impl Default for Settings {
                 submit_deadline_secs: 60,
                 callback_deadline_secs: 120,
                 url_ttl_secs: 3600,
+                run_engine: true,
             },
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
             providers: BTreeMap::from([("simulator".to_owned(), ProviderSettings { cost: 1 })]),
+            simulator: SimulatorSettings {
+                delay_ms: 500,
+                failure_rate: 0.0,
+                never_callback: false,
+                duplicate_callbacks: false,
+                rate_limited: false,
+                expired_results: false,
+                oversized_results: false,
+                result_ttl_secs: 600,
+            },
         }
     }
 }
@@ -145,6 +181,7 @@ const ENV_KEYS: &[&str] = &[
     "workflow",
     "inputs",
     "providers",
+    "simulator",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod scratch;
 pub mod signing;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod stress;

@@ -7,8 +7,12 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use atelier_actors::engine::registry::Engine;
+use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::providers::simulator::SimulatorProvider;
+use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
@@ -17,6 +21,7 @@ use sea_orm::DatabaseConnection;
 use crate::api::{self, error::ApiError, json::JsonLimit};
 use crate::config::Settings;
 use crate::signing::UrlSigner;
+use crate::simulator::Simulator;
 use crate::state::AppState;
 
 /// Connects and applies pending migrations.
@@ -54,6 +59,16 @@ impl Application {
         admin_token: String,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        Self::build_with_hook(settings, admin_token, clock, None).await
+    }
+
+    /// As `build`, with a hook the engine calls before every workflow step (fault injection).
+    pub async fn build_with_hook(
+        settings: &Settings,
+        admin_token: String,
+        clock: Arc<dyn Clock>,
+        step_hook: Option<StepHook>,
+    ) -> anyhow::Result<Self> {
         let db = open_database(&settings.database_url).await?;
         let ledger = Ledger::start(
             LedgerStore::new(db.clone(), clock.clone()),
@@ -75,6 +90,38 @@ impl Application {
         let storage = Storage::local(&settings.data_dir)?;
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
+        let public_url = settings.public_url();
+        let simulator = web::Data::new(Simulator::new(
+            settings.simulator.clone(),
+            format!("{public_url}/simulator"),
+        ));
+        let http_client = reqwest::Client::new();
+        let providers = providers(&settings, &public_url, &http_client)?;
+        let engine = settings.workflow.run_engine.then(|| {
+            let url_signer = signer.clone();
+            let url_clock = clock.clone();
+            let url_base = public_url.clone();
+            let ttl = chrono::Duration::seconds(settings.workflow.url_ttl_secs as i64);
+            let url_for_key: UrlForKey =
+                Arc::new(move |key: &str| url_signer.url(&url_base, key, url_clock.now() + ttl));
+            Engine::start_on_own_thread(Deps {
+                db: db.clone(),
+                storage: storage.clone(),
+                providers: providers.clone(),
+                clock: clock.clone(),
+                http: http_client.clone(),
+                url_for_key,
+                config: EngineConfig {
+                    public_url: public_url.clone(),
+                    submit_deadline: Duration::from_secs(settings.workflow.submit_deadline_secs),
+                    callback_deadline: Duration::from_secs(
+                        settings.workflow.callback_deadline_secs,
+                    ),
+                    ..EngineConfig::default()
+                },
+                step_hook,
+            })
+        });
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -83,6 +130,8 @@ impl Application {
             storage,
             signer,
             settings: Arc::new(settings.clone()),
+            providers,
+            engine,
         });
         let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
         let app_state = state.clone();
@@ -90,11 +139,13 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(simulator.clone())
                 .app_data(json_limit.clone())
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::malformed("malformed_query", format!("query string: {error}")).into()
                 }))
                 .wrap(request_log())
+                .configure(Simulator::routes)
                 .configure(|config| api::routes(config, &http))
         })
         .shutdown_timeout(10);
@@ -126,4 +177,26 @@ impl Application {
 /// Request logging: method, path, status and latency, one line per request.
 fn request_log() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
+}
+
+/// An adapter per configured provider.
+fn providers(
+    settings: &Settings,
+    public_url: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<Providers> {
+    let mut providers = Providers::new();
+    for name in settings.providers.keys() {
+        let adapter: Arc<dyn Provider> = match name.as_str() {
+            "simulator" => Arc::new(SimulatorProvider::new(
+                format!("{public_url}/simulator"),
+                http.clone(),
+            )),
+            other => {
+                anyhow::bail!("provider {other:?} is configured but Atelier has no adapter for it")
+            }
+        };
+        providers.insert(name.clone(), adapter);
+    }
+    Ok(providers)
 }

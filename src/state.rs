@@ -1,8 +1,11 @@
 //! What every request handler can reach.
 use std::sync::Arc;
 
+use actix::Addr;
 use atelier_actors::Clock;
+use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
+use atelier_actors::providers::Providers;
 use atelier_actors::storage::Storage;
 use sea_orm::DatabaseConnection;
 
@@ -17,6 +20,9 @@ pub struct AppState {
     pub storage: Storage,
     pub signer: UrlSigner,
     pub settings: Arc<Settings>,
+    pub providers: Providers,
+    /// The workflow engine; `None` where a process serves HTTP without running workflows.
+    pub engine: Option<Addr<Engine>>,
 }
 
 impl AppState {

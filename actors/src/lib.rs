@@ -4,7 +4,9 @@
 pub mod clock;
 pub mod credits;
 pub mod db;
+pub mod engine;
 pub mod ledger;
+pub mod providers;
 pub mod storage;
 pub mod workflow;
 

@@ -10,6 +10,7 @@ pub mod images;
 pub mod json;
 pub mod ledger;
 pub mod uploads;
+pub mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, Resource, web};
@@ -45,6 +46,10 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
         .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
         .service(resource("/v1/uploads").route(web::post().to(uploads::create)))
         .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
+        .service(
+            resource("/webhooks/{provider}/{generation_id}")
+                .route(web::post().to(webhooks::receive)),
+        )
         .default_service(web::to(|| async {
             ApiError::not_found("not_found", "no such endpoint").error_response_owned()
         }));

@@ -102,6 +102,8 @@ pub fn settings(database_url: &str) -> Settings {
         ..Settings::default()
     };
     settings.http.workers = 1;
+    // API tests watch rows stand still; workflow tests start the engine themselves.
+    settings.workflow.run_engine = false;
     settings.data_dir = std::env::temp_dir().join(format!("atelier-test-{}", uuid::Uuid::new_v4()));
     settings
 }
@@ -147,6 +149,60 @@ impl TestApp {
             client: reqwest::Client::new(),
             state,
             clock,
+        }
+    }
+
+    /// The app with the workflow engine running, on settings `configure` adjusts (simulator
+    /// behaviour, deadlines), with an optional hook called before every step.
+    pub async fn spawn_engine(
+        database_url: &str,
+        configure: impl FnOnce(&mut Settings),
+        step_hook: Option<atelier_actors::engine::StepHook>,
+    ) -> Self {
+        init_logs();
+        let mut settings = settings(database_url);
+        settings.workflow.run_engine = true;
+        settings.simulator.delay_ms = 50;
+        configure(&mut settings);
+        let app = Application::build_with_hook(
+            &settings,
+            ADMIN_TOKEN.to_owned(),
+            Arc::new(SystemClock),
+            step_hook,
+        )
+        .await
+        .expect("build application");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let state = app.state.clone();
+        actix_web::rt::spawn(app.into_server());
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            state,
+            clock: None,
+        }
+    }
+
+    /// Polls the generation until it is terminal (or panics after `within`).
+    pub async fn wait_terminal(
+        &self,
+        api_key: &str,
+        id: &str,
+        within: std::time::Duration,
+    ) -> Value {
+        let started = std::time::Instant::now();
+        loop {
+            let generation = self
+                .get_json(&format!("/v1/generations/{id}"), api_key)
+                .await;
+            if ["settled", "released"].contains(&generation["state"].as_str().unwrap()) {
+                return generation;
+            }
+            assert!(
+                started.elapsed() < within,
+                "not terminal in time: {generation}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

@@ -1,0 +1,296 @@
+//! The supervisor: one `Engine` actor per process that owns the set of running
+//! `GenerationActor`s.
+//!
+//! A workflow has an actor only while there is work to do: the actor runs `steps::advance`
+//! and stops as soon as the workflow must wait (passivation), so workflows parked in
+//! `awaiting_callback` cost a database row, not memory. A webhook, a cancel or a due time wakes
+//! the workflow again: `Wake` starts an actor, or pokes the running one to look again once it
+//! is done. Every `tick` the engine asks the database which workflows are due (next attempt or
+//! deadline passed, or callbacks not yet processed) — at start that adopts every workflow a
+//! previous process left behind.
+//!
+//! actix restarts nothing after a panic: the actor is simply gone. Each actor therefore holds a
+//! guard whose `Drop` (which runs on unwinding too) reports to the engine; an actor that did not
+//! finish cleanly is restarted from its row after a delay that grows with repeated deaths.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use atelier_entities::webhook_inbox;
+use atelier_entities::workflow::{self, WorkflowState};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
+use uuid::Uuid;
+
+use super::{Deps, steps};
+
+/// Due workflows started per tick, so that a backlog is worked through in slices.
+const TICK_BATCH: u64 = 512;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake(pub Uuid);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Gone {
+    id: Uuid,
+    incarnation: u64,
+    clean: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Poke;
+
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct ActiveCount;
+
+struct Running {
+    incarnation: u64,
+    addr: Addr<GenerationActor>,
+}
+
+pub struct Engine {
+    deps: Arc<Deps>,
+    running: HashMap<Uuid, Running>,
+    /// Consecutive unclean deaths per workflow, for the restart delay.
+    deaths: HashMap<Uuid, u32>,
+    incarnations: u64,
+    ticking: bool,
+}
+
+impl Engine {
+    pub fn new(deps: Deps) -> Self {
+        Self {
+            deps: Arc::new(deps),
+            running: HashMap::new(),
+            deaths: HashMap::new(),
+            incarnations: 0,
+            ticking: false,
+        }
+    }
+
+    /// Starts the engine on its own arbiter (thread).
+    pub fn start_on_own_thread(deps: Deps) -> Addr<Engine> {
+        let arbiter = Arbiter::new();
+        Engine::start_in_arbiter(&arbiter.handle(), move |_| Engine::new(deps))
+    }
+
+    fn wake(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        if let Some(running) = self.running.get(&id)
+            && running.addr.connected()
+        {
+            running.addr.do_send(Poke);
+            return;
+        }
+        self.incarnations += 1;
+        let actor = GenerationActor {
+            id,
+            deps: self.deps.clone(),
+            poked: false,
+            guard: Some(GoneGuard {
+                engine: ctx.address(),
+                id,
+                incarnation: self.incarnations,
+                clean: false,
+            }),
+        };
+        let addr = actor.start();
+        self.running.insert(
+            id,
+            Running {
+                incarnation: self.incarnations,
+                addr,
+            },
+        );
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.ticking {
+            return;
+        }
+        self.ticking = true;
+        let deps = self.deps.clone();
+        let work = async move { due_workflows(&deps).await };
+        ctx.spawn(work.into_actor(self).map(|due, engine, ctx| {
+            engine.ticking = false;
+            match due {
+                Ok(ids) => {
+                    for id in ids {
+                        if !engine.running.contains_key(&id) && !engine.deaths.contains_key(&id) {
+                            engine.wake(id, ctx);
+                        }
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot look for due workflows"),
+            }
+        }));
+    }
+}
+
+/// Workflows with something to do now: due, past their deadline, or holding unprocessed
+/// callbacks.
+async fn due_workflows(deps: &Deps) -> Result<Vec<Uuid>, DbErr> {
+    let now = deps.clock.now();
+    let live = [
+        WorkflowState::Reserved,
+        WorkflowState::Submitted,
+        WorkflowState::AwaitingCallback,
+        WorkflowState::Uploading,
+    ];
+    let mut due: Vec<Uuid> = workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::Id)
+        .filter(workflow::Column::State.is_in(live))
+        .filter(
+            workflow::Column::NextAttemptAt
+                .lte(now)
+                .or(workflow::Column::DeadlineAt.lte(now)),
+        )
+        .limit(TICK_BATCH)
+        .into_tuple()
+        .all(&deps.db)
+        .await?;
+    let with_callbacks: Vec<Uuid> = webhook_inbox::Entity::find()
+        .select_only()
+        .column(webhook_inbox::Column::WorkflowId)
+        .distinct()
+        .filter(webhook_inbox::Column::ProcessedAt.is_null())
+        .limit(TICK_BATCH)
+        .into_tuple()
+        .all(&deps.db)
+        .await?;
+    due.extend(with_callbacks);
+    due.sort();
+    due.dedup();
+    Ok(due)
+}
+
+impl Actor for Engine {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let tick = self.deps.config.tick;
+        self.tick(ctx);
+        ctx.run_interval(tick, |engine, ctx| engine.tick(ctx));
+    }
+}
+
+impl Handler<Wake> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, Wake(id): Wake, ctx: &mut Self::Context) {
+        self.deaths.remove(&id);
+        self.wake(id, ctx);
+    }
+}
+
+impl Handler<ActiveCount> for Engine {
+    type Result = usize;
+
+    fn handle(&mut self, _: ActiveCount, _: &mut Self::Context) -> usize {
+        self.running.len()
+    }
+}
+
+impl Handler<Gone> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, gone: Gone, ctx: &mut Self::Context) {
+        let current = self
+            .running
+            .get(&gone.id)
+            .is_some_and(|running| running.incarnation == gone.incarnation);
+        if !current {
+            return;
+        }
+        self.running.remove(&gone.id);
+        if gone.clean {
+            self.deaths.remove(&gone.id);
+            return;
+        }
+        let deaths = self.deaths.entry(gone.id).or_insert(0);
+        *deaths += 1;
+        let delay = Duration::from_millis(100) * 2_u32.saturating_pow(Ord::min(*deaths, 10));
+        tracing::error!(
+            generation_id = %gone.id,
+            deaths = *deaths,
+            ?delay,
+            "generation actor died; rebuilding it from the database"
+        );
+        let id = gone.id;
+        ctx.run_later(delay, move |engine, ctx| {
+            if !engine.running.contains_key(&id) {
+                engine.wake(id, ctx);
+            }
+        });
+    }
+}
+
+/// Reports the actor's end to the engine from `Drop`, which also runs when a panic unwinds.
+struct GoneGuard {
+    engine: Addr<Engine>,
+    id: Uuid,
+    incarnation: u64,
+    clean: bool,
+}
+
+impl Drop for GoneGuard {
+    fn drop(&mut self) {
+        self.engine.do_send(Gone {
+            id: self.id,
+            incarnation: self.incarnation,
+            clean: self.clean,
+        });
+    }
+}
+
+/// Drives one workflow while it has work to do.
+pub struct GenerationActor {
+    id: Uuid,
+    deps: Arc<Deps>,
+    /// Something happened while a run was in progress: run again before stopping.
+    poked: bool,
+    guard: Option<GoneGuard>,
+}
+
+impl GenerationActor {
+    fn run(&mut self, ctx: &mut Context<Self>) {
+        self.poked = false;
+        let deps = self.deps.clone();
+        let id = self.id;
+        let work = async move { steps::advance(&deps, id).await };
+        ctx.spawn(work.into_actor(self).map(|outcome, actor, ctx| {
+            match outcome {
+                Ok(()) if actor.poked => return actor.run(ctx),
+                Ok(()) => {}
+                Err(error) => {
+                    // The row is unchanged; the engine's next tick retries when it is due.
+                    tracing::warn!(generation_id = %actor.id, %error, "step failed on the database");
+                }
+            }
+            if let Some(guard) = actor.guard.as_mut() {
+                guard.clean = true;
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Actor for GenerationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.run(ctx);
+    }
+}
+
+impl Handler<Poke> for GenerationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poke, _: &mut Self::Context) {
+        self.poked = true;
+    }
+}

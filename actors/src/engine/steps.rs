@@ -1,0 +1,432 @@
+//! One workflow's next steps. `advance` runs steps until the workflow is terminal or must wait
+//! (for a callback, a retry time or a deadline); every step reads the row, does at most one
+//! external effect, and persists the outcome as a transition or a rescheduled attempt. A crash
+//! anywhere leaves a row that the next `advance` continues from.
+use std::time::Duration;
+
+use atelier_entities::webhook_inbox;
+use atelier_entities::workflow::{self, WorkflowState};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::Deps;
+use crate::providers::{Provider, ProviderError, Task, TaskStatus};
+use crate::storage::{Bytes, ImageKind};
+use crate::workflow::inputs::{InputImage, Inputs};
+use crate::workflow::store::{self, TransitionOutcome};
+use crate::workflow::{Event, FailureCode};
+
+/// Attempts at one step before the workflow is released.
+const MAX_ATTEMPTS: i32 = 8;
+
+enum Step {
+    /// The row changed; look again.
+    Continue,
+    /// Nothing to do until `next_attempt_at`, a callback or a deadline.
+    Wait,
+}
+
+/// Advances the workflow as far as it can go now.
+pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
+    loop {
+        let Some(row) = workflow::Entity::find_by_id(id).one(&deps.db).await? else {
+            return Ok(());
+        };
+        if row.state.is_terminal() {
+            return Ok(());
+        }
+        if let Some(hook) = &deps.step_hook {
+            hook(id, row.state);
+        }
+        let now = deps.clock.now();
+        let step = if now >= row.deadline_at {
+            fail(
+                deps,
+                &row,
+                FailureCode::Timeout,
+                "no result within the overall deadline",
+            )
+            .await?
+        } else {
+            match row.state {
+                WorkflowState::Reserved => submit(deps, &row, now).await?,
+                WorkflowState::Submitted => {
+                    let next = now + chrono_duration(deps.config.callback_deadline);
+                    apply(deps, &row, Event::Waiting, Some(next)).await?
+                }
+                WorkflowState::AwaitingCallback => await_result(deps, &row, now).await?,
+                WorkflowState::Uploading => upload(deps, &row, now).await?,
+                WorkflowState::Settled | WorkflowState::Released => Step::Wait,
+            }
+        };
+        if matches!(step, Step::Wait) {
+            return Ok(());
+        }
+    }
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Exponential backoff with jitter for the `attempt`-th retry, from `backon`.
+pub fn retry_delay(attempt: i32) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(60))
+        .with_max_times(usize::MAX)
+        .with_jitter()
+        .build()
+        .nth(attempt.max(0) as usize)
+        .unwrap_or(Duration::from_secs(60))
+}
+
+async fn apply(
+    deps: &Deps,
+    row: &workflow::Model,
+    event: Event,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> Result<Step, DbErr> {
+    let now = deps.clock.now();
+    let outcome = store::transition(
+        &deps.db,
+        row.id,
+        Some(row.version),
+        &event,
+        next_attempt_at,
+        now,
+    )
+    .await?;
+    if let TransitionOutcome::Applied(applied) = &outcome {
+        tracing::info!(
+            generation_id = %row.id,
+            from = row.state.as_str(),
+            to = applied.state.as_str(),
+            reason = %event.reason(),
+            "generation moved"
+        );
+    }
+    // Applied or not (another writer won), the row has moved on: read it again.
+    Ok(Step::Continue)
+}
+
+async fn fail(
+    deps: &Deps,
+    row: &workflow::Model,
+    code: FailureCode,
+    message: impl Into<String>,
+) -> Result<Step, DbErr> {
+    let message = message.into();
+    tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
+    apply(deps, row, Event::Failed { code, message }, None).await
+}
+
+/// Records a failed attempt: retried later with backoff, or released after `MAX_ATTEMPTS`.
+async fn retry_later(
+    deps: &Deps,
+    row: &workflow::Model,
+    code: FailureCode,
+    error: &str,
+    at_least: Option<Duration>,
+) -> Result<Step, DbErr> {
+    let attempt = row.attempt + 1;
+    if attempt >= MAX_ATTEMPTS {
+        return fail(
+            deps,
+            row,
+            code,
+            format!("gave up after {attempt} attempts: {error}"),
+        )
+        .await;
+    }
+    let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
+    let now = deps.clock.now();
+    tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %error, "will retry");
+    store::reschedule(
+        &deps.db,
+        row.id,
+        row.version,
+        attempt,
+        now + chrono_duration(delay),
+        now,
+    )
+    .await?;
+    Ok(Step::Wait)
+}
+
+fn not_yet(row: &workflow::Model, now: DateTime<Utc>) -> bool {
+    row.next_attempt_at.is_some_and(|at| at > now)
+}
+
+fn provider<'a>(deps: &'a Deps, row: &workflow::Model) -> Option<&'a dyn Provider> {
+    deps.providers
+        .get(&row.provider)
+        .map(|provider| provider.as_ref())
+}
+
+async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, DbErr> {
+    if not_yet(row, now) {
+        return Ok(Step::Wait);
+    }
+    if now >= row.created_at + chrono_duration(deps.config.submit_deadline) {
+        return fail(
+            deps,
+            row,
+            FailureCode::ProviderFailed,
+            "the provider did not accept the task in time",
+        )
+        .await;
+    }
+    let Some(provider) = provider(deps, row) else {
+        return fail(
+            deps,
+            row,
+            FailureCode::ProviderRejected,
+            format!("provider {} is not configured", row.provider),
+        )
+        .await;
+    };
+    let Ok(inputs) = Inputs::from_json(&row.inputs) else {
+        return fail(
+            deps,
+            row,
+            FailureCode::InputUnavailable,
+            "the stored inputs are unreadable",
+        )
+        .await;
+    };
+    let url = |image: &InputImage| match image {
+        InputImage::Stored(key) => (deps.url_for_key)(key),
+        InputImage::Url(url) => url.clone(),
+    };
+    let task = Task {
+        generation_id: row.id,
+        person_image_url: url(&inputs.person_image),
+        garment_image_url: url(&inputs.garment_image),
+        prompt: inputs.prompt.clone(),
+        aspect_ratio: inputs.aspect_ratio.clone(),
+        webhook_url: format!(
+            "{}/webhooks/{}/{}?token={}",
+            deps.config.public_url.trim_end_matches('/'),
+            row.provider,
+            row.id,
+            row.callback_token
+        ),
+    };
+    match provider.submit(&task).await {
+        Ok(task_id) => apply(deps, row, Event::Accepted { task_id }, Some(now)).await,
+        Err(error) => provider_error(deps, row, error, FailureCode::ProviderRejected).await,
+    }
+}
+
+async fn provider_error(
+    deps: &Deps,
+    row: &workflow::Model,
+    error: ProviderError,
+    permanent: FailureCode,
+) -> Result<Step, DbErr> {
+    match error {
+        ProviderError::Retryable(detail) => {
+            retry_later(deps, row, FailureCode::ProviderFailed, &detail, None).await
+        }
+        ProviderError::RateLimited { retry_after } => {
+            retry_later(
+                deps,
+                row,
+                FailureCode::ProviderFailed,
+                "rate limited",
+                retry_after,
+            )
+            .await
+        }
+        ProviderError::Account(detail) => {
+            tracing::error!(provider = %row.provider, %detail, "provider account problem: an operator must act");
+            retry_later(
+                deps,
+                row,
+                FailureCode::ProviderFailed,
+                &detail,
+                Some(Duration::from_secs(30)),
+            )
+            .await
+        }
+        ProviderError::Permanent(detail) => fail(deps, row, permanent, detail).await,
+    }
+}
+
+/// Callbacks first (oldest first), then — once the callback deadline has passed — a poll.
+async fn await_result(
+    deps: &Deps,
+    row: &workflow::Model,
+    now: DateTime<Utc>,
+) -> Result<Step, DbErr> {
+    let Some(provider) = provider(deps, row) else {
+        return fail(
+            deps,
+            row,
+            FailureCode::ProviderFailed,
+            format!("provider {} is not configured", row.provider),
+        )
+        .await;
+    };
+    let pending = webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
+        .filter(webhook_inbox::Column::ProcessedAt.is_null())
+        .order_by_asc(webhook_inbox::Column::Id)
+        .all(&deps.db)
+        .await?;
+    for callback in pending {
+        let status = provider.parse_callback(callback.payload.as_bytes());
+        mark_processed(deps, callback.id, now).await?;
+        match status {
+            Ok((_, TaskStatus::Pending)) => {}
+            Ok((_, status)) => return act_on(deps, row, status).await,
+            Err(error) => {
+                tracing::warn!(generation_id = %row.id, %error, "ignoring an unreadable callback");
+            }
+        }
+    }
+    if not_yet(row, now) {
+        return Ok(Step::Wait);
+    }
+    let task_id = row.provider_task_id.clone().unwrap_or_default();
+    match provider.poll(&task_id).await {
+        Ok(TaskStatus::Pending) => {
+            retry_later(deps, row, FailureCode::Timeout, "still pending", None).await
+        }
+        Ok(status) => act_on(deps, row, status).await,
+        Err(error) => provider_error(deps, row, error, FailureCode::ProviderFailed).await,
+    }
+}
+
+async fn act_on(deps: &Deps, row: &workflow::Model, status: TaskStatus) -> Result<Step, DbErr> {
+    match status {
+        TaskStatus::Pending => Ok(Step::Wait),
+        TaskStatus::Succeeded { output_url } => {
+            let now = deps.clock.now();
+            apply(
+                deps,
+                row,
+                Event::ResultReady { source: output_url },
+                Some(now),
+            )
+            .await
+        }
+        TaskStatus::Failed { message } => {
+            fail(deps, row, FailureCode::ProviderFailed, message).await
+        }
+    }
+}
+
+async fn mark_processed(deps: &Deps, inbox_id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
+    webhook_inbox::Entity::update_many()
+        .set(webhook_inbox::ActiveModel {
+            processed_at: Set(Some(now)),
+            ..Default::default()
+        })
+        .filter(webhook_inbox::Column::Id.eq(inbox_id))
+        .exec(&deps.db)
+        .await
+        .map(drop)
+}
+
+enum Download {
+    Image(Bytes),
+    /// Retrying cannot help.
+    Refused(FailureCode, String),
+    Transient(String),
+}
+
+/// Copies the result into our storage under its deterministic key, then settles.
+async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, DbErr> {
+    if not_yet(row, now) {
+        return Ok(Step::Wait);
+    }
+    let key = format!("results/{}", row.id);
+    let settled = Event::Stored {
+        key: key.clone(),
+        charge: row.cost,
+    };
+    // A previous attempt may have stored it and crashed before settling.
+    if deps.storage.exists(&key).await.unwrap_or(false) {
+        return apply(deps, row, settled, None).await;
+    }
+    let source = row.result_source.clone().unwrap_or_default();
+    match download(deps, &source).await {
+        Download::Image(bytes) => match deps.storage.put(&key, bytes).await {
+            Ok(()) => apply(deps, row, settled, None).await,
+            Err(error) => {
+                retry_later(
+                    deps,
+                    row,
+                    FailureCode::UploadFailed,
+                    &error.to_string(),
+                    None,
+                )
+                .await
+            }
+        },
+        Download::Refused(code, message) => fail(deps, row, code, message).await,
+        Download::Transient(error) => {
+            retry_later(deps, row, FailureCode::UploadFailed, &error, None).await
+        }
+    }
+}
+
+async fn download(deps: &Deps, source: &str) -> Download {
+    let response = match deps
+        .http
+        .get(source)
+        .timeout(deps.config.download_timeout)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(error) => return Download::Transient(format!("download failed: {error}")),
+    };
+    let status = response.status();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Download::Transient(format!("result URL answered {status}"));
+    }
+    if !status.is_success() {
+        return Download::Refused(
+            FailureCode::UploadFailed,
+            format!("result URL answered {status} (expired or gone)"),
+        );
+    }
+    let limit = deps.config.max_result_bytes;
+    if response
+        .content_length()
+        .is_some_and(|length| length as usize > limit)
+    {
+        return Download::Refused(
+            FailureCode::InvalidResult,
+            format!("result larger than {limit} bytes"),
+        );
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) if body.len() + chunk.len() > limit => {
+                return Download::Refused(
+                    FailureCode::InvalidResult,
+                    format!("result larger than {limit} bytes"),
+                );
+            }
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(error) => return Download::Transient(format!("download interrupted: {error}")),
+        }
+    }
+    if ImageKind::sniff(&body).is_none() {
+        return Download::Refused(
+            FailureCode::InvalidResult,
+            "the result is not a PNG, JPEG or WebP image".into(),
+        );
+    }
+    Download::Image(Bytes::from(body))
+}

@@ -1,0 +1,85 @@
+//! Providers behind one trait. An adapter turns our task into the provider's wire format and
+//! its answers back into ours; adding a provider is a new file here and a line in `build`.
+pub mod simulator;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// What we ask a provider to do.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub generation_id: Uuid,
+    /// URLs the provider can fetch the inputs from (signed URLs to our storage).
+    pub person_image_url: String,
+    pub garment_image_url: String,
+    pub prompt: Option<String>,
+    pub aspect_ratio: Option<String>,
+    /// Where the provider calls back, with the per-generation token in it.
+    pub webhook_url: String,
+}
+
+/// A task's state as the provider reports it (by callback or poll).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskStatus {
+    Pending,
+    Succeeded { output_url: String },
+    Failed { message: String },
+}
+
+/// How a provider call failed, which decides what the engine does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Worth trying again (network error, 5xx, timeout).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Throttled; try again after the given time when the provider said so.
+    #[error("rate limited")]
+    RateLimited { retry_after: Option<Duration> },
+    /// Our account at the provider is at fault (credentials, credit): an operator must act.
+    #[error("account problem: {0}")]
+    Account(String),
+    /// This task will never succeed (rejected input, unknown task).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// Submits the task; returns the provider's task id. Must be safe to call again for the
+    /// same generation after a crash where the provider allows it.
+    async fn submit(&self, task: &Task) -> Result<String, ProviderError>;
+
+    /// Parses a callback body (already authenticated by the caller) into the task's id and
+    /// status.
+    fn parse_callback(&self, body: &[u8]) -> Result<(String, TaskStatus), ProviderError>;
+
+    async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError>;
+
+    async fn cancel(&self, task_id: &str) -> Result<(), ProviderError>;
+}
+
+pub type Providers = HashMap<String, Arc<dyn Provider>>;
+
+/// Maps an HTTP status from a provider to the error class the engine acts on.
+pub fn classify_status(status: reqwest::StatusCode, body: &str) -> ProviderError {
+    let detail = format!(
+        "HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    );
+    match status.as_u16() {
+        429 => ProviderError::RateLimited { retry_after: None },
+        401..=403 => ProviderError::Account(detail),
+        408 | 500..=599 => ProviderError::Retryable(detail),
+        _ => ProviderError::Permanent(detail),
+    }
+}
+
+/// Network-level failures are always worth another try.
+pub fn transport_error(error: reqwest::Error) -> ProviderError {
+    ProviderError::Retryable(error.to_string())
+}

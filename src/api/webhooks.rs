@@ -1,0 +1,86 @@
+//! `POST /webhooks/{provider}/{generation_id}?token=`: provider callbacks. A callback is
+//! authenticated, stored in the inbox (a replay is stored once), acknowledged, and only then
+//! delivered to the workflow's actor — so nothing acknowledged is lost to a crash.
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use atelier_entities::{webhook_inbox, workflow};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::EntityTrait;
+use sea_orm::sea_query::OnConflict;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::accounts::hex;
+use crate::state::AppState;
+
+const MAX_CALLBACK_BYTES: usize = 256 * 1024;
+
+pub async fn receive(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    query: web::Query<HashMap<String, String>>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (provider_name, raw_id) = path.into_inner();
+    let unknown = || ApiError::not_found("generation_not_found", "no such generation");
+    let id = Uuid::parse_str(&raw_id).map_err(|_| unknown())?;
+    let row = workflow::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|row| row.provider == provider_name)
+        .ok_or_else(unknown)?;
+    let token = query.get("token").map(String::as_str).unwrap_or_default();
+    if !bool::from(token.as_bytes().ct_eq(row.callback_token.as_bytes())) {
+        tracing::warn!(generation_id = %id, provider = %provider_name, "webhook with a wrong token refused");
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "the callback token is not valid",
+        ));
+    }
+    if body.len() > MAX_CALLBACK_BYTES {
+        return Err(ApiError::too_large(MAX_CALLBACK_BYTES));
+    }
+    let provider = state.providers.get(&provider_name).ok_or_else(unknown)?;
+    let (task_id, _) = provider.parse_callback(&body).map_err(|error| {
+        ApiError::malformed(
+            "malformed_callback",
+            format!("callback not understood: {error}"),
+        )
+    })?;
+    if row
+        .provider_task_id
+        .as_deref()
+        .is_some_and(|known| known != task_id)
+    {
+        return Err(ApiError::invalid(
+            "unknown_task",
+            "the callback names another task",
+        ));
+    }
+    let dedup_key = format!("{provider_name}:{id}:{}", hex(&Sha256::digest(&body)));
+    let stored = webhook_inbox::Entity::insert(webhook_inbox::ActiveModel {
+        id: NotSet,
+        workflow_id: Set(id),
+        provider: Set(provider_name.clone()),
+        dedup_key: Set(dedup_key),
+        payload: Set(String::from_utf8_lossy(&body).into_owned()),
+        received_at: Set(state.clock.now()),
+        processed_at: Set(None),
+    })
+    .on_conflict(
+        OnConflict::column(webhook_inbox::Column::DedupKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&state.db)
+    .await?;
+    if stored == 0 {
+        tracing::debug!(generation_id = %id, "replayed webhook ignored");
+    } else if let Some(engine) = &state.engine {
+        engine.do_send(atelier_actors::engine::registry::Wake(id));
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"received": true})))
+}

@@ -1,0 +1,304 @@
+//! The built-in `simulator` provider: a provider HTTP API that Atelier serves itself under
+//! `/simulator`, so `cargo run` does a real try-on with no account anywhere. It accepts a task,
+//! fetches the two input images, pastes the garment onto the person photo, serves the PNG at an
+//! expiring URL and calls the webhook back after a delay — through exactly the HTTP and webhook
+//! path a real provider uses. Misbehaviour is configurable for tests and demos.
+//!
+//! Tasks live in memory: after a restart the simulator has forgotten them, as a provider that
+//! lost a task would have, and the engine's poll finds out.
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use image::imageops::FilterType;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::api::error::ApiError;
+use crate::api::json::ApiJson;
+use crate::config::SimulatorSettings;
+
+#[derive(Debug, Clone, Serialize)]
+struct TaskView {
+    id: String,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+struct SimTask {
+    view: TaskView,
+    result: Option<Vec<u8>>,
+    result_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct Simulator {
+    settings: SimulatorSettings,
+    /// Where this simulator is reachable (`{public_url}/simulator`).
+    base_url: String,
+    tasks: Arc<Mutex<HashMap<String, SimTask>>>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitTask {
+    person_image: String,
+    garment_image: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    prompt: Option<String>,
+    webhook: Option<String>,
+}
+
+impl Simulator {
+    pub fn new(settings: SimulatorSettings, base_url: String) -> Self {
+        Self {
+            settings,
+            base_url,
+            tasks: Arc::default(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn routes(config: &mut web::ServiceConfig) {
+        config
+            .route("/simulator/v1/tasks/{id}", web::put().to(submit))
+            .route("/simulator/v1/tasks/{id}", web::get().to(status))
+            .route("/simulator/v1/tasks/{id}", web::delete().to(cancel))
+            .route("/simulator/v1/results/{id}", web::get().to(result));
+    }
+
+    fn view(&self, id: &str) -> Option<TaskView> {
+        self.tasks
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|task| task.view.clone())
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut SimTask)) -> Option<TaskView> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let task = tasks.get_mut(id)?;
+        change(task);
+        Some(task.view.clone())
+    }
+
+    async fn process(self, id: String, request: SubmitTask) {
+        tokio::time::sleep(Duration::from_millis(self.settings.delay_ms)).await;
+        let fails = rand::rng().random_bool(self.settings.failure_rate.clamp(0.0, 1.0));
+        let outcome = if fails {
+            Err("the simulated model failed (failure_rate)".to_owned())
+        } else {
+            self.render(&request).await
+        };
+        let ttl = chrono::Duration::seconds(self.settings.result_ttl_secs);
+        let expires_at = if self.settings.expired_results {
+            Utc::now() - chrono::Duration::seconds(1)
+        } else {
+            Utc::now() + ttl
+        };
+        let output = format!("{}/v1/results/{id}", self.base_url);
+        let Some(view) = self.update(&id, |task| match outcome {
+            Ok(png) => {
+                task.view.status = "succeeded";
+                task.view.output = Some(output);
+                task.result = Some(png);
+                task.result_expires_at = Some(expires_at);
+            }
+            Err(error) => {
+                task.view.status = "failed";
+                task.view.error = Some(error);
+            }
+        }) else {
+            return;
+        };
+        let Some(webhook) = request.webhook.filter(|_| !self.settings.never_callback) else {
+            return;
+        };
+        let deliveries = if self.settings.duplicate_callbacks {
+            2
+        } else {
+            1
+        };
+        for _ in 0..deliveries {
+            if let Err(error) = self.http.post(&webhook).json(&view).send().await {
+                tracing::warn!(task = %id, %error, "simulator could not deliver its callback");
+            }
+        }
+    }
+
+    /// Fetches both images and pastes the garment, scaled to half the person's width, onto
+    /// the middle of the person photo.
+    async fn render(&self, request: &SubmitTask) -> Result<Vec<u8>, String> {
+        let person = self.fetch(&request.person_image).await?;
+        let garment = self.fetch(&request.garment_image).await?;
+        tokio::task::spawn_blocking(move || compose(&person, &garment))
+            .await
+            .map_err(|error| error.to_string())?
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|error| format!("cannot fetch {url}: {error}"))?;
+        if !response.status().is_success() {
+            return Err(format!("fetching an input answered {}", response.status()));
+        }
+        let bytes = response.bytes().await.map_err(|error| error.to_string())?;
+        Ok(bytes.to_vec())
+    }
+}
+
+pub fn compose(person: &[u8], garment: &[u8]) -> Result<Vec<u8>, String> {
+    let mut person = image::load_from_memory(person)
+        .map_err(|error| format!("person image: {error}"))?
+        .to_rgba8();
+    let garment =
+        image::load_from_memory(garment).map_err(|error| format!("garment image: {error}"))?;
+    let width = (person.width() / 2).max(1);
+    let height = ((garment.height() as u64 * width as u64) / garment.width().max(1) as u64)
+        .clamp(1, person.height() as u64) as u32;
+    let garment = garment
+        .resize_exact(width, height, FilterType::Triangle)
+        .to_rgba8();
+    let x = (person.width() - width) / 2;
+    let y = (person.height() - height) / 2;
+    image::imageops::overlay(&mut person, &garment, x.into(), y.into());
+    let mut png = Cursor::new(Vec::new());
+    person
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|error| error.to_string())?;
+    Ok(png.into_inner())
+}
+
+fn unknown_task() -> ApiError {
+    ApiError::not_found("task_not_found", "no such task")
+}
+
+async fn submit(
+    simulator: web::Data<Simulator>,
+    path: web::Path<String>,
+    body: ApiJson<SubmitTask>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    if simulator.settings.rate_limited {
+        return Ok(HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "1"))
+            .json(serde_json::json!({"detail": "Request was throttled."})));
+    }
+    // Idempotent by id: a resubmission after a crash finds the task it started.
+    if let Some(view) = simulator.view(&id) {
+        return Ok(HttpResponse::Ok().json(view));
+    }
+    let view = TaskView {
+        id: id.clone(),
+        status: "queued",
+        output: None,
+        error: None,
+    };
+    simulator.tasks.lock().unwrap().insert(
+        id.clone(),
+        SimTask {
+            view: view.clone(),
+            result: None,
+            result_expires_at: None,
+        },
+    );
+    actix_web::rt::spawn(simulator.get_ref().clone().process(id, body.0));
+    Ok(HttpResponse::Created().json(view))
+}
+
+async fn status(
+    simulator: web::Data<Simulator>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = simulator.view(&path).ok_or_else(unknown_task)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn cancel(
+    simulator: web::Data<Simulator>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = simulator
+        .update(&path, |task| {
+            if task.view.status != "succeeded" {
+                task.view.status = "failed";
+                task.view.error = Some("canceled".into());
+            }
+        })
+        .ok_or_else(unknown_task)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+async fn result(
+    simulator: web::Data<Simulator>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (png, expires_at) = {
+        let tasks = simulator.tasks.lock().unwrap();
+        let task = tasks.get(path.as_str()).ok_or_else(unknown_task)?;
+        (
+            task.result.clone().ok_or_else(unknown_task)?,
+            task.result_expires_at,
+        )
+    };
+    if expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::GONE,
+            "result_expired",
+            "this result URL has expired",
+        ));
+    }
+    let oversized = simulator.settings.oversized_results;
+    let body = if oversized {
+        // A "result" far larger than anything Atelier accepts.
+        let mut padded = png;
+        padded.resize(64 * 1024 * 1024, 0);
+        padded
+    } else {
+        png
+    };
+    Ok(HttpResponse::Ok().content_type("image/png").body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+        let image = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+        let mut bytes = Cursor::new(Vec::new());
+        image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        bytes.into_inner()
+    }
+
+    #[test]
+    fn the_garment_lands_in_the_middle_of_the_person() {
+        let composed = compose(&png(40, 60, [255, 255, 255]), &png(10, 10, [0, 0, 255])).unwrap();
+        let image = image::load_from_memory(&composed).unwrap().to_rgba8();
+        assert_eq!((image.width(), image.height()), (40, 60));
+        assert_eq!(
+            image.get_pixel(20, 30).0,
+            [0, 0, 255, 255],
+            "garment in the middle"
+        );
+        assert_eq!(
+            image.get_pixel(1, 1).0,
+            [255, 255, 255, 255],
+            "person at the edge"
+        );
+        assert!(compose(b"not an image", &png(1, 1, [0, 0, 0])).is_err());
+    }
+}

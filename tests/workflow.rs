@@ -1,0 +1,377 @@
+//! The workflow end to end over real HTTP: the engine submits to the built-in simulator, which
+//! calls the webhook back; the result is copied into our storage and the credits charged once
+//! — or released with the right code when anything goes wrong. Against each database.
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use atelier_actors::workflow::WorkflowState;
+use common::{TestApp, error_code};
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+database_tests!(
+    a_generation_settles_with_a_real_image_charged_once,
+    a_failing_provider_releases_the_credits,
+    without_a_callback_the_engine_polls,
+    duplicate_callbacks_settle_once,
+    expired_result_urls_release,
+    oversized_results_release,
+    a_throttling_provider_runs_out_the_submit_deadline,
+    past_the_overall_deadline_a_generation_times_out,
+    forged_and_replayed_webhooks_change_nothing,
+    a_canceled_generation_ignores_its_late_callback,
+    a_panicking_actor_is_rebuilt_and_finishes,
+);
+
+async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
+    let events = app
+        .get_json(&format!("/v1/generations/{id}/events"), key)
+        .await;
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap_or("-").to_owned(),
+                e["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn ledger_kinds(app: &TestApp, key: &str) -> Vec<String> {
+    let ledger = app.get_json("/v1/ledger", key).await;
+    ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn assert_released(app: &TestApp, key: &str, generation: &Value, code: &str) {
+    assert_eq!(generation["state"], "released", "{generation}");
+    assert_eq!(generation["error"]["code"], code, "{generation}");
+    assert!(generation.get("result_url").is_none());
+    let balance = app.balance(key).await;
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(ledger_kinds(app, key).await, ["release", "hold", "grant"]);
+}
+
+async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
+    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let created = app.create_generation(&key).await;
+    let id = created["id"].as_str().unwrap();
+    let done = app.wait_terminal(&key, id, WITHIN).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    let download = app
+        .client
+        .get(done["result_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let image = image::load_from_memory(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        (image.width(), image.height()),
+        (8, 12),
+        "the person photo's size"
+    );
+
+    let balance = app.balance(&key).await;
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+    let timeline = events(&app, &key, id).await;
+    let expected = [
+        ("-", "reserved"),
+        ("reserved", "submitted"),
+        ("submitted", "awaiting_callback"),
+        ("awaiting_callback", "uploading"),
+        ("uploading", "settled"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(timeline, expected);
+}
+
+async fn a_failing_provider_releases_the_credits(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.failure_rate = 1.0, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "provider_failed").await;
+}
+
+async fn without_a_callback_the_engine_polls(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| {
+            s.simulator.never_callback = true;
+            s.workflow.callback_deadline_secs = 1;
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+}
+
+async fn duplicate_callbacks_settle_once(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.duplicate_callbacks = true, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            app.create_generation(&key).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        let done = app.wait_terminal(&key, id, WITHIN).await;
+        assert_eq!(done["state"], "settled", "{done}");
+    }
+    let kinds = ledger_kinds(&app, &key).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "settle").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(app.balance(&key).await["available"], 0);
+}
+
+async fn expired_result_urls_release(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.expired_results = true, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "upload_failed").await;
+}
+
+async fn oversized_results_release(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.oversized_results = true, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "invalid_result").await;
+}
+
+async fn a_throttling_provider_runs_out_the_submit_deadline(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| {
+            s.simulator.rate_limited = true;
+            s.workflow.submit_deadline_secs = 2;
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "provider_failed").await;
+}
+
+async fn past_the_overall_deadline_a_generation_times_out(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| {
+            s.simulator.never_callback = true;
+            s.workflow.overall_deadline_secs = 2;
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "timeout").await;
+}
+
+async fn forged_and_replayed_webhooks_change_nothing(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.never_callback = true, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Wait until the task was accepted.
+    loop {
+        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+        if generation["state"] == "awaiting_callback" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let forged_body =
+        json!({"id": id, "status": "succeeded", "output": "https://evil.example/x.png"});
+    let forged = app
+        .client
+        .post(app.url(&format!("/webhooks/simulator/{id}?token=cb_guess")))
+        .json(&forged_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(forged, 401).await, "invalid_token");
+    let untokened = app
+        .client
+        .post(app.url(&format!("/webhooks/simulator/{id}")))
+        .json(&forged_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(untokened, 401).await, "invalid_token");
+    let unknown = uuid::Uuid::new_v4();
+    let response = app
+        .client
+        .post(app.url(&format!("/webhooks/simulator/{unknown}?token=x")))
+        .json(&forged_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response, 404).await, "generation_not_found");
+    let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+    assert_eq!(generation["state"], "awaiting_callback");
+    let inbox = atelier_entities::webhook_inbox::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert!(inbox.is_empty(), "a refused webhook was stored");
+
+    // The real callback, delivered by hand with the right token, then replayed.
+    let row = atelier_entities::workflow::Entity::find_by_id(uuid::Uuid::parse_str(&id).unwrap())
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let task = app
+        .client
+        .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let webhook = app.url(&format!(
+        "/webhooks/simulator/{id}?token={}",
+        row.callback_token
+    ));
+    // The simulator may still be rendering; poll its task until it is done.
+    let mut task = task;
+    while task.contains("queued") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        task = app
+            .client
+            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        let delivered = app
+            .client
+            .post(&webhook)
+            .header("content-type", "application/json")
+            .body(task.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(delivered.status(), 200);
+    }
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_eq!(done["state"], "settled");
+    let inbox = atelier_entities::webhook_inbox::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(inbox.len(), 1, "a replay was stored again");
+    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+}
+
+async fn a_canceled_generation_ignores_its_late_callback(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.delay_ms = 1_500, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    loop {
+        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+        if generation["state"] == "awaiting_callback" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let canceled = app
+        .post_empty(&format!("/v1/generations/{id}/cancel"), &key)
+        .await;
+    assert_eq!(canceled.status(), 200);
+    // Let the simulator call back: the callback is stored, but changes nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "canceled").await;
+}
+
+async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
+    let panicked = Arc::new(AtomicBool::new(false));
+    let flag = panicked.clone();
+    let hook: atelier_actors::engine::StepHook = Arc::new(move |_, state| {
+        if state == WorkflowState::Uploading && !flag.swap(true, Ordering::SeqCst) {
+            panic!("injected fault in uploading");
+        }
+    });
+    let app = TestApp::spawn_engine(&url, |_| {}, Some(hook)).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert!(
+        panicked.load(Ordering::SeqCst),
+        "the fault was never injected"
+    );
+    assert_eq!(done["state"], "settled", "{done}");
+    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+}
