@@ -22,6 +22,7 @@ database_tests!(
     result_urls_are_signed_and_expire,
     generations_list_filters_and_pages,
     another_accounts_generation_is_not_found,
+    verify_finds_workflows_that_break_invariants,
 );
 
 async fn a_generation_holds_its_cost_until_it_ends(url: String) {
@@ -417,4 +418,60 @@ async fn another_accounts_generation_is_not_found(url: String) {
     assert_eq!(error_code(cancel, 404).await, "generation_not_found");
     let mine: Value = app.get_json(&format!("/v1/generations/{id}"), &key).await;
     assert_eq!(mine["state"], "reserved");
+}
+
+async fn verify_finds_workflows_that_break_invariants(url: String) {
+    use atelier_actors::workflow::verify::verify_workflows;
+
+    let app = TestApp::spawn(&url).await;
+    let (_, key) = app.funded_account(3).await;
+    let settled =
+        Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
+    let result_key = settle_directly(&app, settled).await;
+    let waiting =
+        Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
+    let db = &app.state.db;
+    let grace = chrono::Duration::seconds(60);
+    let check = || verify_workflows(db, &app.state.storage, app.state.clock.now(), grace);
+    assert_eq!(check().await.unwrap(), vec![]);
+
+    app.state.storage.delete(&result_key).await.unwrap();
+    use atelier_entities::{hold, workflow};
+    use sea_orm::ActiveValue::Set;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    hold::Entity::update_many()
+        .set(hold::ActiveModel {
+            state: Set(hold::HoldState::Released),
+            ..Default::default()
+        })
+        .filter(hold::Column::GenerationId.eq(waiting))
+        .exec(db)
+        .await
+        .unwrap();
+    workflow::Entity::update_many()
+        .set(workflow::ActiveModel {
+            deadline_at: Set(app.state.clock.now() - chrono::Duration::days(1)),
+            ..Default::default()
+        })
+        .filter(workflow::Column::Id.eq(waiting))
+        .exec(db)
+        .await
+        .unwrap();
+    let violations = check().await.unwrap();
+    let found: Vec<(u8, String)> = violations
+        .iter()
+        .map(|v| (v.invariant, v.subject.clone()))
+        .collect();
+    assert!(
+        found.contains(&(5, format!("workflow {settled}"))),
+        "{violations:?}"
+    );
+    assert!(
+        found.contains(&(4, format!("workflow {waiting}"))),
+        "{violations:?}"
+    );
+    assert!(
+        found.contains(&(6, format!("workflow {waiting}"))),
+        "{violations:?}"
+    );
 }

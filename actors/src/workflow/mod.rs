@@ -3,6 +3,7 @@
 pub mod inputs;
 pub mod machine;
 pub mod store;
+pub mod verify;
 
 pub use atelier_entities::workflow::WorkflowState;
 pub use machine::{Event, FailureCode};

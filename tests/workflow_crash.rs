@@ -1,0 +1,176 @@
+//! The real binary, SIGKILLed at random moments while 200 generations run against a slow
+//! simulator, and restarted each time: every generation ends terminal, settled + released =
+//! 200, the balance matches, and `atelier verify` passes.
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, atelier_command, generation_body};
+use rand::Rng;
+use serde_json::{Value, json};
+
+const GENERATIONS: usize = 200;
+const KILLS: usize = 3;
+
+database_tests!(sigkill_at_random_moments_loses_nothing);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(url: &str, port: u16, data_dir: &Path) -> Child {
+    atelier_command(url)
+        .env("ATELIER_BIND", format!("127.0.0.1:{port}"))
+        .env("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ATELIER_DATA_DIR", data_dir)
+        .env("ATELIER_SIMULATOR__DELAY_MS", "300")
+        .env("ATELIER_WORKFLOW__CALLBACK_DEADLINE_SECS", "2")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start atelier")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("atelier did not become ready");
+}
+
+async fn submit(client: &reqwest::Client, base: &str, key: &str, index: usize) -> bool {
+    let response = client
+        .post(format!("{base}/v1/generations"))
+        .bearer_auth(key)
+        .header("Idempotency-Key", format!("crash-{index}"))
+        .json(&generation_body())
+        .send()
+        .await;
+    matches!(response, Ok(response) if [200, 202].contains(&response.status().as_u16()))
+}
+
+async fn sigkill_at_random_moments_loses_nothing(url: String) {
+    let data_dir = std::env::temp_dir().join(format!("atelier-crash-{}", uuid::Uuid::new_v4()));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = start(&url, port, &data_dir);
+    wait_ready(&client, &base).await;
+
+    let account: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (account_id, key) = (
+        account["id"].as_str().unwrap().to_owned(),
+        account["api_key"].as_str().unwrap().to_owned(),
+    );
+    let grant = client
+        .post(format!("{base}/v1/accounts/{account_id}/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"credits": GENERATIONS, "reference": "crash-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), 201);
+
+    // Submit everything, retrying through the kills: the idempotency key makes a retry of an
+    // accepted submission a no-op.
+    let mut accepted = vec![false; GENERATIONS];
+    let mut kills = 0;
+    let mut kill_at = Instant::now() + Duration::from_millis(rand::rng().random_range(100..600));
+    while accepted.iter().any(|done| !done) || kills < KILLS {
+        for index in 0..GENERATIONS {
+            if !accepted[index] && submit(&client, &base, &key, index).await {
+                accepted[index] = true;
+            }
+            if kills < KILLS && Instant::now() >= kill_at {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                child = start(&url, port, &data_dir);
+                wait_ready(&client, &base).await;
+                kill_at =
+                    Instant::now() + Duration::from_millis(rand::rng().random_range(200..1_500));
+            }
+        }
+        if accepted.iter().all(|done| *done) && kills < KILLS {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Everything ends terminal on the last incarnation.
+    let started = Instant::now();
+    let (settled, released) = loop {
+        let count = |state: &'static str| {
+            let client = &client;
+            let base = &base;
+            let key = &key;
+            async move {
+                let page: Value = client
+                    .get(format!("{base}/v1/generations?state={state}&limit=200"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                page["items"].as_array().unwrap().len()
+            }
+        };
+        let (settled, released) = (count("settled").await, count("released").await);
+        if settled + released == GENERATIONS {
+            break (settled, released);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {settled} settled + {released} released of {GENERATIONS}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let balance: Value = client
+        .get(format!("{base}/v1/balance"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(balance["held"], 0);
+    assert_eq!(balance["available"], (GENERATIONS - settled) as i64);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let verify = atelier_command(&url)
+        .env("ATELIER_DATA_DIR", &data_dir)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    eprintln!("after {KILLS} SIGKILLs: {settled} settled, {released} released");
+    std::fs::remove_dir_all(&data_dir).ok();
+}
