@@ -94,13 +94,13 @@ async fn sigkill_at_random_moments_loses_nothing(url: String) {
 
     // Submit everything, retrying through the kills: the idempotency key makes a retry of an
     // accepted submission a no-op.
-    let mut accepted = vec![false; GENERATIONS];
+    let mut accepted = [false; GENERATIONS];
     let mut kills = 0;
     let mut kill_at = Instant::now() + Duration::from_millis(rand::rng().random_range(100..600));
     while accepted.iter().any(|done| !done) || kills < KILLS {
-        for index in 0..GENERATIONS {
-            if !accepted[index] && submit(&client, &base, &key, index).await {
-                accepted[index] = true;
+        for (index, done) in accepted.iter_mut().enumerate() {
+            if !*done && submit(&client, &base, &key, index).await {
+                *done = true;
             }
             if kills < KILLS && Instant::now() >= kill_at {
                 child.kill().unwrap(); // SIGKILL
