@@ -117,6 +117,8 @@ impl Application {
                     callback_deadline: Duration::from_secs(
                         settings.workflow.callback_deadline_secs,
                     ),
+                    max_input_bytes: settings.http.upload_limit_bytes,
+                    allowed_hosts: settings.inputs.allowed_hosts.clone(),
                     ..EngineConfig::default()
                 },
                 step_hook,

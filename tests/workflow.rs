@@ -26,6 +26,7 @@ database_tests!(
     forged_and_replayed_webhooks_change_nothing,
     a_canceled_generation_ignores_its_late_callback,
     a_panicking_actor_is_rebuilt_and_finishes,
+    url_inputs_are_copied_into_our_storage,
 );
 
 async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
@@ -374,4 +375,54 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
     );
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+}
+
+async fn url_inputs_are_copied_into_our_storage(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()],
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let person = common::png(20, 30, [250, 250, 250]);
+    let upload: Value = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&key)
+        .header("content-type", "image/png")
+        .body(person)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut body = common::generation_body();
+    // An http:// URL on an allowed host: fetched by the engine, not handed to the provider.
+    body["person_image"] = upload["url"].clone();
+    let response = app.post_generation(&key, &body, None).await;
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let done = app.wait_terminal(&key, id, WITHIN).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    let copied = app
+        .state
+        .storage
+        .exists(&format!("inputs/{id}/person_image"))
+        .await
+        .unwrap();
+    assert!(copied, "the URL input was not copied");
+    let result = app
+        .client
+        .get(done["result_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let image = image::load_from_memory(&result).unwrap();
+    assert_eq!((image.width(), image.height()), (20, 30));
 }

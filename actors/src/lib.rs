@@ -6,6 +6,7 @@ pub mod credits;
 pub mod db;
 pub mod engine;
 pub mod ledger;
+pub mod net;
 pub mod providers;
 pub mod storage;
 pub mod workflow;

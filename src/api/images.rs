@@ -2,6 +2,8 @@
 //! URL. Decoding and address checks happen here, before anything is written.
 use std::net::IpAddr;
 
+use atelier_actors::net::is_public;
+
 use atelier_actors::storage::ImageKind;
 use base64::Engine;
 use uuid::Uuid;
@@ -82,32 +84,6 @@ fn parse_url(raw: &str, allowed_hosts: &[String]) -> Result<String, String> {
         return Err(format!("{host} is not a public host"));
     }
     Ok(url.to_string())
-}
-
-/// Whether fetching from `address` could reach only the public internet.
-pub fn is_public(address: IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)) // carrier-grade NAT
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local()
-                || v6.is_multicast())
-        }
-    }
 }
 
 #[cfg(test)]

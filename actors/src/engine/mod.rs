@@ -5,6 +5,7 @@
 //! - `registry`: the `Engine` actor, which starts one `GenerationActor` per workflow that has
 //!   work to do, routes wake-ups to it, notices actors that died (also by panic) and restarts
 //!   them, and passivates workflows that only wait.
+pub mod fetch;
 pub mod registry;
 pub mod steps;
 
@@ -32,6 +33,10 @@ pub struct EngineConfig {
     pub callback_deadline: Duration,
     /// Largest result we download.
     pub max_result_bytes: usize,
+    /// Largest input image we fetch from a client's URL.
+    pub max_input_bytes: usize,
+    /// Hosts input URLs may name even when they resolve to private addresses.
+    pub allowed_hosts: Vec<String>,
     pub download_timeout: Duration,
     /// How often the registry looks for due workflows.
     pub tick: Duration,
@@ -44,6 +49,8 @@ impl Default for EngineConfig {
             submit_deadline: Duration::from_secs(60),
             callback_deadline: Duration::from_secs(120),
             max_result_bytes: 50 * 1024 * 1024,
+            max_input_bytes: 20 * 1024 * 1024,
+            allowed_hosts: Vec::new(),
             download_timeout: Duration::from_secs(60),
             tick: Duration::from_millis(200),
         }

@@ -8,14 +8,13 @@ use atelier_entities::webhook_inbox;
 use atelier_entities::workflow::{self, WorkflowState};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use super::Deps;
+use super::fetch::{self, Download};
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
-use crate::storage::{Bytes, ImageKind};
 use crate::workflow::inputs::{InputImage, Inputs};
 use crate::workflow::store::{self, TransitionOutcome};
 use crate::workflow::{Event, FailureCode};
@@ -199,14 +198,35 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         )
         .await;
     };
-    let url = |image: &InputImage| match image {
-        InputImage::Stored(key) => (deps.url_for_key)(key),
-        InputImage::Url(url) => url.clone(),
-    };
+    let mut urls = Vec::with_capacity(2);
+    for (field, image) in [
+        ("person_image", &inputs.person_image),
+        ("garment_image", &inputs.garment_image),
+    ] {
+        let key = match image {
+            InputImage::Stored(key) => key.clone(),
+            InputImage::Url(url) => match copy_input(deps, row, field, url).await {
+                Ok(key) => key,
+                Err(Download::Refused(code, message)) => {
+                    return fail(deps, row, code, format!("{field}: {message}")).await;
+                }
+                Err(Download::Transient(error)) => {
+                    let error = format!("{field}: {error}");
+                    return retry_later(deps, row, FailureCode::InputUnavailable, &error, None)
+                        .await;
+                }
+                Err(Download::Image(_)) => unreachable!("copy_input returns images as Ok"),
+            },
+        };
+        // Providers get our signed URL, never the client's.
+        urls.push((deps.url_for_key)(&key));
+    }
+    let garment_image_url = urls.pop().expect("two inputs");
+    let person_image_url = urls.pop().expect("two inputs");
     let task = Task {
         generation_id: row.id,
-        person_image_url: url(&inputs.person_image),
-        garment_image_url: url(&inputs.garment_image),
+        person_image_url,
+        garment_image_url,
         prompt: inputs.prompt.clone(),
         aspect_ratio: inputs.aspect_ratio.clone(),
         webhook_url: format!(
@@ -334,13 +354,6 @@ async fn mark_processed(deps: &Deps, inbox_id: i64, now: DateTime<Utc>) -> Resul
         .map(drop)
 }
 
-enum Download {
-    Image(Bytes),
-    /// Retrying cannot help.
-    Refused(FailureCode, String),
-    Transient(String),
-}
-
 /// Copies the result into our storage under its deterministic key, then settles.
 async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, DbErr> {
     if not_yet(row, now) {
@@ -356,7 +369,16 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         return apply(deps, row, settled, None).await;
     }
     let source = row.result_source.clone().unwrap_or_default();
-    match download(deps, &source).await {
+    let config = &deps.config;
+    let fetched = fetch::download(
+        &deps.http,
+        &source,
+        config.max_result_bytes,
+        config.download_timeout,
+        FailureCode::UploadFailed,
+    )
+    .await;
+    match fetched {
         Download::Image(bytes) => match deps.storage.put(&key, bytes).await {
             Ok(()) => apply(deps, row, settled, None).await,
             Err(error) => {
@@ -377,56 +399,30 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     }
 }
 
-async fn download(deps: &Deps, source: &str) -> Download {
-    let response = match deps
-        .http
-        .get(source)
-        .timeout(deps.config.download_timeout)
-        .send()
-        .await
+/// Copies a URL input into our storage under its deterministic key (once: a retry finds it).
+async fn copy_input(
+    deps: &Deps,
+    row: &workflow::Model,
+    field: &str,
+    url: &str,
+) -> Result<String, Download> {
+    let key = format!("inputs/{}/{field}", row.id);
+    if deps.storage.exists(&key).await.unwrap_or(false) {
+        return Ok(key);
+    }
+    let config = &deps.config;
+    match fetch::input(
+        url,
+        &config.allowed_hosts,
+        config.max_input_bytes,
+        config.download_timeout,
+    )
+    .await
     {
-        Ok(response) => response,
-        Err(error) => return Download::Transient(format!("download failed: {error}")),
-    };
-    let status = response.status();
-    if status.is_server_error() || status.as_u16() == 429 {
-        return Download::Transient(format!("result URL answered {status}"));
+        Download::Image(bytes) => match deps.storage.put(&key, bytes).await {
+            Ok(()) => Ok(key),
+            Err(error) => Err(Download::Transient(error.to_string())),
+        },
+        other => Err(other),
     }
-    if !status.is_success() {
-        return Download::Refused(
-            FailureCode::UploadFailed,
-            format!("result URL answered {status} (expired or gone)"),
-        );
-    }
-    let limit = deps.config.max_result_bytes;
-    if response
-        .content_length()
-        .is_some_and(|length| length as usize > limit)
-    {
-        return Download::Refused(
-            FailureCode::InvalidResult,
-            format!("result larger than {limit} bytes"),
-        );
-    }
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) if body.len() + chunk.len() > limit => {
-                return Download::Refused(
-                    FailureCode::InvalidResult,
-                    format!("result larger than {limit} bytes"),
-                );
-            }
-            Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(error) => return Download::Transient(format!("download interrupted: {error}")),
-        }
-    }
-    if ImageKind::sniff(&body).is_none() {
-        return Download::Refused(
-            FailureCode::InvalidResult,
-            "the result is not a PNG, JPEG or WebP image".into(),
-        );
-    }
-    Download::Image(Bytes::from(body))
 }
