@@ -88,6 +88,13 @@ pub struct InputSettings {
 pub struct ProviderSettings {
     /// Credits a generation on this provider holds (and charges at most).
     pub cost: i64,
+    /// Calls to the provider in flight at once, at most.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+}
+
+fn default_max_concurrency() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +158,13 @@ impl Default for Settings {
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
-            providers: BTreeMap::from([("simulator".to_owned(), ProviderSettings { cost: 1 })]),
+            providers: BTreeMap::from([(
+                "simulator".to_owned(),
+                ProviderSettings {
+                    cost: 1,
+                    max_concurrency: default_max_concurrency(),
+                },
+            )]),
             simulator: SimulatorSettings {
                 delay_ms: 500,
                 failure_rate: 0.0,

@@ -11,6 +11,7 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::providers::limit::Limited;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
@@ -188,7 +189,7 @@ fn providers(
     http: &reqwest::Client,
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
-    for name in settings.providers.keys() {
+    for (name, provider) in &settings.providers {
         let adapter: Arc<dyn Provider> = match name.as_str() {
             "simulator" => Arc::new(SimulatorProvider::new(
                 format!("{public_url}/simulator"),
@@ -198,7 +199,8 @@ fn providers(
                 anyhow::bail!("provider {other:?} is configured but Atelier has no adapter for it")
             }
         };
-        providers.insert(name.clone(), adapter);
+        let limited = Limited::new(adapter, provider.max_concurrency);
+        providers.insert(name.clone(), Arc::new(limited));
     }
     Ok(providers)
 }
