@@ -8,7 +8,6 @@ use anyhow::{Context, bail, ensure};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{GrantOutcome, HoldOutcome, Ledger, SettleOutcome, verify};
 use atelier_actors::{Clock, Credits, SystemClock};
-use clap::Subcommand;
 use futures::future::join_all;
 use serde_json::json;
 use uuid::Uuid;
@@ -18,33 +17,7 @@ use crate::config::Settings;
 use crate::scratch::ScratchDatabase;
 use crate::startup::open_database;
 
-#[derive(Debug, Subcommand)]
-pub enum Target {
-    /// Ledger throughput: hold+settle pairs per second.
-    Ledger {
-        /// Accounts the spread phase cycles through.
-        #[arg(long, default_value_t = 1_000)]
-        accounts: usize,
-        /// Pairs per phase.
-        #[arg(long, default_value_t = 50_000)]
-        pairs: usize,
-        /// Pairs in flight at once.
-        #[arg(long, default_value_t = 1_024)]
-        concurrency: usize,
-    },
-}
-
-pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
-    match target {
-        Target::Ledger {
-            accounts,
-            pairs,
-            concurrency,
-        } => ledger(settings, accounts, pairs, concurrency).await,
-    }
-}
-
-async fn ledger(
+pub async fn run(
     settings: &Settings,
     account_count: usize,
     pairs: usize,

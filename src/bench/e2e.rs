@@ -1,0 +1,322 @@
+//! `atelier bench e2e`: the real service (HTTP API, engine, built-in simulator with no delay)
+//! on a scratch database, driven over HTTP like a client would:
+//!
+//! 1. throughput: `generations` submitted `concurrency` at a time; generations per second until
+//!    the last one settled;
+//! 2. latency: `rate` generations per second for `seconds`; p50/p99 from the moment the
+//!    simulator's callback was stored to the moment the generation settled;
+//! 3. memory: `parked` workflows waiting in `awaiting_callback` (created directly, with their
+//!    holds), then the process's resident set size.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use atelier_actors::ledger::{Command, HoldOutcome, Outcome};
+use atelier_actors::workflow::WorkflowState;
+use atelier_actors::workflow::inputs::{InputImage, Inputs};
+use atelier_actors::{Clock, Credits, SystemClock};
+use atelier_entities::{webhook_inbox, workflow, workflow_event};
+use base64::Engine as _;
+use futures::future::join_all;
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::accounts;
+use crate::config::Settings;
+use crate::scratch::ScratchDatabase;
+use crate::startup::Application;
+use crate::state::AppState;
+
+pub struct Plan {
+    pub generations: usize,
+    pub concurrency: usize,
+    pub rate: u64,
+    pub seconds: u64,
+    pub parked: usize,
+}
+
+pub async fn run(settings: &Settings, plan: Plan) -> anyhow::Result<()> {
+    ensure!(
+        plan.generations > 0 && plan.concurrency > 0 && plan.rate > 0 && plan.seconds > 0,
+        "--generations, --concurrency, --rate and --seconds must be positive"
+    );
+    let scratch = ScratchDatabase::create(&settings.database_url, "e2e").await?;
+    let data_dir = std::env::temp_dir().join(format!("atelier-e2e-{}", Uuid::new_v4().simple()));
+    let result = bench(settings, &scratch.url, &data_dir, &plan).await;
+    std::fs::remove_dir_all(&data_dir).ok();
+    scratch
+        .destroy()
+        .await
+        .context("cannot remove the scratch database")?;
+    result
+}
+
+async fn bench(
+    settings: &Settings,
+    database_url: &str,
+    data_dir: &std::path::Path,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let kind = if database_url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let token = accounts::random_token("adm_");
+    let mut bench_settings = settings.clone();
+    bench_settings.database_url = database_url.to_owned();
+    bench_settings.bind = "127.0.0.1:0".parse()?;
+    bench_settings.public_url = None;
+    bench_settings.data_dir = data_dir.to_owned();
+    bench_settings.admin_token = Some(token.clone());
+    bench_settings.workflow.run_engine = true;
+    bench_settings.simulator = crate::config::Settings::default().simulator;
+    bench_settings.simulator.delay_ms = 0;
+    let app = Application::build(&bench_settings, token, Arc::new(SystemClock)).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state.clone();
+    actix_web::rt::spawn(app.into_server());
+    println!(
+        "bench e2e: {kind}, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
+        plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
+    );
+
+    let now = SystemClock.now();
+    let account = accounts::create(&state.db, Some("bench-e2e".into()), now).await?;
+    let credits = Credits::parse(1_000_000_000)?;
+    state
+        .ledger
+        .grant(
+            account.account.id,
+            credits,
+            None,
+            format!("bench-{}", account.account.id),
+        )
+        .await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let body = request_body();
+    let submit = |client: reqwest::Client| {
+        let url = format!("{base}/v1/generations");
+        let key = account.api_key.clone();
+        let body = body.clone();
+        async move {
+            let response = client.post(url).bearer_auth(key).json(&body).send().await?;
+            ensure!(
+                response.status() == 202,
+                "submission answered {}",
+                response.status()
+            );
+            let created: Value = response.json().await?;
+            Ok::<Uuid, anyhow::Error>(Uuid::parse_str(created["id"].as_str().unwrap_or_default())?)
+        }
+    };
+
+    // 1. Throughput.
+    let started = Instant::now();
+    let per_worker = plan.generations.div_ceil(plan.concurrency);
+    let workers = (0..plan.concurrency).map(|worker| {
+        let submit = &submit;
+        let client = client.clone();
+        async move {
+            let count = per_worker.min(plan.generations.saturating_sub(worker * per_worker));
+            for _ in 0..count {
+                submit(client.clone()).await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }
+    });
+    for outcome in join_all(workers).await {
+        outcome?;
+    }
+    wait_settled(&state, plan.generations as u64).await?;
+    let throughput = plan.generations as f64 / started.elapsed().as_secs_f64();
+    println!("  throughput: {throughput:>8.0} generations/s end to end");
+
+    // 2. Latency at a steady rate.
+    let total = (plan.rate * plan.seconds) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate as f64));
+    let mut pending = Vec::with_capacity(total);
+    for _ in 0..total {
+        ticker.tick().await;
+        pending.push(actix_web::rt::spawn(submit(client.clone())));
+    }
+    let mut ids = Vec::with_capacity(total);
+    for handle in pending {
+        ids.push(handle.await??);
+    }
+    wait_settled(&state, (plan.generations + total) as u64).await?;
+    let (p50, p99) = webhook_to_settled(&state, &ids).await?;
+    println!(
+        "  at {}/s, webhook stored -> settled: p50 {p50:.1} ms, p99 {p99:.1} ms",
+        plan.rate
+    );
+
+    // 3. Memory with parked workflows.
+    let before = rss_mib();
+    park(&state, account.account.id, plan.parked).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_mib();
+    println!(
+        "  resident memory: {after:.0} MiB with {} workflows parked in awaiting_callback ({before:.0} MiB before)",
+        plan.parked
+    );
+    println!(
+        "{}",
+        json!({"bench": "e2e", "database": kind, "generations": plan.generations,
+               "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
+               "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
+               "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,
+               "parked_workflows": plan.parked, "rss_mib_parked": after.round()})
+    );
+    Ok(())
+}
+
+fn request_body() -> Value {
+    let png = |width: u32, height: u32, rgb: [u8; 3]| -> String {
+        let image = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .expect("encode png");
+        format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes.into_inner())
+        )
+    };
+    json!({"person_image": png(48, 64, [220, 200, 180]), "garment_image": png(16, 16, [30, 60, 200])})
+}
+
+async fn wait_settled(state: &AppState, expected: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let count = |wanted: WorkflowState| {
+            workflow::Entity::find()
+                .filter(workflow::Column::State.eq(wanted))
+                .count(&state.db)
+        };
+        let released = count(WorkflowState::Released).await?;
+        if released > 0 {
+            bail!("{released} generation(s) were released during the benchmark");
+        }
+        if count(WorkflowState::Settled).await? >= expected {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "generations did not settle within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// p50 and p99, in ms, from the first stored callback to the settled transition.
+async fn webhook_to_settled(state: &AppState, ids: &[Uuid]) -> anyhow::Result<(f64, f64)> {
+    let mut latencies = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let callbacks = webhook_inbox::Entity::find()
+            .filter(webhook_inbox::Column::WorkflowId.is_in(chunk.iter().copied()))
+            .all(&state.db)
+            .await?;
+        let settled = workflow_event::Entity::find()
+            .filter(workflow_event::Column::WorkflowId.is_in(chunk.iter().copied()))
+            .filter(workflow_event::Column::ToState.eq(WorkflowState::Settled))
+            .all(&state.db)
+            .await?;
+        for event in settled {
+            let received = callbacks
+                .iter()
+                .filter(|callback| callback.workflow_id == event.workflow_id)
+                .map(|callback| callback.received_at)
+                .min();
+            if let Some(received) = received {
+                latencies.push((event.at - received).num_microseconds().unwrap_or(0) as f64 / 1e3);
+            }
+        }
+    }
+    ensure!(!latencies.is_empty(), "no callback was recorded");
+    latencies.sort_by(f64::total_cmp);
+    let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile).round() as usize];
+    Ok((at(0.50), at(0.99)))
+}
+
+/// Creates `count` workflows waiting for a callback an hour away, each with its hold.
+async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    let inputs = Inputs {
+        person_image: InputImage::Stored("inputs/parked/person".into()),
+        garment_image: InputImage::Stored("inputs/parked/garment".into()),
+        prompt: None,
+        aspect_ratio: None,
+    }
+    .to_json();
+    let one = Credits::parse(1)?;
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
+        let ids: Vec<(Uuid, Uuid)> = chunk
+            .iter()
+            .map(|_| (Uuid::now_v7(), Uuid::now_v7()))
+            .collect();
+        let holds = ids.iter().map(|(id, hold_id)| {
+            state.ledger.execute(Command::Hold {
+                hold_id: *hold_id,
+                account_id,
+                credits: one,
+                generation_id: Some(*id),
+            })
+        });
+        for outcome in join_all(holds).await {
+            ensure!(
+                matches!(outcome?, Outcome::Hold(HoldOutcome::Held(_))),
+                "parking hold refused"
+            );
+        }
+        let rows = ids.iter().map(|(id, hold_id)| workflow::ActiveModel {
+            id: Set(*id),
+            account_id: Set(account_id),
+            state: Set(WorkflowState::AwaitingCallback),
+            version: Set(2),
+            provider: Set("simulator".into()),
+            cost: Set(1),
+            hold_id: Set(*hold_id),
+            inputs: Set(inputs.clone()),
+            callback_token: Set(accounts::random_token("cb_")),
+            provider_task_id: Set(Some(id.to_string())),
+            result_source: Set(None),
+            result_key: Set(None),
+            attempt: Set(0),
+            next_attempt_at: Set(Some(now + chrono::Duration::hours(1))),
+            deadline_at: Set(now + chrono::Duration::hours(2)),
+            error_code: Set(None),
+            error_message: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+        workflow::Entity::insert_many(rows)
+            .exec_without_returning(&state.db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// This process's resident set size, from /proc (Linux); 0 elsewhere.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

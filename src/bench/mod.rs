@@ -1,0 +1,69 @@
+//! `atelier bench`: throughput and latency figures on a scratch database of the configured kind
+//! (the configured database itself is never touched). Each benchmark ends with one JSON line.
+mod e2e;
+mod ledger;
+
+use clap::Subcommand;
+
+use crate::config::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum Target {
+    /// Ledger throughput: hold+settle pairs per second.
+    Ledger {
+        /// Accounts the spread phase cycles through.
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Pairs per phase.
+        #[arg(long, default_value_t = 50_000)]
+        pairs: usize,
+        /// Pairs in flight at once.
+        #[arg(long, default_value_t = 1_024)]
+        concurrency: usize,
+    },
+    /// The whole service: generations per second end to end against a zero-delay simulator,
+    /// webhook-to-settled latency at a steady rate, and memory with many parked workflows.
+    E2e {
+        /// Generations in the throughput phase.
+        #[arg(long, default_value_t = 3_000)]
+        generations: usize,
+        /// Submissions in flight at once in the throughput phase.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Generations per second in the latency phase.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds the latency phase lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Workflows parked in awaiting_callback for the memory figure.
+        #[arg(long, default_value_t = 100_000)]
+        parked: usize,
+    },
+}
+
+pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
+    match target {
+        Target::Ledger {
+            accounts,
+            pairs,
+            concurrency,
+        } => ledger::run(settings, accounts, pairs, concurrency).await,
+        Target::E2e {
+            generations,
+            concurrency,
+            rate,
+            seconds,
+            parked,
+        } => {
+            let plan = e2e::Plan {
+                generations,
+                concurrency,
+                rate,
+                seconds,
+                parked,
+            };
+            e2e::run(settings, plan).await
+        }
+    }
+}
