@@ -15,6 +15,7 @@ use atelier_actors::providers::limit::Limited;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
+use atelier_actors::workflow::writer::{DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
@@ -98,6 +99,7 @@ impl Application {
         ));
         let http_client = reqwest::Client::new();
         let providers = providers(&settings, &public_url, &http_client)?;
+        let workflows = Workflows::start(db.clone(), clock.clone(), WORKFLOW_BATCH);
         let engine = settings.workflow.run_engine.then(|| {
             let url_signer = signer.clone();
             let url_clock = clock.clone();
@@ -107,6 +109,7 @@ impl Application {
                 Arc::new(move |key: &str| url_signer.url(&url_base, key, url_clock.now() + ttl));
             Engine::start_on_own_thread(Deps {
                 db: db.clone(),
+                workflows: workflows.clone(),
                 storage: storage.clone(),
                 providers: providers.clone(),
                 clock: clock.clone(),
@@ -135,6 +138,7 @@ impl Application {
             settings: Arc::new(settings.clone()),
             providers,
             engine,
+            workflows,
         });
         let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
         let app_state = state.clone();

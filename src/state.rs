@@ -7,6 +7,7 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
 use atelier_actors::providers::Providers;
 use atelier_actors::storage::Storage;
+use atelier_actors::workflow::writer::Workflows;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub providers: Providers,
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
+    pub workflows: Workflows,
 }
 
 impl AppState {

@@ -1,6 +1,7 @@
 //! The Atelier engine: the actors and the rules they enforce. The HTTP service in `src/` is a
 //! thin shell around what lives here.
 
+pub mod batcher;
 pub mod clock;
 pub mod credits;
 pub mod db;

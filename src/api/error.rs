@@ -88,8 +88,8 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
-impl From<atelier_actors::ledger::LedgerError> for ApiError {
-    fn from(error: atelier_actors::ledger::LedgerError) -> Self {
+impl From<atelier_actors::batcher::BatchError> for ApiError {
+    fn from(error: atelier_actors::batcher::BatchError) -> Self {
         Self::internal(error)
     }
 }

@@ -227,7 +227,7 @@ pub async fn create(
             deadline_at: now + deadline,
             idempotency: key.map(|key| (key, request_hash)),
         };
-        Ok::<_, ApiError>(store::create(&state.db, &new, now).await?)
+        Ok::<_, ApiError>(state.workflows.create(new).await?)
     }
     .await;
 
@@ -331,8 +331,12 @@ pub async fn cancel(
         code: FailureCode::Canceled,
         message: "canceled by the client".into(),
     };
-    let now = state.clock.now();
-    match store::transition(&state.db, id, None, &canceled, None, now).await? {
+    let outcome = state.workflows.transition(id, None, canceled, None).await?;
+    if let Some(engine) = &state.engine {
+        // The engine drops what it was doing for this workflow at its next step.
+        engine.do_send(atelier_actors::engine::registry::Wake(id));
+    }
+    match outcome {
         TransitionOutcome::Applied(row) => {
             tracing::info!(generation_id = %id, "generation canceled; credits released");
             Ok(HttpResponse::Ok().json(view(&state, row)))

@@ -61,7 +61,7 @@ pub async fn receive(
         ));
     }
     let dedup_key = format!("{provider_name}:{id}:{}", hex(&Sha256::digest(&body)));
-    let stored = webhook_inbox::Entity::insert(webhook_inbox::ActiveModel {
+    let insert = webhook_inbox::Entity::insert(webhook_inbox::ActiveModel {
         id: NotSet,
         workflow_id: Set(id),
         provider: Set(provider_name.clone()),
@@ -75,8 +75,8 @@ pub async fn receive(
             .do_nothing()
             .to_owned(),
     )
-    .exec_without_returning(&state.db)
-    .await?;
+    .exec_without_returning(&state.db);
+    let stored = atelier_actors::db::with_write_turn(&state.db, insert).await?;
     if stored == 0 {
         tracing::debug!(generation_id = %id, "replayed webhook ignored");
     } else if let Some(engine) = &state.engine {

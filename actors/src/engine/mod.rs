@@ -61,6 +61,8 @@ impl Default for EngineConfig {
 #[derive(Clone)]
 pub struct Deps {
     pub db: DatabaseConnection,
+    /// Creates and moves workflows, batching concurrent writes.
+    pub workflows: crate::workflow::writer::Workflows,
     pub storage: Storage,
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,

@@ -8,7 +8,6 @@ use atelier_entities::webhook_inbox;
 use atelier_entities::workflow::{self, WorkflowState};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -16,7 +15,7 @@ use super::Deps;
 use super::fetch::{self, Download};
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
 use crate::workflow::inputs::{InputImage, Inputs};
-use crate::workflow::store::{self, TransitionOutcome};
+use crate::workflow::store::TransitionOutcome;
 use crate::workflow::{Event, FailureCode};
 
 /// Attempts at one step before the workflow is released.
@@ -90,16 +89,11 @@ async fn apply(
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
 ) -> Result<Step, DbErr> {
-    let now = deps.clock.now();
-    let outcome = store::transition(
-        &deps.db,
-        row.id,
-        Some(row.version),
-        &event,
-        next_attempt_at,
-        now,
-    )
-    .await?;
+    let outcome = deps
+        .workflows
+        .transition(row.id, Some(row.version), event.clone(), next_attempt_at)
+        .await
+        .map_err(batch_error)?;
     if let TransitionOutcome::Applied(applied) = &outcome {
         tracing::info!(
             generation_id = %row.id,
@@ -145,15 +139,10 @@ async fn retry_later(
     let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
     let now = deps.clock.now();
     tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %error, "will retry");
-    store::reschedule(
-        &deps.db,
-        row.id,
-        row.version,
-        attempt,
-        now + chrono_duration(delay),
-        now,
-    )
-    .await?;
+    deps.workflows
+        .reschedule(row.id, row.version, attempt, now + chrono_duration(delay))
+        .await
+        .map_err(batch_error)?;
     Ok(Step::Wait)
 }
 
@@ -301,7 +290,7 @@ async fn await_result(
         .await?;
     for callback in pending {
         let status = provider.parse_callback(callback.payload.as_bytes());
-        mark_processed(deps, callback.id, now).await?;
+        mark_processed(deps, callback.id).await?;
         match status {
             Ok((_, TaskStatus::Pending)) => {}
             Ok((_, status)) => return act_on(deps, row, status).await,
@@ -342,16 +331,15 @@ async fn act_on(deps: &Deps, row: &workflow::Model, status: TaskStatus) -> Resul
     }
 }
 
-async fn mark_processed(deps: &Deps, inbox_id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
-    webhook_inbox::Entity::update_many()
-        .set(webhook_inbox::ActiveModel {
-            processed_at: Set(Some(now)),
-            ..Default::default()
-        })
-        .filter(webhook_inbox::Column::Id.eq(inbox_id))
-        .exec(&deps.db)
+async fn mark_processed(deps: &Deps, inbox_id: i64) -> Result<(), DbErr> {
+    deps.workflows
+        .callbacks_processed(vec![inbox_id])
         .await
-        .map(drop)
+        .map_err(batch_error)
+}
+
+fn batch_error(error: crate::batcher::BatchError) -> DbErr {
+    DbErr::Custom(error.to_string())
 }
 
 /// Copies the result into our storage under its deterministic key, then settles.

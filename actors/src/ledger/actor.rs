@@ -1,16 +1,12 @@
-//! The ledger actor: one per process. It serialises credit commands and batches whatever
-//! queued up while the previous batch was in the database into the next transaction, so the
-//! cost of a commit (an fsync on SQLite, a round trip on PostgreSQL) is shared by many
-//! commands. Commands still run in arrival order, so batching changes throughput, never
-//! results.
+//! The ledger actor: one per process, a `Batcher` over the `LedgerStore`. It serialises credit
+//! commands and batches whatever queued up while the previous batch was in the database into
+//! the next transaction.
 //!
 //! `Ledger` is the cloneable handle the rest of the system uses; it turns the actor's replies
 //! into typed outcomes.
-use std::collections::VecDeque;
-
-use actix::prelude::*;
+use actix::Addr;
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
+use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::store::LedgerStore;
@@ -18,92 +14,29 @@ use super::{
     Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome,
 };
 use crate::Credits;
+use crate::batcher::{self, BatchError, BatchStore, Batcher};
 
 /// The most commands one transaction carries; bounds transaction time and lock hold time.
 pub const DEFAULT_MAX_BATCH: usize = 512;
 
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error("ledger database error: {0}")]
-    Database(String),
-    #[error("the ledger actor is not running")]
-    Unavailable,
-}
+/// Failures of the ledger itself; refusals are outcomes.
+pub type LedgerError = BatchError;
 
-type Reply = oneshot::Sender<Result<Outcome, LedgerError>>;
+#[async_trait::async_trait]
+impl BatchStore for LedgerStore {
+    type Command = Command;
+    type Outcome = Outcome;
+    const NAME: &'static str = "ledger";
 
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Submit {
-    command: Command,
-    reply: Reply,
-}
-
-pub struct LedgerActor {
-    store: LedgerStore,
-    queue: VecDeque<Submit>,
-    in_flight: bool,
-    max_batch: usize,
-}
-
-impl LedgerActor {
-    pub fn new(store: LedgerStore, max_batch: usize) -> Self {
-        Self {
-            store,
-            queue: VecDeque::new(),
-            in_flight: false,
-            max_batch: max_batch.max(1),
-        }
-    }
-
-    /// Starts the next batch unless one is already in the database.
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() {
-            return;
-        }
-        let take = self.queue.len().min(self.max_batch);
-        let batch: Vec<Submit> = self.queue.drain(..take).collect();
-        let commands: Vec<Command> = batch.iter().map(|submit| submit.command.clone()).collect();
-        let store = self.store.clone();
-        self.in_flight = true;
-        let work = async move { store.apply(&commands).await };
-        ctx.spawn(work.into_actor(self).map(move |result, actor, ctx| {
-            match result {
-                Ok(outcomes) => {
-                    for (submit, outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = submit.reply.send(Ok(outcome));
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, commands = batch.len(), "ledger batch failed; nothing was written");
-                    for submit in batch {
-                        let _ = submit.reply.send(Err(LedgerError::Database(error.to_string())));
-                    }
-                }
-            }
-            actor.in_flight = false;
-            actor.flush(ctx);
-        }));
-    }
-}
-
-impl Actor for LedgerActor {
-    type Context = Context<Self>;
-}
-
-impl Handler<Submit> for LedgerActor {
-    type Result = ();
-
-    fn handle(&mut self, submit: Submit, ctx: &mut Self::Context) {
-        self.queue.push_back(submit);
-        self.flush(ctx);
+    async fn apply(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
+        LedgerStore::apply(self, commands).await
     }
 }
 
 /// The handle to the ledger actor.
 #[derive(Clone)]
 pub struct Ledger {
-    actor: Addr<LedgerActor>,
+    actor: Addr<Batcher<LedgerStore>>,
     store: LedgerStore,
 }
 
@@ -111,11 +44,7 @@ impl Ledger {
     /// Starts the actor on its own arbiter (thread), so that batching never waits behind
     /// HTTP handlers or generation actors.
     pub fn start(store: LedgerStore, max_batch: usize) -> Self {
-        let arbiter = Arbiter::new();
-        let actor_store = store.clone();
-        let actor = LedgerActor::start_in_arbiter(&arbiter.handle(), move |_| {
-            LedgerActor::new(actor_store, max_batch)
-        });
+        let actor = Batcher::start(store.clone(), max_batch);
         Self { actor, store }
     }
 
@@ -128,10 +57,7 @@ impl Ledger {
     }
 
     pub async fn execute(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let (reply, outcome) = oneshot::channel();
-        // A dead actor drops the message, and with it `reply`: the await below then fails.
-        self.actor.do_send(Submit { command, reply });
-        outcome.await.map_err(|_| LedgerError::Unavailable)?
+        batcher::execute(&self.actor, command).await
     }
 
     pub async fn grant(

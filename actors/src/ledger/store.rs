@@ -57,10 +57,11 @@ impl LedgerStore {
 
     async fn apply_once(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
         let started = Instant::now();
-        let txn = db::begin_write(&self.db).await?;
-        let outcomes = apply_in(&txn, commands, self.clock.now()).await?;
+        let write = db::begin_write(&self.db).await?;
+        let txn: &DatabaseTransaction = &write;
+        let outcomes = apply_in(txn, commands, self.clock.now()).await?;
         let applied = started.elapsed();
-        txn.commit().await?;
+        write.commit().await?;
         tracing::debug!(
             commands = commands.len(),
             apply_ms = applied.as_secs_f64() * 1e3,
