@@ -164,6 +164,12 @@ async fn bench(
         "  resident memory: {after:.0} MiB with {} workflows parked in awaiting_callback ({before:.0} MiB before)",
         plan.parked
     );
+    if let Some(engine) = &state.engine {
+        // The scratch database goes away next; the engine must not look for work in it.
+        engine
+            .send(atelier_actors::engine::registry::Shutdown)
+            .await?;
+    }
     println!(
         "{}",
         json!({"bench": "e2e", "database": kind, "generations": plan.generations,

@@ -43,9 +43,10 @@ struct Gone {
 #[rtype(result = "()")]
 struct Poke;
 
+/// Stops looking for work; running generation actors finish their current step.
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct ActiveCount;
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 struct Running {
     incarnation: u64,
@@ -187,11 +188,11 @@ impl Handler<Wake> for Engine {
     }
 }
 
-impl Handler<ActiveCount> for Engine {
-    type Result = usize;
+impl Handler<Shutdown> for Engine {
+    type Result = ();
 
-    fn handle(&mut self, _: ActiveCount, _: &mut Self::Context) -> usize {
-        self.running.len()
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
