@@ -52,6 +52,10 @@ pub struct SimulatorSettings {
     pub duplicate_callbacks: bool,
     /// Answer every submission with 429.
     pub rate_limited: bool,
+    /// Refuse every submission as invalid (422): the provider rejects the task.
+    pub reject_submissions: bool,
+    /// Milliseconds before a result download starts sending: a slow provider CDN.
+    pub result_delay_ms: u64,
     /// Serve result URLs that have already expired.
     pub expired_results: bool,
     /// Serve results far larger than Atelier accepts.
@@ -71,6 +75,8 @@ pub struct WorkflowSettings {
     pub callback_deadline_secs: u64,
     /// How long signed URLs for results and inputs stay valid, in seconds.
     pub url_ttl_secs: u64,
+    /// Seconds a result download may take.
+    pub download_timeout_secs: u64,
     /// Whether this process drives workflows (off: it only serves the API).
     pub run_engine: bool,
 }
@@ -153,6 +159,7 @@ impl Default for Settings {
                 submit_deadline_secs: 60,
                 callback_deadline_secs: 120,
                 url_ttl_secs: 3600,
+                download_timeout_secs: 60,
                 run_engine: true,
             },
             inputs: InputSettings {
@@ -171,6 +178,8 @@ impl Default for Settings {
                 never_callback: false,
                 duplicate_callbacks: false,
                 rate_limited: false,
+                reject_submissions: false,
+                result_delay_ms: 0,
                 expired_results: false,
                 oversized_results: false,
                 result_ttl_secs: 600,
@@ -277,11 +286,13 @@ impl Settings {
             workflow.submit_deadline_secs,
             workflow.callback_deadline_secs,
             workflow.url_ttl_secs,
+            workflow.download_timeout_secs,
         ]
         .contains(&0)
         {
             return Err(ConfigError::Invalid(
-                "workflow deadlines and url_ttl_secs must be positive".into(),
+                "workflow deadlines, url_ttl_secs and download_timeout_secs must be positive"
+                    .into(),
             ));
         }
         if self

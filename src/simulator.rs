@@ -197,6 +197,12 @@ async fn submit(
             .insert_header(("Retry-After", "1"))
             .json(serde_json::json!({"detail": "Request was throttled."})));
     }
+    if simulator.settings.reject_submissions {
+        return Err(ApiError::invalid(
+            "invalid_input",
+            "the simulated model refuses these images (reject_submissions)",
+        ));
+    }
     // Idempotent by id: a resubmission after a crash finds the task it started.
     if let Some(view) = simulator.view(&id) {
         return Ok(HttpResponse::Ok().json(view));
@@ -261,6 +267,7 @@ async fn result(
             "this result URL has expired",
         ));
     }
+    tokio::time::sleep(Duration::from_millis(simulator.settings.result_delay_ms)).await;
     let oversized = simulator.settings.oversized_results;
     let body = if oversized {
         // A "result" far larger than anything Atelier accepts.

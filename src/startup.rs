@@ -122,6 +122,7 @@ impl Application {
                         settings.workflow.callback_deadline_secs,
                     ),
                     max_input_bytes: settings.http.upload_limit_bytes,
+                    download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
                     allowed_hosts: settings.inputs.allowed_hosts.clone(),
                     ..EngineConfig::default()
                 },

@@ -23,6 +23,7 @@ database_tests!(
     generations_list_filters_and_pages,
     another_accounts_generation_is_not_found,
     verify_finds_workflows_that_break_invariants,
+    cancel_in_every_live_state_releases_the_credits,
 );
 
 async fn a_generation_holds_its_cost_until_it_ends(url: String) {
@@ -474,4 +475,43 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
         found.contains(&(6, format!("workflow {waiting}"))),
         "{violations:?}"
     );
+}
+
+async fn cancel_in_every_live_state_releases_the_credits(url: String) {
+    let app = TestApp::spawn(&url).await;
+    let (_, key) = app.funded_account(1).await;
+    let now = app.state.clock.now();
+    let path = [
+        Event::Accepted {
+            task_id: "t".into(),
+        },
+        Event::Waiting,
+        Event::ResultReady {
+            source: "https://provider.example/r.png".into(),
+        },
+    ];
+    for steps in 0..=path.len() {
+        let created = app.create_generation(&key).await;
+        let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+        for event in &path[..steps] {
+            let outcome = store::transition(&app.state.db, id, None, event, None, now)
+                .await
+                .unwrap();
+            assert!(matches!(outcome, TransitionOutcome::Applied(_)));
+        }
+        let state = app.get_json(&format!("/v1/generations/{id}"), &key).await["state"].clone();
+        let canceled = app
+            .post_empty(&format!("/v1/generations/{id}/cancel"), &key)
+            .await;
+        assert_eq!(canceled.status(), 200, "cancel in {state}");
+        let canceled: Value = canceled.json().await.unwrap();
+        assert_eq!(canceled["state"], "released", "cancel in {state}");
+        assert_eq!(canceled["error"]["code"], "canceled");
+        let balance = app.balance(&key).await;
+        assert_eq!(
+            (balance["available"].as_i64(), balance["held"].as_i64()),
+            (Some(1), Some(0)),
+            "credits back after a cancel in {state}"
+        );
+    }
 }

@@ -27,6 +27,8 @@ database_tests!(
     a_canceled_generation_ignores_its_late_callback,
     a_panicking_actor_is_rebuilt_and_finishes,
     url_inputs_are_copied_into_our_storage,
+    a_rejected_task_releases_with_provider_rejected,
+    a_result_download_slower_than_the_deadline_times_out,
 );
 
 async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
@@ -425,4 +427,41 @@ async fn url_inputs_are_copied_into_our_storage(url: String) {
         .unwrap();
     let image = image::load_from_memory(&result).unwrap();
     assert_eq!((image.width(), image.height()), (20, 30));
+}
+
+async fn a_rejected_task_releases_with_provider_rejected(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.simulator.reject_submissions = true, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "provider_rejected").await;
+}
+
+async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| {
+            s.simulator.result_delay_ms = 3_000;
+            s.workflow.download_timeout_secs = 1;
+            s.workflow.overall_deadline_secs = 4;
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    assert_released(&app, &key, &done, "timeout").await;
+    let timeline = events(&app, &key, &id).await;
+    assert_eq!(
+        timeline.last().unwrap(),
+        &("uploading".to_owned(), "released".to_owned()),
+        "released while uploading"
+    );
 }
