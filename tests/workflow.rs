@@ -354,6 +354,22 @@ async fn a_canceled_generation_ignores_its_late_callback(url: String) {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let done = app.wait_terminal(&key, &id, WITHIN).await;
     assert_released(&app, &key, &done, "canceled").await;
+    // The late callback was stored, then marked done rather than waking the engine forever.
+    let started = std::time::Instant::now();
+    loop {
+        let inbox = atelier_entities::webhook_inbox::Entity::find()
+            .all(&app.state.db)
+            .await
+            .unwrap();
+        if !inbox.is_empty() && inbox.iter().all(|row| row.processed_at.is_some()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "late callback left pending: {inbox:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {

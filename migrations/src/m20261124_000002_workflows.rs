@@ -186,6 +186,16 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .name("webhook_inbox_by_workflow")
+                    .table(WebhookInbox::Table)
+                    .col(WebhookInbox::WorkflowId)
+                    .col(WebhookInbox::ProcessedAt)
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
                     .name("webhook_inbox_pending")
                     .table(WebhookInbox::Table)
                     .col(WebhookInbox::ProcessedAt)

@@ -34,6 +34,11 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
         let Some(row) = workflow::Entity::find_by_id(id).one(&deps.db).await? else {
             return Ok(());
         };
+        if row.state.is_terminal() || row.state == WorkflowState::Uploading {
+            // Callbacks that arrive once the result is known (duplicates, late ones) change
+            // nothing; marking them done keeps the engine from waking the workflow for them.
+            discard_callbacks(deps, &row).await?;
+        }
         if row.state.is_terminal() {
             return Ok(());
         }
@@ -227,7 +232,20 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         ),
     };
     match provider.submit(&task).await {
-        Ok(task_id) => apply(deps, row, Event::Accepted { task_id }, Some(now)).await,
+        Ok(task_id) => {
+            // Accepted, then waiting: sent together so that they share a transaction.
+            let waiting_until = now + chrono_duration(deps.config.callback_deadline);
+            let accepted = apply(deps, row, Event::Accepted { task_id }, Some(now));
+            let waiting = deps.workflows.transition(
+                row.id,
+                Some(row.version + 1),
+                Event::Waiting,
+                Some(waiting_until),
+            );
+            let (accepted, waiting) = futures::join!(accepted, waiting);
+            waiting.map_err(batch_error)?;
+            accepted
+        }
         Err(error) => provider_error(deps, row, error, FailureCode::ProviderRejected).await,
     }
 }
@@ -282,22 +300,29 @@ async fn await_result(
         )
         .await;
     };
-    let pending = webhook_inbox::Entity::find()
-        .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
-        .filter(webhook_inbox::Column::ProcessedAt.is_null())
-        .order_by_asc(webhook_inbox::Column::Id)
-        .all(&deps.db)
-        .await?;
-    for callback in pending {
-        let status = provider.parse_callback(callback.payload.as_bytes());
-        mark_processed(deps, callback.id).await?;
-        match status {
+    let mut seen = Vec::new();
+    let mut decisive = None;
+    for callback in pending_callbacks(deps, row).await? {
+        seen.push(callback.id);
+        match provider.parse_callback(callback.payload.as_bytes()) {
             Ok((_, TaskStatus::Pending)) => {}
-            Ok((_, status)) => return act_on(deps, row, status).await,
+            Ok((_, status)) => {
+                decisive.get_or_insert(status);
+            }
             Err(error) => {
                 tracing::warn!(generation_id = %row.id, %error, "ignoring an unreadable callback");
             }
         }
+    }
+    if !seen.is_empty() {
+        // Both go to the writer together, so they usually share one transaction.
+        let processed = mark_processed(deps, seen);
+        if let Some(status) = decisive {
+            let (processed, step) = futures::join!(processed, act_on(deps, row, status));
+            processed?;
+            return step;
+        }
+        processed.await?;
     }
     if not_yet(row, now) {
         return Ok(Step::Wait);
@@ -331,9 +356,34 @@ async fn act_on(deps: &Deps, row: &workflow::Model, status: TaskStatus) -> Resul
     }
 }
 
-async fn mark_processed(deps: &Deps, inbox_id: i64) -> Result<(), DbErr> {
+async fn pending_callbacks(
+    deps: &Deps,
+    row: &workflow::Model,
+) -> Result<Vec<webhook_inbox::Model>, DbErr> {
+    webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
+        .filter(webhook_inbox::Column::ProcessedAt.is_null())
+        .order_by_asc(webhook_inbox::Column::Id)
+        .all(&deps.db)
+        .await
+}
+
+async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), DbErr> {
+    let late: Vec<i64> = pending_callbacks(deps, row)
+        .await?
+        .into_iter()
+        .map(|callback| callback.id)
+        .collect();
+    if late.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(generation_id = %row.id, count = late.len(), state = row.state.as_str(), "callbacks after the result changed nothing");
+    mark_processed(deps, late).await
+}
+
+async fn mark_processed(deps: &Deps, inbox_ids: Vec<i64>) -> Result<(), DbErr> {
     deps.workflows
-        .callbacks_processed(vec![inbox_id])
+        .callbacks_processed(inbox_ids)
         .await
         .map_err(batch_error)
 }
