@@ -428,7 +428,7 @@ async fn url_inputs_are_copied_into_our_storage(url: String) {
     let copied = app
         .state
         .storage
-        .exists(&format!("inputs/{id}/person_image"))
+        .exists(&format!("inputs/{id}-person_image"))
         .await
         .unwrap();
     assert!(copied, "the URL input was not copied");

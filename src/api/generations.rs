@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::Credits;
 use atelier_actors::storage::Bytes;
-use atelier_actors::workflow::inputs::{InputImage, Inputs};
+use atelier_actors::workflow::inputs::{InputImage, Inputs, input_key};
 use atelier_actors::workflow::store::{self, CreateOutcome, NewWorkflow, TransitionOutcome};
 use atelier_actors::workflow::{Event, FailureCode, WorkflowState};
 use atelier_entities::{upload, workflow};
@@ -133,7 +133,7 @@ async fn resolve_image(
             Ok(InputImage::Stored(upload.storage_key))
         }
         ImageRef::Data { bytes, .. } => {
-            let key = format!("inputs/{generation_id}/{field}");
+            let key = input_key(generation_id, field);
             state.storage.put(&key, Bytes::from(bytes)).await?;
             stored.push(key.clone());
             Ok(InputImage::Stored(key))

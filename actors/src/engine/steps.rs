@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Deps;
 use super::fetch::{self, Download};
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
-use crate::workflow::inputs::{InputImage, Inputs};
+use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
 use crate::workflow::store::TransitionOutcome;
 use crate::workflow::{Event, FailureCode};
 
@@ -397,7 +397,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
-    let key = format!("results/{}", row.id);
+    let key = result_key(row.id);
     let settled = Event::Stored {
         key: key.clone(),
         charge: row.cost,
@@ -444,7 +444,7 @@ async fn copy_input(
     field: &str,
     url: &str,
 ) -> Result<String, Download> {
-    let key = format!("inputs/{}/{field}", row.id);
+    let key = input_key(row.id, field);
     if deps.storage.exists(&key).await.unwrap_or(false) {
         return Ok(key);
     }

@@ -1,6 +1,7 @@
 //! A generation's inputs as persisted in `workflows.inputs`: each image is either already in
 //! our storage or a URL still to be fetched.
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,4 +30,15 @@ impl Inputs {
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
+}
+
+/// Where an input image of a generation is kept in our storage. Flat (no directory per
+/// generation): creating a directory per generation cost as much as writing its files.
+pub fn input_key(generation_id: Uuid, field: &str) -> String {
+    format!("inputs/{generation_id}-{field}")
+}
+
+/// Where a generation's result is kept in our storage.
+pub fn result_key(generation_id: Uuid) -> String {
+    format!("results/{generation_id}")
 }
