@@ -22,17 +22,22 @@ use crate::workflow::{Event, FailureCode};
 const MAX_ATTEMPTS: i32 = 8;
 
 enum Step {
-    /// The row changed; look again.
-    Continue,
+    /// The row changed; look again — at this row when the write returned it.
+    Continue(Option<workflow::Model>),
     /// Nothing to do until `next_attempt_at`, a callback or a deadline.
     Wait,
 }
 
 /// Advances the workflow as far as it can go now.
 pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
+    let mut known: Option<workflow::Model> = None;
     loop {
-        let Some(row) = workflow::Entity::find_by_id(id).one(&deps.db).await? else {
-            return Ok(());
+        let row = match known.take() {
+            Some(row) => row,
+            None => match workflow::Entity::find_by_id(id).one(&deps.db).await? {
+                Some(row) => row,
+                None => return Ok(()),
+            },
         };
         if row.state.is_terminal() || row.state == WorkflowState::Uploading {
             // Callbacks that arrive once the result is known (duplicates, late ones) change
@@ -66,8 +71,9 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
                 WorkflowState::Settled | WorkflowState::Released => Step::Wait,
             }
         };
-        if matches!(step, Step::Wait) {
-            return Ok(());
+        match step {
+            Step::Continue(next) => known = next,
+            Step::Wait => return Ok(()),
         }
     }
 }
@@ -108,8 +114,15 @@ async fn apply(
             "generation moved"
         );
     }
-    // Applied or not (another writer won), the row has moved on: read it again.
-    Ok(Step::Continue)
+    Ok(moved_on(outcome))
+}
+
+/// Applied or not (another writer won), the row has moved on; both answers carry it.
+fn moved_on(outcome: TransitionOutcome) -> Step {
+    Step::Continue(match outcome {
+        TransitionOutcome::Applied(row) | TransitionOutcome::Stale(row) => Some(row),
+        TransitionOutcome::NotFound => None,
+    })
 }
 
 async fn fail(
@@ -243,8 +256,8 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
                 Some(waiting_until),
             );
             let (accepted, waiting) = futures::join!(accepted, waiting);
-            waiting.map_err(batch_error)?;
-            accepted
+            accepted?;
+            Ok(moved_on(waiting.map_err(batch_error)?))
         }
         Err(error) => provider_error(deps, row, error, FailureCode::ProviderRejected).await,
     }
