@@ -68,7 +68,12 @@ async fn without_credits_nothing_is_created(url: String) {
     let ledger: Value = app.get_json("/v1/ledger", &key).await;
     assert_eq!(ledger["items"], json!([]));
     let inputs = app.state.settings.data_dir.join("inputs");
-    let leftovers = std::fs::read_dir(&inputs).map_or(0, |dir| dir.flatten().count());
+    let leftovers = std::fs::read_dir(&inputs).map_or(0, |shards| {
+        shards
+            .flatten()
+            .flat_map(|shard| std::fs::read_dir(shard.path()).unwrap().flatten())
+            .count()
+    });
     assert_eq!(leftovers, 0, "inputs of a refused generation were kept");
     // The key was not used up by the refusal.
     app.grant(&account_id, &json!({"credits": 1, "reference": "late"}))
@@ -243,7 +248,7 @@ async fn cancel_releases_and_a_settled_generation_cannot_be_canceled(url: String
 
 /// Walks a workflow to `settled` through the store, as the engine would, with a PNG result.
 async fn settle_directly(app: &TestApp, id: Uuid) -> String {
-    let key = format!("results/{id}");
+    let key = atelier_actors::workflow::inputs::result_key(id);
     app.state
         .storage
         .put(&key, Bytes::from(png(3, 3, [1, 2, 3])))

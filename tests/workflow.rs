@@ -428,7 +428,10 @@ async fn url_inputs_are_copied_into_our_storage(url: String) {
     let copied = app
         .state
         .storage
-        .exists(&format!("inputs/{id}-person_image"))
+        .exists(&atelier_actors::workflow::inputs::input_key(
+            uuid::Uuid::parse_str(&id).unwrap(),
+            "person_image",
+        ))
         .await
         .unwrap();
     assert!(copied, "the URL input was not copied");

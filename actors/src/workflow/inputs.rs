@@ -32,13 +32,18 @@ impl Inputs {
     }
 }
 
-/// Where an input image of a generation is kept in our storage. Flat (no directory per
-/// generation): creating a directory per generation cost as much as writing its files.
+/// Where an input image of a generation is kept in our storage.
 pub fn input_key(generation_id: Uuid, field: &str) -> String {
-    format!("inputs/{generation_id}-{field}")
+    format!("inputs/{}/{generation_id}-{field}", shard(generation_id))
 }
 
 /// Where a generation's result is kept in our storage.
 pub fn result_key(generation_id: Uuid) -> String {
-    format!("results/{generation_id}")
+    format!("results/{}/{generation_id}", shard(generation_id))
+}
+
+/// One of 256 directories, from the id's random last byte: files spread over directories
+/// instead of queueing on one directory's lock, and no directory is made per generation.
+fn shard(id: Uuid) -> String {
+    format!("{:02x}", id.as_bytes()[15])
 }
