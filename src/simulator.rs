@@ -122,6 +122,10 @@ impl Simulator {
         let Some(webhook) = request.webhook.filter(|_| !self.settings.never_callback) else {
             return;
         };
+        if !self.is_ours(&webhook) {
+            tracing::warn!(task = %id, %webhook, "simulator refuses to call back outside Atelier");
+            return;
+        }
         let deliveries = if self.settings.duplicate_callbacks {
             2
         } else {
@@ -144,7 +148,18 @@ impl Simulator {
             .map_err(|error| error.to_string())?
     }
 
+    /// The simulator only ever talks to the Atelier serving it: it is reachable by anyone who
+    /// can reach the port, and must not become a way to make us fetch or post elsewhere.
+    fn is_ours(&self, url: &str) -> bool {
+        let ours = self.base_url.trim_end_matches("/simulator");
+        url.strip_prefix(ours)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
+        if !self.is_ours(url) {
+            return Err(format!("the simulator fetches only from {}", self.base_url));
+        }
         let response = self
             .http
             .get(url)
@@ -213,14 +228,20 @@ async fn submit(
         output: None,
         error: None,
     };
-    simulator.tasks.lock().unwrap().insert(
-        id.clone(),
-        SimTask {
-            view: view.clone(),
-            result: None,
-            result_expires_at: None,
-        },
-    );
+    {
+        let mut tasks = simulator.tasks.lock().unwrap();
+        // Results nobody may download any more are dropped, so memory stays bounded.
+        let now = Utc::now();
+        tasks.retain(|_, task| task.result_expires_at.is_none_or(|at| at > now));
+        tasks.insert(
+            id.clone(),
+            SimTask {
+                view: view.clone(),
+                result: None,
+                result_expires_at: None,
+            },
+        );
+    }
     actix_web::rt::spawn(simulator.get_ref().clone().process(id, body.0));
     Ok(HttpResponse::Created().json(view))
 }

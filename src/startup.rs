@@ -144,6 +144,8 @@ impl Application {
         let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
         let app_state = state.clone();
         let http = settings.http.clone();
+        // Mounted only where it is a configured provider.
+        let serve_simulator = settings.providers.contains_key("simulator");
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -153,7 +155,11 @@ impl Application {
                     ApiError::malformed("malformed_query", format!("query string: {error}")).into()
                 }))
                 .wrap(request_log())
-                .configure(Simulator::routes)
+                .configure(|config| {
+                    if serve_simulator {
+                        Simulator::routes(config);
+                    }
+                })
                 .configure(|config| api::routes(config, &http))
         })
         .shutdown_timeout(10);

@@ -135,6 +135,11 @@ async fn idempotency_keys_replay_or_conflict(url: String) {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one generation per key");
     assert_eq!(app.balance(&key).await["held"], 2);
+    // Naming the default provider is the same request as leaving it out.
+    let mut named = body.clone();
+    named["provider"] = json!("simulator");
+    let same = app.post_generation(&key, &named, Some("order-7")).await;
+    assert_eq!(same.status(), 200);
     // Keys are per account.
     let (_, other_key) = app.funded_account(1).await;
     let theirs = app

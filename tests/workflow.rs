@@ -29,6 +29,7 @@ database_tests!(
     url_inputs_are_copied_into_our_storage,
     a_rejected_task_releases_with_provider_rejected,
     a_result_download_slower_than_the_deadline_times_out,
+    the_simulator_talks_only_to_the_atelier_serving_it,
 );
 
 async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
@@ -297,6 +298,22 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         "/webhooks/simulator/{id}?token={}",
         row.callback_token
     ));
+    let oversized = app
+        .client
+        .post(&webhook)
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(oversized, 413).await, "payload_too_large");
+    let garbage = app
+        .client
+        .post(&webhook)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(garbage, 400).await, "malformed_callback");
     // The simulator may still be rendering; poll its task until it is done.
     let mut task = task;
     while task.contains("queued") {
@@ -429,7 +446,7 @@ async fn url_inputs_are_copied_into_our_storage(url: String) {
         .state
         .storage
         .exists(&atelier_actors::workflow::inputs::input_key(
-            uuid::Uuid::parse_str(&id).unwrap(),
+            uuid::Uuid::parse_str(id).unwrap(),
             "person_image",
         ))
         .await
@@ -483,4 +500,44 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
         &("uploading".to_owned(), "released".to_owned()),
         "released while uploading"
     );
+}
+
+async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
+    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let task = app
+        .client
+        .put(app.url("/simulator/v1/tasks/outside"))
+        .json(&json!({
+            "person_image": "https://example.com/person.png",
+            "garment_image": "https://example.com/garment.png",
+            "webhook": "https://example.com/hook",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(task.status(), 201);
+    let started = std::time::Instant::now();
+    loop {
+        let view: Value = app
+            .client
+            .get(app.url("/simulator/v1/tasks/outside"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "failed" {
+            assert!(
+                view["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("fetches only from"),
+                "{view}"
+            );
+            break;
+        }
+        assert!(started.elapsed() < WITHIN, "{view}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -125,6 +125,10 @@ impl MigrationTrait for Migration {
                 "workflows_due",
                 vec![Workflows::State, Workflows::NextAttemptAt],
             ),
+            (
+                "workflows_by_deadline",
+                vec![Workflows::State, Workflows::DeadlineAt],
+            ),
         ] {
             let mut index = Index::create();
             index.name(name).table(Workflows::Table);

@@ -182,7 +182,10 @@ pub async fn create(
             format!("aspect_ratio: one of {}", ASPECT_RATIOS.join(", ")),
         ));
     }
-    // Hashed before anything is resolved, so a replay compares what the client sent.
+    // Hashed before anything is resolved, so a replay compares what the client sent — with
+    // the provider it meant, so that naming the default or leaving it out is the same request.
+    let mut body = body;
+    body.provider = Some(provider.clone());
     let request_hash = hex(&Sha256::digest(
         serde_json::to_vec(&body).expect("serialises"),
     ));

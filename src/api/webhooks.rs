@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::error::ApiError;
+use super::json::read_limited;
 use crate::accounts::hex;
 use crate::state::AppState;
 
@@ -22,7 +23,7 @@ pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     query: web::Query<HashMap<String, String>>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (provider_name, raw_id) = path.into_inner();
     let unknown = || ApiError::not_found("generation_not_found", "no such generation");
@@ -40,9 +41,7 @@ pub async fn receive(
             "the callback token is not valid",
         ));
     }
-    if body.len() > MAX_CALLBACK_BYTES {
-        return Err(ApiError::too_large(MAX_CALLBACK_BYTES));
-    }
+    let body = read_limited(&mut payload.into_inner(), MAX_CALLBACK_BYTES).await?;
     let provider = state.providers.get(&provider_name).ok_or_else(unknown)?;
     let (task_id, _) = provider.parse_callback(&body).map_err(|error| {
         ApiError::malformed(

@@ -61,17 +61,20 @@ pub async fn input(
         Ok(client) => client,
         Err(error) => return Download::Transient(error.to_string()),
     };
-    download(&client, url, limit, timeout, FailureCode::InputUnavailable).await
+    let unavailable = FailureCode::InputUnavailable;
+    download(&client, url, limit, timeout, unavailable, unavailable).await
 }
 
 /// Fetches `url` with `client`: at most `limit` bytes, within `timeout`, and only a PNG, JPEG
-/// or WebP image. `refused` is the failure code when retrying cannot help.
+/// or WebP image. `refused` is the failure code when the URL refuses (4xx), `invalid` when
+/// what it serves is too large or not an image.
 pub async fn download(
     client: &reqwest::Client,
     url: &str,
     limit: usize,
     timeout: Duration,
     refused: FailureCode,
+    invalid: FailureCode,
 ) -> Download {
     let response = match client.get(url).timeout(timeout).send().await {
         Ok(response) => response,
@@ -87,12 +90,7 @@ pub async fn download(
             format!("{url} answered {status} (expired or gone)"),
         );
     }
-    let too_large = || {
-        Download::Refused(
-            FailureCode::InvalidResult,
-            format!("larger than {limit} bytes"),
-        )
-    };
+    let too_large = || Download::Refused(invalid, format!("larger than {limit} bytes"));
     if response
         .content_length()
         .is_some_and(|length| length as usize > limit)
@@ -109,10 +107,7 @@ pub async fn download(
         }
     }
     if ImageKind::sniff(&body).is_none() {
-        return Download::Refused(
-            FailureCode::InvalidResult,
-            "not a PNG, JPEG or WebP image".into(),
-        );
+        return Download::Refused(invalid, "not a PNG, JPEG or WebP image".into());
     }
     Download::Image(Bytes::from(body))
 }

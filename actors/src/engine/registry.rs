@@ -19,7 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use atelier_entities::webhook_inbox;
 use atelier_entities::workflow::{self, WorkflowState};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::{Deps, steps};
@@ -141,19 +141,25 @@ async fn due_workflows(deps: &Deps) -> Result<Vec<Uuid>, DbErr> {
         WorkflowState::AwaitingCallback,
         WorkflowState::Uploading,
     ];
-    let mut due: Vec<Uuid> = workflow::Entity::find()
-        .select_only()
-        .column(workflow::Column::Id)
-        .filter(workflow::Column::State.is_in(live))
-        .filter(
-            workflow::Column::NextAttemptAt
-                .lte(now)
-                .or(workflow::Column::DeadlineAt.lte(now)),
-        )
-        .limit(TICK_BATCH)
-        .into_tuple()
-        .all(&deps.db)
-        .await?;
+    // Two queries, each served by its own index, soonest first so that a backlog is worked
+    // through in order.
+    let mut due: Vec<Uuid> = Vec::new();
+    for column in [
+        workflow::Column::NextAttemptAt,
+        workflow::Column::DeadlineAt,
+    ] {
+        let ids: Vec<Uuid> = workflow::Entity::find()
+            .select_only()
+            .column(workflow::Column::Id)
+            .filter(workflow::Column::State.is_in(live))
+            .filter(column.lte(now))
+            .order_by_asc(column)
+            .limit(TICK_BATCH)
+            .into_tuple()
+            .all(&deps.db)
+            .await?;
+        due.extend(ids);
+    }
     let with_callbacks: Vec<Uuid> = webhook_inbox::Entity::find()
         .select_only()
         .column(webhook_inbox::Column::WorkflowId)

@@ -23,17 +23,17 @@ const MAX_ATTEMPTS: i32 = 8;
 
 enum Step {
     /// The row changed; look again — at this row when the write returned it.
-    Continue(Option<workflow::Model>),
+    Continue(Option<Box<workflow::Model>>),
     /// Nothing to do until `next_attempt_at`, a callback or a deadline.
     Wait,
 }
 
 /// Advances the workflow as far as it can go now.
 pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
-    let mut known: Option<workflow::Model> = None;
+    let mut known: Option<Box<workflow::Model>> = None;
     loop {
         let row = match known.take() {
-            Some(row) => row,
+            Some(row) => *row,
             None => match workflow::Entity::find_by_id(id).one(&deps.db).await? {
                 Some(row) => row,
                 None => return Ok(()),
@@ -120,7 +120,7 @@ async fn apply(
 /// Applied or not (another writer won), the row has moved on; both answers carry it.
 fn moved_on(outcome: TransitionOutcome) -> Step {
     Step::Continue(match outcome {
-        TransitionOutcome::Applied(row) | TransitionOutcome::Stale(row) => Some(row),
+        TransitionOutcome::Applied(row) | TransitionOutcome::Stale(row) => Some(Box::new(row)),
         TransitionOutcome::NotFound => None,
     })
 }
@@ -154,9 +154,21 @@ async fn retry_later(
         )
         .await;
     }
+    schedule_attempt(deps, row, error, at_least).await
+}
+
+/// Looks again after the next backoff delay (at least `at_least`), with no cap on attempts:
+/// only the overall deadline ends the waiting.
+async fn schedule_attempt(
+    deps: &Deps,
+    row: &workflow::Model,
+    reason: &str,
+    at_least: Option<Duration>,
+) -> Result<Step, DbErr> {
+    let attempt = row.attempt + 1;
     let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
     let now = deps.clock.now();
-    tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %error, "will retry");
+    tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %reason, "will look again");
     deps.workflows
         .reschedule(row.id, row.version, attempt, now + chrono_duration(delay))
         .await
@@ -342,9 +354,8 @@ async fn await_result(
     }
     let task_id = row.provider_task_id.clone().unwrap_or_default();
     match provider.poll(&task_id).await {
-        Ok(TaskStatus::Pending) => {
-            retry_later(deps, row, FailureCode::Timeout, "still pending", None).await
-        }
+        // A slow task is not a failing one: poll with backoff until the overall deadline.
+        Ok(TaskStatus::Pending) => schedule_attempt(deps, row, "still pending", None).await,
         Ok(status) => act_on(deps, row, status).await,
         Err(error) => provider_error(deps, row, error, FailureCode::ProviderFailed).await,
     }
@@ -427,6 +438,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         config.max_result_bytes,
         config.download_timeout,
         FailureCode::UploadFailed,
+        FailureCode::InvalidResult,
     )
     .await;
     match fetched {

@@ -66,14 +66,19 @@ pub trait Provider: Send + Sync {
 
 pub type Providers = HashMap<String, Arc<dyn Provider>>;
 
-/// Maps an HTTP status from a provider to the error class the engine acts on.
-pub fn classify_status(status: reqwest::StatusCode, body: &str) -> ProviderError {
+/// Maps an HTTP status from a provider to the error class the engine acts on; `retry_after`
+/// is the response's `Retry-After`, when it had one.
+pub fn classify_status(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> ProviderError {
     let detail = format!(
         "HTTP {status}: {}",
         body.chars().take(300).collect::<String>()
     );
     match status.as_u16() {
-        429 => ProviderError::RateLimited { retry_after: None },
+        429 => ProviderError::RateLimited { retry_after },
         401..=403 => ProviderError::Account(detail),
         408 | 500..=599 => ProviderError::Retryable(detail),
         _ => ProviderError::Permanent(detail),
@@ -83,4 +88,64 @@ pub fn classify_status(status: reqwest::StatusCode, body: &str) -> ProviderError
 /// Network-level failures are always worth another try.
 pub fn transport_error(error: reqwest::Error) -> ProviderError {
     ProviderError::Retryable(error.to_string())
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs and read as absent).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_what_the_engine_does_next() {
+        let wait = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify_status(StatusCode::TOO_MANY_REQUESTS, wait, ""),
+            ProviderError::RateLimited { retry_after: wait }
+        );
+        for (status, retryable) in [
+            (500, true),
+            (503, true),
+            (408, true),
+            (422, false),
+            (404, false),
+        ] {
+            let error = classify_status(StatusCode::from_u16(status).unwrap(), None, "x");
+            assert_eq!(
+                matches!(error, ProviderError::Retryable(_)),
+                retryable,
+                "{status}"
+            );
+        }
+        for status in [401, 402, 403] {
+            let error = classify_status(StatusCode::from_u16(status).unwrap(), None, "x");
+            assert!(matches!(error, ProviderError::Account(_)), "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 30 "));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(30)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
 }

@@ -3,7 +3,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Provider, ProviderError, Task, TaskStatus, classify_status, transport_error};
+use super::{
+    Provider, ProviderError, Task, TaskStatus, classify_status, retry_after, transport_error,
+};
 
 pub struct SimulatorProvider {
     /// e.g. `http://127.0.0.1:8080/simulator`
@@ -50,9 +52,10 @@ impl SimulatorProvider {
 
     async fn read(response: reqwest::Response) -> Result<TaskView, ProviderError> {
         let status = response.status();
+        let wait = retry_after(response.headers());
         let body = response.text().await.map_err(transport_error)?;
         if !status.is_success() {
-            return Err(classify_status(status, &body));
+            return Err(classify_status(status, wait, &body));
         }
         serde_json::from_str(&body)
             .map_err(|error| ProviderError::Retryable(format!("unreadable answer: {error}")))
