@@ -11,7 +11,7 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
-use atelier_actors::providers::limit::Limited;
+use atelier_actors::providers::actor::ProviderHandle;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
@@ -210,8 +210,8 @@ fn providers(
                 anyhow::bail!("provider {other:?} is configured but Atelier has no adapter for it")
             }
         };
-        let limited = Limited::new(adapter, provider.max_concurrency);
-        providers.insert(name.clone(), Arc::new(limited));
+        let handle = ProviderHandle::start(adapter, provider.max_concurrency);
+        providers.insert(name.clone(), Arc::new(handle));
     }
     Ok(providers)
 }

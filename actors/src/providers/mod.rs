@@ -1,6 +1,6 @@
 //! Providers behind one trait. An adapter turns our task into the provider's wire format and
 //! its answers back into ours; adding a provider is a new file here and a line in `build`.
-pub mod limit;
+pub mod actor;
 pub mod simulator;
 
 use std::collections::HashMap;
