@@ -404,3 +404,10 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+impl Drop for TestApp {
+    /// Each app stores objects in its own temporary directory; it goes with the app.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state.settings.data_dir);
+    }
+}
