@@ -97,6 +97,20 @@ pub struct ProviderSettings {
     /// Calls to the provider in flight at once, at most.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// Consecutive failures (errors, throttling, account problems) that open the circuit.
+    #[serde(default = "default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// Seconds an open circuit refuses calls before one probe is let through.
+    #[serde(default = "default_breaker_cooldown_secs")]
+    pub breaker_cooldown_secs: u64,
+}
+
+fn default_breaker_threshold() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown_secs() -> u64 {
+    30
 }
 
 fn default_max_concurrency() -> usize {
@@ -170,6 +184,8 @@ impl Default for Settings {
                 ProviderSettings {
                     cost: 1,
                     max_concurrency: default_max_concurrency(),
+                    breaker_threshold: default_breaker_threshold(),
+                    breaker_cooldown_secs: default_breaker_cooldown_secs(),
                 },
             )]),
             simulator: SimulatorSettings {

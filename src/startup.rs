@@ -12,6 +12,7 @@ use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
 use atelier_actors::providers::actor::ProviderHandle;
+use atelier_actors::providers::breaker::Breaker;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
@@ -210,7 +211,11 @@ fn providers(
                 anyhow::bail!("provider {other:?} is configured but Atelier has no adapter for it")
             }
         };
-        let handle = ProviderHandle::start(adapter, provider.max_concurrency);
+        let breaker = Breaker::new(
+            provider.breaker_threshold,
+            Duration::from_secs(provider.breaker_cooldown_secs),
+        );
+        let handle = ProviderHandle::start(adapter, provider.max_concurrency, breaker);
         providers.insert(name.clone(), Arc::new(handle));
     }
     Ok(providers)

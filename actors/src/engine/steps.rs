@@ -169,8 +169,13 @@ async fn schedule_attempt(
     let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
     let now = deps.clock.now();
     tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %reason, "will look again");
+    // Never past a deadline that would end the wait anyway: the deadline decides, on time.
+    let mut next = (now + chrono_duration(delay)).min(row.deadline_at);
+    if row.state == WorkflowState::Reserved {
+        next = next.min(row.created_at + chrono_duration(deps.config.submit_deadline));
+    }
     deps.workflows
-        .reschedule(row.id, row.version, attempt, now + chrono_duration(delay))
+        .reschedule(row.id, row.version, attempt, next)
         .await
         .map_err(batch_error)?;
     Ok(Step::Wait)

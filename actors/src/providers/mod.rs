@@ -1,6 +1,7 @@
 //! Providers behind one trait. An adapter turns our task into the provider's wire format and
 //! its answers back into ours; adding a provider is a new file here and a line in `build`.
 pub mod actor;
+pub mod breaker;
 pub mod simulator;
 
 use std::collections::HashMap;

@@ -1,0 +1,162 @@
+//! A circuit breaker for one provider: after `threshold` consecutive failures that say the
+//! provider is unwell (retryable errors, throttling, account problems) it opens, and calls are
+//! refused at once for `cooldown`; then one probe is let through (half-open) and its outcome
+//! closes the circuit again or reopens it. An answer that blames the task (`Permanent`) is the
+//! provider working as it should.
+use std::time::{Duration, Instant};
+
+use super::ProviderError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe is in flight; everything else waits for its outcome.
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Proceed,
+    /// The one call that tests a provider whose circuit was open.
+    Probe,
+    /// Refused without calling the provider; worth trying again after this long.
+    Refuse {
+        retry_after: Duration,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    circuit: Circuit,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            circuit: Circuit::Closed { failures: 0 },
+        }
+    }
+
+    pub fn circuit(&self) -> Circuit {
+        self.circuit
+    }
+
+    pub fn admit(&mut self, now: Instant) -> Admission {
+        match self.circuit {
+            Circuit::Closed { .. } => Admission::Proceed,
+            Circuit::Open { until } if now >= until => {
+                self.circuit = Circuit::HalfOpen;
+                Admission::Probe
+            }
+            Circuit::Open { until } => Admission::Refuse {
+                retry_after: until - now,
+            },
+            Circuit::HalfOpen => Admission::Refuse {
+                retry_after: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// Records a call's outcome; returns the new circuit when it changed.
+    pub fn record<T>(
+        &mut self,
+        outcome: &Result<T, ProviderError>,
+        now: Instant,
+    ) -> Option<Circuit> {
+        let unwell = matches!(
+            outcome,
+            Err(ProviderError::Retryable(_)
+                | ProviderError::RateLimited { .. }
+                | ProviderError::Account(_))
+        );
+        let before = self.circuit;
+        self.circuit = match (self.circuit, unwell) {
+            (_, false) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { failures }, true) if failures + 1 < self.threshold => {
+                Circuit::Closed {
+                    failures: failures + 1,
+                }
+            }
+            // The threshold reached, a failed probe, or a call admitted before the circuit
+            // opened that failed too: open (again) for a full cooldown.
+            (_, true) => Circuit::Open {
+                until: now + self.cooldown,
+            },
+        };
+        let changed = !matches!(
+            (before, self.circuit),
+            (Circuit::Closed { .. }, Circuit::Closed { .. })
+                | (Circuit::Open { .. }, Circuit::Open { .. })
+        );
+        changed.then_some(self.circuit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Result<(), ProviderError> {
+        Err(ProviderError::Retryable("503".into()))
+    }
+
+    #[test]
+    fn opens_after_the_threshold_and_refuses_until_the_cooldown() {
+        let start = Instant::now();
+        let mut breaker = Breaker::new(3, Duration::from_secs(10));
+        for _ in 0..2 {
+            assert_eq!(breaker.admit(start), Admission::Proceed);
+            assert_eq!(breaker.record(&failure(), start), None);
+        }
+        assert_eq!(breaker.admit(start), Admission::Proceed);
+        let opened = breaker.record(&failure(), start);
+        assert!(matches!(opened, Some(Circuit::Open { .. })));
+        let later = start + Duration::from_secs(4);
+        assert_eq!(
+            breaker.admit(later),
+            Admission::Refuse {
+                retry_after: Duration::from_secs(6)
+            }
+        );
+    }
+
+    #[test]
+    fn a_good_probe_closes_and_a_bad_one_reopens() {
+        let start = Instant::now();
+        let mut breaker = Breaker::new(1, Duration::from_secs(10));
+        breaker.record(&failure(), start);
+        let after = start + Duration::from_secs(10);
+        assert_eq!(breaker.admit(after), Admission::Probe);
+        // While the probe is out, others wait.
+        assert!(matches!(breaker.admit(after), Admission::Refuse { .. }));
+        assert!(matches!(
+            breaker.record(&failure(), after),
+            Some(Circuit::Open { .. })
+        ));
+        let again = after + Duration::from_secs(10);
+        assert_eq!(breaker.admit(again), Admission::Probe);
+        let closed = breaker.record(&Ok::<(), ProviderError>(()), again);
+        assert_eq!(closed, Some(Circuit::Closed { failures: 0 }));
+        assert_eq!(breaker.admit(again), Admission::Proceed);
+    }
+
+    #[test]
+    fn a_rejected_task_is_the_provider_working() {
+        let start = Instant::now();
+        let mut breaker = Breaker::new(2, Duration::from_secs(10));
+        breaker.record(&failure(), start);
+        let rejected: Result<(), _> = Err(ProviderError::Permanent("bad image".into()));
+        breaker.record(&rejected, start);
+        breaker.record(&failure(), start);
+        assert_eq!(breaker.circuit(), Circuit::Closed { failures: 1 });
+    }
+}
