@@ -106,6 +106,8 @@ impl Simulator {
         };
         let output = format!("{}/v1/results/{id}", self.base_url);
         let Some(view) = self.update(&id, |task| match outcome {
+            // Canceled while it was being rendered: it stays canceled.
+            _ if task.view.status == "failed" => {}
             Ok(png) => {
                 task.view.status = "succeeded";
                 task.view.output = Some(output);

@@ -367,6 +367,27 @@ async fn a_canceled_generation_ignores_its_late_callback(url: String) {
         .post_empty(&format!("/v1/generations/{id}/cancel"), &key)
         .await;
     assert_eq!(canceled.status(), 200);
+    // The provider is told to stop.
+    let started = std::time::Instant::now();
+    loop {
+        let task: Value = app
+            .client
+            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["status"] == "failed" && task["error"] == "canceled" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "task not canceled: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Let the simulator call back: the callback is stored, but changes nothing.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     let done = app.wait_terminal(&key, &id, WITHIN).await;

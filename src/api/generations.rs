@@ -342,6 +342,7 @@ pub async fn cancel(
     match outcome {
         TransitionOutcome::Applied(row) => {
             tracing::info!(generation_id = %id, "generation canceled; credits released");
+            cancel_at_provider(&state, &row);
             Ok(HttpResponse::Ok().json(view(&state, row)))
         }
         TransitionOutcome::Stale(row) if row.state == WorkflowState::Settled => Err(
@@ -377,4 +378,21 @@ pub async fn events(
         })
         .collect();
     Ok(HttpResponse::Ok().json(events))
+}
+
+/// Tells the provider to stop working on a canceled generation's task, in the background: the
+/// credits are already back, so its answer changes nothing but the provider's bill.
+fn cancel_at_provider(state: &AppState, row: &workflow::Model) {
+    let (Some(task_id), Some(provider)) = (
+        row.provider_task_id.clone(),
+        state.providers.get(&row.provider).cloned(),
+    ) else {
+        return;
+    };
+    let id = row.id;
+    actix_web::rt::spawn(async move {
+        if let Err(error) = provider.cancel(&task_id).await {
+            tracing::warn!(generation_id = %id, %error, "could not cancel the task at the provider");
+        }
+    });
 }

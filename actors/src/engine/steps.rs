@@ -133,7 +133,16 @@ async fn fail(
 ) -> Result<Step, DbErr> {
     let message = message.into();
     tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
-    apply(deps, row, Event::Failed { code, message }, None).await
+    let step = apply(deps, row, Event::Failed { code, message }, None).await?;
+    // A task we gave up on may still be running at the provider: ask it to stop (best effort;
+    // the credits are back either way).
+    if code == FailureCode::Timeout
+        && let (Some(task_id), Some(provider)) = (&row.provider_task_id, provider(deps, row))
+        && let Err(error) = provider.cancel(task_id).await
+    {
+        tracing::info!(generation_id = %row.id, %error, "could not cancel the timed-out task at the provider");
+    }
+    Ok(step)
 }
 
 /// Records a failed attempt: retried later with backoff, or released after `MAX_ATTEMPTS`.
