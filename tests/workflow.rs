@@ -32,6 +32,30 @@ database_tests!(
     the_simulator_talks_only_to_the_atelier_serving_it,
 );
 
+/// One generation on a fresh app with the engine (`configure` adjusts the settings), followed
+/// until it is terminal. The account had 3 credits.
+struct Run {
+    app: TestApp,
+    key: String,
+    id: String,
+    done: Value,
+}
+
+async fn one_generation(
+    url: &str,
+    configure: impl FnOnce(&mut atelier::config::Settings),
+    hook: Option<atelier_actors::engine::StepHook>,
+) -> Run {
+    let app = TestApp::spawn_engine(url, configure, hook).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    Run { app, key, id, done }
+}
+
 async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
     let events = app
         .get_json(&format!("/v1/generations/{id}/events"), key)
@@ -114,18 +138,13 @@ async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
 }
 
 async fn a_failing_provider_releases_the_credits(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.failure_rate = 1.0, None).await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    let Run { app, key, done, .. } =
+        one_generation(&url, |s| s.simulator.failure_rate = 1.0, None).await;
     assert_released(&app, &key, &done, "provider_failed").await;
 }
 
 async fn without_a_callback_the_engine_polls(url: String) {
-    let app = TestApp::spawn_engine(
+    let Run { app, key, done, .. } = one_generation(
         &url,
         |s| {
             s.simulator.never_callback = true;
@@ -134,12 +153,6 @@ async fn without_a_callback_the_engine_polls(url: String) {
         None,
     )
     .await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
 }
@@ -170,29 +183,19 @@ async fn duplicate_callbacks_settle_once(url: String) {
 }
 
 async fn expired_result_urls_release(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.expired_results = true, None).await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    let Run { app, key, done, .. } =
+        one_generation(&url, |s| s.simulator.expired_results = true, None).await;
     assert_released(&app, &key, &done, "upload_failed").await;
 }
 
 async fn oversized_results_release(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.oversized_results = true, None).await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    let Run { app, key, done, .. } =
+        one_generation(&url, |s| s.simulator.oversized_results = true, None).await;
     assert_released(&app, &key, &done, "invalid_result").await;
 }
 
 async fn a_throttling_provider_runs_out_the_submit_deadline(url: String) {
-    let app = TestApp::spawn_engine(
+    let Run { app, key, done, .. } = one_generation(
         &url,
         |s| {
             s.simulator.rate_limited = true;
@@ -201,17 +204,11 @@ async fn a_throttling_provider_runs_out_the_submit_deadline(url: String) {
         None,
     )
     .await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
     assert_released(&app, &key, &done, "provider_failed").await;
 }
 
 async fn past_the_overall_deadline_a_generation_times_out(url: String) {
-    let app = TestApp::spawn_engine(
+    let Run { app, key, done, .. } = one_generation(
         &url,
         |s| {
             s.simulator.never_callback = true;
@@ -220,12 +217,6 @@ async fn past_the_overall_deadline_a_generation_times_out(url: String) {
         None,
     )
     .await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
     assert_released(&app, &key, &done, "timeout").await;
 }
 
@@ -418,13 +409,7 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
             panic!("injected fault in uploading");
         }
     });
-    let app = TestApp::spawn_engine(&url, |_| {}, Some(hook)).await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    let Run { app, key, done, .. } = one_generation(&url, |_| {}, Some(hook)).await;
     assert!(
         panicked.load(Ordering::SeqCst),
         "the fault was never injected"
@@ -487,18 +472,13 @@ async fn url_inputs_are_copied_into_our_storage(url: String) {
 }
 
 async fn a_rejected_task_releases_with_provider_rejected(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.reject_submissions = true, None).await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
+    let Run { app, key, done, .. } =
+        one_generation(&url, |s| s.simulator.reject_submissions = true, None).await;
     assert_released(&app, &key, &done, "provider_rejected").await;
 }
 
 async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
-    let app = TestApp::spawn_engine(
+    let Run { app, key, id, done } = one_generation(
         &url,
         |s| {
             s.simulator.result_delay_ms = 3_000;
@@ -508,12 +488,6 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
         None,
     )
     .await;
-    let (_, key) = app.funded_account(3).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let done = app.wait_terminal(&key, &id, WITHIN).await;
     assert_released(&app, &key, &done, "timeout").await;
     let timeline = events(&app, &key, &id).await;
     assert_eq!(
