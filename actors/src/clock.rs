@@ -31,10 +31,6 @@ impl ManualClock {
         let mut now = self.0.lock().expect("clock poisoned");
         *now = truncate_to_micros(*now + by);
     }
-
-    pub fn set(&self, to: DateTime<Utc>) {
-        *self.0.lock().expect("clock poisoned") = truncate_to_micros(to);
-    }
 }
 
 impl Clock for ManualClock {

@@ -133,23 +133,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
-        init_logs();
-        let app_clock: Arc<dyn Clock> = match &clock {
-            Some(clock) => clock.clone(),
-            None => Arc::new(SystemClock),
-        };
-        let app = Application::build(&settings, ADMIN_TOKEN.to_owned(), app_clock)
-            .await
-            .expect("build application");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state.clone();
-        actix_web::rt::spawn(app.into_server());
-        Self {
-            address,
-            client: reqwest::Client::new(),
-            state,
-            clock,
-        }
+        Self::start(settings, clock, None).await
     }
 
     /// The app with the workflow engine running, on settings `configure` adjusts (simulator
@@ -159,19 +143,27 @@ impl TestApp {
         configure: impl FnOnce(&mut Settings),
         step_hook: Option<atelier_actors::engine::StepHook>,
     ) -> Self {
-        init_logs();
         let mut settings = settings(database_url);
         settings.workflow.run_engine = true;
         settings.simulator.delay_ms = 50;
         configure(&mut settings);
-        let app = Application::build_with_hook(
-            &settings,
-            ADMIN_TOKEN.to_owned(),
-            Arc::new(SystemClock),
-            step_hook,
-        )
-        .await
-        .expect("build application");
+        Self::start(settings, None, step_hook).await
+    }
+
+    async fn start(
+        settings: Settings,
+        clock: Option<Arc<ManualClock>>,
+        step_hook: Option<atelier_actors::engine::StepHook>,
+    ) -> Self {
+        init_logs();
+        let app_clock: Arc<dyn Clock> = match &clock {
+            Some(clock) => clock.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let app =
+            Application::build_with_hook(&settings, ADMIN_TOKEN.to_owned(), app_clock, step_hook)
+                .await
+                .expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());
         let state = app.state.clone();
         actix_web::rt::spawn(app.into_server());
@@ -179,7 +171,7 @@ impl TestApp {
             address,
             client: reqwest::Client::new(),
             state,
-            clock: None,
+            clock,
         }
     }
 

@@ -5,7 +5,7 @@
 //! Every change to a package's buckets goes through `move_credits`, which also appends the
 //! ledger entry and keeps the account's recorded balances, so the rows and the ledger cannot
 //! disagree.
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use atelier_entities::credit_package::Model as Package;
 use atelier_entities::hold::{HoldState, Model as HoldRow};
@@ -142,10 +142,6 @@ impl Book {
             .into_iter()
             .flatten()
             .map(|id| &self.packages[id])
-    }
-
-    pub fn hold_ids(&self) -> HashSet<Uuid> {
-        self.holds.keys().copied().collect()
     }
 
     /// The account's package ids in consumption order.
