@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use atelier_actors::credits::MAX_CREDITS;
+use atelier_actors::providers::config::ProviderConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,9 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
     pub inputs: InputSettings,
-    /// Configured providers by name; a generation may only name one of these.
-    pub providers: BTreeMap<String, ProviderSettings>,
+    /// Configured providers by name (a generation may only name one of these) and the
+    /// failover chain.
+    pub providers: ProvidersSettings,
     pub simulator: SimulatorSettings,
 }
 
@@ -89,32 +91,23 @@ pub struct InputSettings {
     pub allowed_hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
-    /// Credits a generation on this provider holds (and charges at most).
-    pub cost: i64,
-    /// Calls to the provider in flight at once, at most.
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
-    /// Consecutive failures (errors, throttling, account problems) that open the circuit.
-    #[serde(default = "default_breaker_threshold")]
-    pub breaker_threshold: u32,
-    /// Seconds an open circuit refuses calls before one probe is let through.
-    #[serde(default = "default_breaker_cooldown_secs")]
-    pub breaker_cooldown_secs: u64,
+/// `[providers]`: one table per provider a generation may use, and the failover chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvidersSettings {
+    /// Providers in failover order: a task no provider has accepted yet moves from one to the
+    /// next when a provider fails, throttles or has its circuit open. Empty: no failover.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    #[serde(flatten)]
+    pub by_name: BTreeMap<String, ProviderConfig>,
 }
 
-fn default_breaker_threshold() -> u32 {
-    5
-}
+impl std::ops::Deref for ProvidersSettings {
+    type Target = BTreeMap<String, ProviderConfig>;
 
-fn default_breaker_cooldown_secs() -> u64 {
-    30
-}
-
-fn default_max_concurrency() -> usize {
-    64
+    fn deref(&self) -> &Self::Target {
+        &self.by_name
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +128,8 @@ pub struct HttpSettings {
     pub generation_limit_bytes: usize,
     /// Largest image upload, in bytes.
     pub upload_limit_bytes: usize,
+    /// Largest provider callback, in bytes: Cog inlines its result as a `data:` URI.
+    pub callback_limit_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +158,7 @@ impl Default for Settings {
                 json_limit_bytes: 64 * 1024,
                 generation_limit_bytes: 25 * 1024 * 1024,
                 upload_limit_bytes: 20 * 1024 * 1024,
+                callback_limit_bytes: 16 * 1024 * 1024,
             },
             ledger: LedgerSettings {
                 max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
@@ -179,15 +175,10 @@ impl Default for Settings {
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
-            providers: BTreeMap::from([(
-                "simulator".to_owned(),
-                ProviderSettings {
-                    cost: 1,
-                    max_concurrency: default_max_concurrency(),
-                    breaker_threshold: default_breaker_threshold(),
-                    breaker_cooldown_secs: default_breaker_cooldown_secs(),
-                },
-            )]),
+            providers: ProvidersSettings {
+                chain: Vec::new(),
+                by_name: BTreeMap::from([("simulator".to_owned(), ProviderConfig::costing(1))]),
+            },
             simulator: SimulatorSettings {
                 delay_ms: 500,
                 failure_rate: 0.0,
@@ -294,6 +285,26 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(format!(
                 "providers.{name}.cost must be between 1 and {MAX_CREDITS}"
+            )));
+        }
+        if let Some(name) = self.providers.chain.iter().find(|name| {
+            name.as_str() == "chain" || !self.providers.by_name.contains_key(name.as_str())
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "providers.chain names {name:?}, which is not a configured provider"
+            )));
+        }
+        if let Some((name, _)) = self.providers.iter().find(|(_, provider)| {
+            provider.max_concurrency == 0
+                || provider.breaker_threshold == 0
+                || provider.requests_per_second == Some(0)
+                || provider
+                    .credits_per_second
+                    .is_some_and(|rate| !rate.is_finite() || rate < 0.0)
+        }) {
+            return Err(ConfigError::Invalid(format!(
+                "providers.{name}: max_concurrency, breaker_threshold and requests_per_second \
+                 must be positive, credits_per_second not negative"
             )));
         }
         let workflow = &self.workflow;

@@ -1,6 +1,7 @@
 //! Builds the running service from `Settings`: database (migrated), ledger actor, expiry
 //! sweeper, HTTP server. Tests build the same thing on port 0.
 use std::net::TcpListener;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,12 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
-use atelier_actors::providers::actor::ProviderHandle;
+use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
+use atelier_actors::providers::cog::CogProvider;
+use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::providers::fal::FalProvider;
+use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
@@ -125,6 +130,12 @@ impl Application {
                     max_input_bytes: settings.http.upload_limit_bytes,
                     download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
                     allowed_hosts: settings.inputs.allowed_hosts.clone(),
+                    chain: settings.providers.chain.clone(),
+                    prices: settings
+                        .providers
+                        .iter()
+                        .map(|(name, config)| (name.clone(), config.cost))
+                        .collect(),
                     ..EngineConfig::default()
                 },
                 step_hook,
@@ -146,7 +157,10 @@ impl Application {
         let app_state = state.clone();
         let http = settings.http.clone();
         // Mounted only where it is a configured provider.
-        let serve_simulator = settings.providers.contains_key("simulator");
+        let serve_simulator = settings
+            .providers
+            .iter()
+            .any(|(name, config)| config.adapter.as_deref().unwrap_or(name) == "simulator");
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -194,29 +208,52 @@ fn request_log() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
 }
 
-/// An adapter per configured provider.
+/// An adapter per configured provider, each behind its provider actor.
 fn providers(
     settings: &Settings,
     public_url: &str,
     http: &reqwest::Client,
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
-    for (name, provider) in &settings.providers {
-        let adapter: Arc<dyn Provider> = match name.as_str() {
-            "simulator" => Arc::new(SimulatorProvider::new(
-                format!("{public_url}/simulator"),
-                http.clone(),
-            )),
-            other => {
-                anyhow::bail!("provider {other:?} is configured but Atelier has no adapter for it")
-            }
+    for (name, config) in settings.providers.iter() {
+        let adapter = adapter(name, config, public_url, http).map_err(anyhow::Error::msg)?;
+        let limits = Limits {
+            max_concurrency: config.max_concurrency,
+            requests_per_second: config.requests_per_second.and_then(NonZeroU32::new),
+            breaker: Breaker::new(
+                config.breaker_threshold,
+                Duration::from_secs(config.breaker_cooldown_secs),
+            ),
         };
-        let breaker = Breaker::new(
-            provider.breaker_threshold,
-            Duration::from_secs(provider.breaker_cooldown_secs),
+        providers.insert(
+            name.clone(),
+            Arc::new(ProviderHandle::start(adapter, limits)),
         );
-        let handle = ProviderHandle::start(adapter, provider.max_concurrency, breaker);
-        providers.insert(name.clone(), Arc::new(handle));
     }
     Ok(providers)
+}
+
+/// The adapter `[providers.<name>]` asks for: adding a provider is a file in
+/// `actors/src/providers/` and a line here.
+fn adapter(
+    name: &str,
+    config: &ProviderConfig,
+    public_url: &str,
+    http: &reqwest::Client,
+) -> Result<Arc<dyn Provider>, String> {
+    let http = http.clone();
+    Ok(match config.adapter.as_deref().unwrap_or(name) {
+        "simulator" => Arc::new(SimulatorProvider::new(
+            format!("{public_url}/simulator"),
+            http,
+        )),
+        "cog" => Arc::new(CogProvider::new(name, config, http)?),
+        "replicate" => Arc::new(ReplicateProvider::new(name, config, http)?),
+        "fal" => Arc::new(FalProvider::new(name, config, http)?),
+        other => {
+            return Err(format!(
+                "providers.{name}: no adapter {other:?} (known: simulator, cog, replicate, fal)"
+            ));
+        }
+    })
 }

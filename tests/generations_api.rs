@@ -267,6 +267,7 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         Event::Waiting,
         Event::ResultReady {
             source: "https://provider.example/r.png".into(),
+            charge: None,
         },
         Event::Stored {
             key: key.clone(),
@@ -494,6 +495,7 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
         Event::Waiting,
         Event::ResultReady {
             source: "https://provider.example/r.png".into(),
+            charge: None,
         },
     ];
     for steps in 0..=path.len() {

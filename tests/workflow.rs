@@ -292,7 +292,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
     let oversized = app
         .client
         .post(&webhook)
-        .body(vec![b' '; 300 * 1024])
+        .body(vec![b' '; 16 * 1024 * 1024 + 1])
         .send()
         .await
         .unwrap();

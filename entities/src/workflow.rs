@@ -60,7 +60,11 @@ pub struct Model {
     /// Bumped by every transition; a transition names the version it read (compare-and-set).
     pub version: i64,
     pub provider: String,
+    /// Credits held (the most a settle can charge).
     pub cost: i64,
+    /// What the settle charges when less than `cost`: the provider reported a lower actual
+    /// cost, or the task failed over to a cheaper provider.
+    pub charge: Option<i64>,
     #[sea_orm(unique)]
     pub hold_id: Uuid,
     /// The request's inputs as JSON (`workflow::Inputs`).

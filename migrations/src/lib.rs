@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_ledger;
 mod m20261124_000002_workflows;
+mod m20261124_000003_provider_charge;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_ledger::Migration),
             Box::new(m20261124_000002_workflows::Migration),
+            Box::new(m20261124_000003_provider_charge::Migration),
         ]
     }
 }

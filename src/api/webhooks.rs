@@ -1,9 +1,10 @@
 //! `POST /webhooks/{provider}/{generation_id}?token=`: provider callbacks. A callback is
-//! authenticated, stored in the inbox (a replay is stored once), acknowledged, and only then
-//! delivered to the workflow's actor — so nothing acknowledged is lost to a crash.
+//! authenticated (the per-generation token, and the provider's signature where it signs),
+//! stored in the inbox (a replay is stored once), acknowledged, and only then delivered to the
+//! workflow's actor — so nothing acknowledged is lost to a crash.
 use std::collections::HashMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_entities::{webhook_inbox, workflow};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::EntityTrait;
@@ -17,9 +18,8 @@ use super::json::read_limited;
 use crate::accounts::hex;
 use crate::state::AppState;
 
-const MAX_CALLBACK_BYTES: usize = 256 * 1024;
-
 pub async fn receive(
+    request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     query: web::Query<HashMap<String, String>>,
@@ -41,8 +41,21 @@ pub async fn receive(
             "the callback token is not valid",
         ));
     }
-    let body = read_limited(&mut payload.into_inner(), MAX_CALLBACK_BYTES).await?;
+    let body = read_limited(
+        &mut payload.into_inner(),
+        state.settings.http.callback_limit_bytes,
+    )
+    .await?;
     let provider = state.providers.get(&provider_name).ok_or_else(unknown)?;
+    if let Err(rejected) =
+        provider.verify_callback(&headers(&request), &body, state.clock.now().timestamp())
+    {
+        tracing::warn!(generation_id = %id, provider = %provider_name, %rejected, "webhook with a bad signature refused");
+        return Err(ApiError::unauthorized(
+            "invalid_signature",
+            format!("the callback's signature is not valid: {rejected}"),
+        ));
+    }
     let (task_id, _) = provider.parse_callback(&body).map_err(|error| {
         ApiError::malformed(
             "malformed_callback",
@@ -82,4 +95,17 @@ pub async fn receive(
         engine.do_send(atelier_actors::engine::registry::Wake(id));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({"received": true})))
+}
+
+/// The request's headers in the HTTP types the provider adapters use.
+fn headers(request: &HttpRequest) -> reqwest::header::HeaderMap {
+    request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+            let value = reqwest::header::HeaderValue::from_bytes(value.as_bytes()).ok()?;
+            Some((name, value))
+        })
+        .collect()
 }

@@ -286,6 +286,7 @@ async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Resul
             version: Set(2),
             provider: Set("simulator".into()),
             cost: Set(1),
+            charge: Set(None),
             hold_id: Set(*hold_id),
             inputs: Set(inputs.clone()),
             callback_token: Set(accounts::random_token("cb_")),

@@ -76,6 +76,9 @@ pub async fn download(
     refused: FailureCode,
     invalid: FailureCode,
 ) -> Download {
+    if let Some(inline) = url.strip_prefix("data:") {
+        return decode_inline(inline, limit, invalid);
+    }
     let response = match client.get(url).timeout(timeout).send().await {
         Ok(response) => response,
         Err(error) => return Download::Transient(format!("download failed: {error}")),
@@ -112,9 +115,76 @@ pub async fn download(
     Download::Image(Bytes::from(body))
 }
 
+/// A result inlined as a `data:` URI (Cog without an upload URL): judged as a download is.
+fn decode_inline(inline: &str, limit: usize, invalid: FailureCode) -> Download {
+    use base64::Engine;
+    let payload = match inline.split_once(',') {
+        Some((header, payload)) if header.ends_with(";base64") => payload,
+        _ => return Download::Refused(invalid, "a data: result must be base64".into()),
+    };
+    // Base64 is 4 characters per 3 bytes: anything longer decodes past the limit.
+    if payload.len() / 4 * 3 > limit + 3 {
+        return Download::Refused(invalid, format!("larger than {limit} bytes"));
+    }
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(payload.trim()) else {
+        return Download::Refused(invalid, "the data: result is not valid base64".into());
+    };
+    if bytes.len() > limit {
+        return Download::Refused(invalid, format!("larger than {limit} bytes"));
+    }
+    if ImageKind::sniff(&bytes).is_none() {
+        return Download::Refused(invalid, "not a PNG, JPEG or WebP image".into());
+    }
+    Download::Image(Bytes::from(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn inline_results_are_decoded_and_judged_like_downloads() {
+        use base64::Engine;
+        let mut png = Vec::new();
+        image::RgbImage::new(2, 2)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
+        let client = reqwest::Client::new();
+        let fetch = |url: String, limit| {
+            let client = client.clone();
+            async move {
+                let invalid = FailureCode::InvalidResult;
+                download(
+                    &client,
+                    &url,
+                    limit,
+                    Duration::from_secs(1),
+                    invalid,
+                    invalid,
+                )
+                .await
+            }
+        };
+        let url = format!("data:image/png;base64,{encoded}");
+        assert!(
+            matches!(fetch(url.clone(), 1 << 20).await, Download::Image(bytes) if bytes.as_ref() == png)
+        );
+        assert!(matches!(
+            fetch(url, 10).await,
+            Download::Refused(FailureCode::InvalidResult, _)
+        ));
+        for bad in [
+            "data:image/png,raw",
+            "data:image/png;base64,***",
+            "data:text/plain;base64,aGk=",
+        ] {
+            assert!(
+                matches!(fetch(bad.into(), 1 << 20).await, Download::Refused(..)),
+                "{bad}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn inputs_from_private_addresses_are_refused_unless_allowed() {

@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub download_timeout: Duration,
     /// How often the registry looks for due workflows.
     pub tick: Duration,
+    /// Failover order (`providers.chain`); empty: no failover.
+    pub chain: Vec<String>,
+    /// What each provider costs, in credits: a failover only moves to providers the hold
+    /// covers, and charges the new provider's price.
+    pub prices: std::collections::HashMap<String, i64>,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +58,8 @@ impl Default for EngineConfig {
             allowed_hosts: Vec::new(),
             download_timeout: Duration::from_secs(60),
             tick: Duration::from_millis(200),
+            chain: Vec::new(),
+            prices: std::collections::HashMap::new(),
         }
     }
 }

@@ -285,8 +285,76 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
             accepted?;
             Ok(moved_on(waiting.map_err(batch_error)?))
         }
-        Err(error) => provider_error(deps, row, error, FailureCode::ProviderRejected).await,
+        Err(error) => submit_failed(deps, row, error, now).await,
     }
+}
+
+/// No provider has the task yet: fail over along the chain when another provider can take
+/// it, else wait for this one (an open circuit is recorded in the timeline).
+async fn submit_failed(
+    deps: &Deps,
+    row: &workflow::Model,
+    error: ProviderError,
+    now: DateTime<Utc>,
+) -> Result<Step, DbErr> {
+    let name = &row.provider;
+    let why = match &error {
+        ProviderError::Permanent(_) => {
+            return provider_error(deps, row, error, FailureCode::ProviderRejected).await;
+        }
+        ProviderError::Retryable(detail) => format!("{name} failed: {detail}"),
+        ProviderError::RateLimited { .. } => format!("{name} throttles us"),
+        ProviderError::CircuitOpen { .. } => format!("{name}'s circuit is open"),
+        ProviderError::Account(detail) => format!("{name} refuses our account: {detail}"),
+    };
+    let attempt = row.attempt + 1;
+    if attempt >= MAX_ATTEMPTS {
+        let message = format!("gave up after {attempt} attempts: {why}");
+        return fail(deps, row, FailureCode::ProviderFailed, message).await;
+    }
+    let submit_by = row.created_at + chrono_duration(deps.config.submit_deadline);
+    if let Some((to, price)) = failover_target(deps, row) {
+        // Straight on to the next provider while the chain has untried ones; once round,
+        // back off as a retry would.
+        let delay = if (attempt as usize) < deps.config.chain.len() {
+            Duration::ZERO
+        } else {
+            retry_delay(row.attempt)
+        };
+        let next = (now + chrono_duration(delay)).min(submit_by);
+        tracing::warn!(generation_id = %row.id, from = %name, %to, %why, "failing over");
+        let event = Event::FailedOver {
+            to,
+            charge: price,
+            why,
+        };
+        return apply(deps, row, event, Some(next)).await;
+    }
+    match error {
+        ProviderError::CircuitOpen { retry_after } => {
+            let next =
+                (now + chrono_duration(retry_after.max(retry_delay(row.attempt)))).min(submit_by);
+            apply(deps, row, Event::Deferred { why }, Some(next)).await
+        }
+        other => provider_error(deps, row, other, FailureCode::ProviderRejected).await,
+    }
+}
+
+/// The provider after this workflow's in `providers.chain` (round the end) that is
+/// configured and that the hold covers, with its price.
+fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> {
+    let chain = &deps.config.chain;
+    let at = chain.iter().position(|name| *name == row.provider)?;
+    chain
+        .iter()
+        .cycle()
+        .skip(at + 1)
+        .take(chain.len() - 1)
+        .filter(|name| **name != row.provider && deps.providers.contains_key(*name))
+        .find_map(|name| {
+            let price = *deps.config.prices.get(name)?;
+            (price <= row.cost).then(|| (name.clone(), price))
+        })
 }
 
 async fn provider_error(
@@ -309,8 +377,17 @@ async fn provider_error(
             )
             .await
         }
+        ProviderError::CircuitOpen { retry_after } => {
+            retry_later(
+                deps,
+                row,
+                FailureCode::ProviderFailed,
+                "the provider's circuit is open",
+                Some(retry_after),
+            )
+            .await
+        }
         ProviderError::Account(detail) => {
-            tracing::error!(provider = %row.provider, %detail, "provider account problem: an operator must act");
             retry_later(
                 deps,
                 row,
@@ -324,7 +401,8 @@ async fn provider_error(
     }
 }
 
-/// Callbacks first (oldest first), then — once the callback deadline has passed — a poll.
+/// Callbacks first (oldest first), then — once the callback deadline has passed — a poll. A
+/// provider whose callbacks are not signed is asked at once instead of believed.
 async fn await_result(
     deps: &Deps,
     row: &workflow::Model,
@@ -353,17 +431,18 @@ async fn await_result(
             }
         }
     }
+    let confirm = decisive.is_some() && provider.confirms_callbacks();
     if !seen.is_empty() {
         // Both go to the writer together, so they usually share one transaction.
         let processed = mark_processed(deps, seen);
-        if let Some(status) = decisive {
+        if let Some(status) = decisive.filter(|_| !confirm) {
             let (processed, step) = futures::join!(processed, act_on(deps, row, status));
             processed?;
             return step;
         }
         processed.await?;
     }
-    if not_yet(row, now) {
+    if !confirm && not_yet(row, now) {
         return Ok(Step::Wait);
     }
     let task_id = row.provider_task_id.clone().unwrap_or_default();
@@ -378,15 +457,13 @@ async fn await_result(
 async fn act_on(deps: &Deps, row: &workflow::Model, status: TaskStatus) -> Result<Step, DbErr> {
     match status {
         TaskStatus::Pending => Ok(Step::Wait),
-        TaskStatus::Succeeded { output_url } => {
+        TaskStatus::Succeeded { output_url, charge } => {
             let now = deps.clock.now();
-            apply(
-                deps,
-                row,
-                Event::ResultReady { source: output_url },
-                Some(now),
-            )
-            .await
+            let event = Event::ResultReady {
+                source: output_url,
+                charge,
+            };
+            apply(deps, row, event, Some(now)).await
         }
         TaskStatus::Failed { message } => {
             fail(deps, row, FailureCode::ProviderFailed, message).await
@@ -438,7 +515,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     let key = result_key(row.id);
     let settled = Event::Stored {
         key: key.clone(),
-        charge: row.cost,
+        charge: row.charge.unwrap_or(row.cost),
     };
     // A previous attempt may have stored it and crashed before settling.
     if deps.storage.exists(&key).await.unwrap_or(false) {

@@ -1,13 +1,18 @@
 //! The provider actor: one per configured provider, through which every call to it goes. It
-//! keeps at most `max_concurrency` calls in flight, queues the rest in arrival order, and runs
-//! the provider's circuit breaker: while the circuit is open calls are refused at once, as
-//! throttled until the next probe. Rate limits and failover come with the next issue.
+//! keeps at most `max_concurrency` calls in flight and queues the rest in arrival order; it
+//! starts no more than the configured rate allows (`governor`); after a 429 with
+//! `Retry-After` it refuses calls as throttled until then; and it runs the provider's circuit
+//! breaker: while the circuit is open, calls are refused at once (`CircuitOpen`) so that the
+//! engine can fail over or wait, instead of queueing behind a provider that is down.
 //!
 //! `ProviderHandle` implements `Provider` by messaging the actor, so the engine cannot tell it
 //! from the adapter it wraps.
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use actix::prelude::*;
 use futures::future::BoxFuture;
@@ -37,25 +42,61 @@ impl Call {
     }
 }
 
+/// The longest a provider's `Retry-After` pauses all calls to it; beyond, it is not believed.
+const MAX_PAUSE: Duration = Duration::from_secs(300);
+
+/// How a provider is to be treated, from its configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_concurrency: usize,
+    /// Calls started per second, at most (`None`: no limit).
+    pub requests_per_second: Option<NonZeroU32>,
+    pub breaker: Breaker,
+}
+
 pub struct ProviderActor {
     adapter: Arc<dyn Provider>,
     max_in_flight: usize,
     in_flight: usize,
     queue: VecDeque<Call>,
     breaker: Breaker,
+    rate: Option<DefaultDirectRateLimiter>,
+    /// A wake-up to start queued calls is pending (the rate limit said "not yet").
+    wake_pending: bool,
+    /// The provider said 429 with `Retry-After`: every call is throttled until then.
+    paused_until: Option<Instant>,
 }
 
 impl ProviderActor {
     fn start_next(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight < self.max_in_flight {
-            let Some(call) = self.queue.pop_front() else {
-                return;
-            };
-            match self.breaker.admit(Instant::now()) {
-                Admission::Refuse { retry_after } => {
-                    call.refuse(ProviderError::RateLimited {
-                        retry_after: Some(retry_after),
+        while self.in_flight < self.max_in_flight && !self.queue.is_empty() {
+            let now = Instant::now();
+            if let Some(until) = self.paused_until.filter(|until| *until > now) {
+                let call = self.queue.pop_front().expect("not empty");
+                call.refuse(ProviderError::RateLimited {
+                    retry_after: Some(until - now),
+                });
+                continue;
+            }
+            if let Some(rate) = &self.rate
+                && let Err(not_until) = rate.check()
+            {
+                if !self.wake_pending {
+                    self.wake_pending = true;
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    ctx.run_later(wait, |actor, ctx| {
+                        actor.wake_pending = false;
+                        actor.start_next(ctx);
                     });
+                }
+                return;
+            }
+            let call = self.queue.pop_front().expect("not empty");
+            match self.breaker.admit(now) {
+                Admission::Refuse { retry_after } => {
+                    call.refuse(ProviderError::CircuitOpen { retry_after });
                     continue;
                 }
                 Admission::Probe => {
@@ -94,6 +135,21 @@ impl ProviderActor {
             ctx.spawn(work.into_actor(self).map(|health, actor, ctx| {
                 actor.in_flight -= 1;
                 let name = actor.adapter.name().to_owned();
+                match &health {
+                    Err(ProviderError::RateLimited {
+                        retry_after: Some(wait),
+                    }) => {
+                        let wait = (*wait).min(MAX_PAUSE);
+                        tracing::warn!(provider = %name, ?wait, "provider throttles us: pausing calls to it");
+                        actor.paused_until = Some(Instant::now() + wait);
+                    }
+                    Err(ProviderError::Account(detail)) => tracing::error!(
+                        provider = %name,
+                        %detail,
+                        "provider refuses our account (credentials or credit): an operator must act; it is in cooldown meanwhile"
+                    ),
+                    _ => {}
+                }
                 match actor.breaker.record(&health, Instant::now()) {
                     Some(Circuit::Open { until }) => tracing::warn!(
                         provider = %name,
@@ -133,13 +189,18 @@ pub struct ProviderHandle {
 
 impl ProviderHandle {
     /// Starts the provider's actor (on the current arbiter) in front of `adapter`.
-    pub fn start(adapter: Arc<dyn Provider>, max_concurrency: usize, breaker: Breaker) -> Self {
+    pub fn start(adapter: Arc<dyn Provider>, limits: Limits) -> Self {
         let actor = ProviderActor {
             adapter: adapter.clone(),
-            max_in_flight: max_concurrency.max(1),
+            max_in_flight: limits.max_concurrency.max(1),
             in_flight: 0,
             queue: VecDeque::new(),
-            breaker,
+            breaker: limits.breaker,
+            rate: limits
+                .requests_per_second
+                .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+            wake_pending: false,
+            paused_until: None,
         }
         .start();
         Self {
@@ -174,9 +235,22 @@ impl Provider for ProviderHandle {
         self.call(|reply| Call::Submit(task, reply)).await
     }
 
-    /// Parsing needs no turn: it is local and cheap.
+    /// Checking and parsing need no turn: they are local and cheap.
+    fn verify_callback(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+        unix_now: i64,
+    ) -> Result<(), super::signature::Rejected> {
+        self.adapter.verify_callback(headers, body, unix_now)
+    }
+
     fn parse_callback(&self, body: &[u8]) -> Result<(String, TaskStatus), ProviderError> {
         self.adapter.parse_callback(body)
+    }
+
+    fn confirms_callbacks(&self) -> bool {
+        self.adapter.confirms_callbacks()
     }
 
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
@@ -226,19 +300,53 @@ mod tests {
         }
     }
 
-    #[actix::test]
-    async fn no_more_than_the_cap_is_in_flight_and_every_call_is_answered() {
-        let slow = Arc::new(Slow::default());
-        let handle =
-            ProviderHandle::start(slow.clone(), 3, Breaker::new(5, Duration::from_secs(30)));
-        let task = Task {
+    pub(super) fn limits(max: usize, rate: Option<u32>, breaker: Breaker) -> Limits {
+        Limits {
+            max_concurrency: max,
+            requests_per_second: rate.and_then(NonZeroU32::new),
+            breaker,
+        }
+    }
+
+    fn task() -> Task {
+        Task {
             generation_id: uuid::Uuid::nil(),
             person_image_url: String::new(),
             garment_image_url: String::new(),
             prompt: None,
             aspect_ratio: None,
             webhook_url: String::new(),
-        };
+        }
+    }
+
+    #[actix::test]
+    async fn calls_start_no_faster_than_the_rate_limit() {
+        let slow = Arc::new(Slow::default());
+        let handle = ProviderHandle::start(
+            slow.clone(),
+            limits(64, Some(4), Breaker::new(5, Duration::from_secs(30))),
+        );
+        let started = Instant::now();
+        let task = task();
+        let calls = (0..8).map(|_| handle.submit(&task));
+        let outcomes = futures::future::join_all(calls).await;
+        assert!(outcomes.iter().all(Result::is_ok));
+        // A burst of 4, then one every 250 ms: the 8th starts a second after the first.
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[actix::test]
+    async fn no_more_than_the_cap_is_in_flight_and_every_call_is_answered() {
+        let slow = Arc::new(Slow::default());
+        let handle = ProviderHandle::start(
+            slow.clone(),
+            limits(3, None, Breaker::new(5, Duration::from_secs(30))),
+        );
+        let task = task();
         let calls = (0..12).map(|_| handle.submit(&task));
         let outcomes = futures::future::join_all(calls).await;
         assert!(outcomes.iter().all(Result::is_ok));
@@ -290,21 +398,19 @@ mod breaker_tests {
     async fn an_open_circuit_spares_the_provider_until_a_probe_succeeds() {
         let flaky = Arc::new(Flaky::default());
         let cooldown = Duration::from_millis(200);
-        let handle = ProviderHandle::start(flaky.clone(), 1, Breaker::new(3, cooldown));
+        let handle = ProviderHandle::start(
+            flaky.clone(),
+            super::tests::limits(1, None, Breaker::new(3, cooldown)),
+        );
         for _ in 0..3 {
             assert!(matches!(
                 handle.poll("t").await,
                 Err(ProviderError::Retryable(_))
             ));
         }
-        // Open: refused without a call, as throttled until the probe.
+        // Open: refused without a call until the probe.
         let refused = handle.poll("t").await;
-        assert!(matches!(
-            refused,
-            Err(ProviderError::RateLimited {
-                retry_after: Some(_)
-            })
-        ));
+        assert!(matches!(refused, Err(ProviderError::CircuitOpen { .. })));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
 
         flaky.healthy.store(true, Ordering::SeqCst);

@@ -1,8 +1,9 @@
 //! A circuit breaker for one provider: after `threshold` consecutive failures that say the
 //! provider is unwell (retryable errors, throttling, account problems) it opens, and calls are
 //! refused at once for `cooldown`; then one probe is let through (half-open) and its outcome
-//! closes the circuit again or reopens it. An answer that blames the task (`Permanent`) is the
-//! provider working as it should.
+//! closes the circuit again or reopens it. An account problem (bad key, no credit at the
+//! provider) opens it at once: no call will succeed until an operator acts. An answer that
+//! blames the task (`Permanent`) is the provider working as it should.
 use std::time::{Duration, Instant};
 
 use super::ProviderError;
@@ -78,10 +79,11 @@ impl Breaker {
                 | ProviderError::RateLimited { .. }
                 | ProviderError::Account(_))
         );
+        let account = matches!(outcome, Err(ProviderError::Account(_)));
         let before = self.circuit;
         self.circuit = match (self.circuit, unwell) {
             (_, false) => Circuit::Closed { failures: 0 },
-            (Circuit::Closed { failures }, true) if failures + 1 < self.threshold => {
+            (Circuit::Closed { failures }, true) if !account && failures + 1 < self.threshold => {
                 Circuit::Closed {
                     failures: failures + 1,
                 }
@@ -147,6 +149,18 @@ mod tests {
         let closed = breaker.record(&Ok::<(), ProviderError>(()), again);
         assert_eq!(closed, Some(Circuit::Closed { failures: 0 }));
         assert_eq!(breaker.admit(again), Admission::Proceed);
+    }
+
+    #[test]
+    fn an_account_problem_opens_at_once() {
+        let start = Instant::now();
+        let mut breaker = Breaker::new(5, Duration::from_secs(10));
+        let account: Result<(), _> = Err(ProviderError::Account("invalid key".into()));
+        assert!(matches!(
+            breaker.record(&account, start),
+            Some(Circuit::Open { .. })
+        ));
+        assert!(matches!(breaker.admit(start), Admission::Refuse { .. }));
     }
 
     #[test]

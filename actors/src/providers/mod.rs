@@ -2,6 +2,12 @@
 //! its answers back into ours; adding a provider is a new file here and a line in `build`.
 pub mod actor;
 pub mod breaker;
+pub mod cog;
+pub mod config;
+pub mod fal;
+pub mod prediction;
+pub mod replicate;
+pub mod signature;
 pub mod simulator;
 
 use std::collections::HashMap;
@@ -27,8 +33,23 @@ pub struct Task {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskStatus {
     Pending,
-    Succeeded { output_url: String },
-    Failed { message: String },
+    /// `charge`: the actual cost in credits, when the provider reported what it used.
+    Succeeded {
+        output_url: String,
+        charge: Option<i64>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+impl TaskStatus {
+    pub fn succeeded(output_url: impl Into<String>) -> Self {
+        TaskStatus::Succeeded {
+            output_url: output_url.into(),
+            charge: None,
+        }
+    }
 }
 
 /// How a provider call failed, which decides what the engine does next.
@@ -40,6 +61,9 @@ pub enum ProviderError {
     /// Throttled; try again after the given time when the provider said so.
     #[error("rate limited")]
     RateLimited { retry_after: Option<Duration> },
+    /// Refused without calling: the provider's circuit is open after repeated failures.
+    #[error("circuit open: the provider keeps failing")]
+    CircuitOpen { retry_after: Duration },
     /// Our account at the provider is at fault (credentials, credit): an operator must act.
     #[error("account problem: {0}")]
     Account(String),
@@ -56,9 +80,26 @@ pub trait Provider: Send + Sync {
     /// same generation after a crash where the provider allows it.
     async fn submit(&self, task: &Task) -> Result<String, ProviderError>;
 
+    /// Checks a callback's signature, for providers that sign them (`unix_now` for the
+    /// timestamp's tolerance). The per-generation token in the URL is checked before, for all.
+    fn verify_callback(
+        &self,
+        _headers: &reqwest::header::HeaderMap,
+        _body: &[u8],
+        _unix_now: i64,
+    ) -> Result<(), signature::Rejected> {
+        Ok(())
+    }
+
     /// Parses a callback body (already authenticated by the caller) into the task's id and
     /// status.
     fn parse_callback(&self, body: &[u8]) -> Result<(String, TaskStatus), ProviderError>;
+
+    /// Whether a callback only says "look now": the engine then acts on what a poll answers,
+    /// not on what the callback claims (for providers whose callbacks are not signed).
+    fn confirms_callbacks(&self) -> bool {
+        false
+    }
 
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError>;
 
@@ -84,6 +125,35 @@ pub fn classify_status(
         408 | 500..=599 => ProviderError::Retryable(detail),
         _ => ProviderError::Permanent(detail),
     }
+}
+
+/// The body of a successful answer; any other answer classified by its status.
+pub async fn success_body(response: reqwest::Response) -> Result<String, ProviderError> {
+    let status = response.status();
+    let wait = retry_after(response.headers());
+    let body = response.text().await.map_err(transport_error)?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(classify_status(status, wait, &body))
+    }
+}
+
+/// A cancel's answer: success, or `gone` (the task already ended: nothing left to stop).
+pub async fn canceled(
+    response: reqwest::Response,
+    gone: reqwest::StatusCode,
+) -> Result<(), ProviderError> {
+    if response.status() == gone {
+        return Ok(());
+    }
+    success_body(response).await.map(drop)
+}
+
+/// Parses a provider's JSON answer; one we cannot read is worth asking again.
+pub fn parse_answer<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ProviderError> {
+    serde_json::from_str(body)
+        .map_err(|error| ProviderError::Retryable(format!("unreadable answer: {error}")))
 }
 
 /// Network-level failures are always worth another try.

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    Provider, ProviderError, Task, TaskStatus, classify_status, retry_after, transport_error,
+    Provider, ProviderError, Task, TaskStatus, parse_answer, success_body, transport_error,
 };
 
 pub struct SimulatorProvider {
@@ -25,22 +25,21 @@ struct TaskView {
 
 impl TaskView {
     fn status(self) -> Result<(String, TaskStatus), ProviderError> {
-        let status = match self.status.as_str() {
-            "queued" | "processing" => TaskStatus::Pending,
-            "succeeded" => TaskStatus::Succeeded {
-                output_url: self.output.ok_or_else(|| {
+        let status =
+            match self.status.as_str() {
+                "queued" | "processing" => TaskStatus::Pending,
+                "succeeded" => TaskStatus::succeeded(self.output.ok_or_else(|| {
                     ProviderError::Permanent("succeeded without an output".into())
-                })?,
-            },
-            "failed" => TaskStatus::Failed {
-                message: self.error.unwrap_or_else(|| "the simulator failed".into()),
-            },
-            other => {
-                return Err(ProviderError::Permanent(format!(
-                    "unknown status {other:?}"
-                )));
-            }
-        };
+                })?),
+                "failed" => TaskStatus::Failed {
+                    message: self.error.unwrap_or_else(|| "the simulator failed".into()),
+                },
+                other => {
+                    return Err(ProviderError::Permanent(format!(
+                        "unknown status {other:?}"
+                    )));
+                }
+            };
         Ok((self.id, status))
     }
 }
@@ -51,14 +50,7 @@ impl SimulatorProvider {
     }
 
     async fn read(response: reqwest::Response) -> Result<TaskView, ProviderError> {
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(classify_status(status, wait, &body));
-        }
-        serde_json::from_str(&body)
-            .map_err(|error| ProviderError::Retryable(format!("unreadable answer: {error}")))
+        parse_answer(&success_body(response).await?)
     }
 }
 

@@ -405,6 +405,7 @@ fn apply_event(
     next_attempt_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) {
+    let attempted = row.attempt + 1;
     row.state = to;
     row.version += 1;
     row.attempt = 0;
@@ -417,7 +418,20 @@ fn apply_event(
     match event {
         Event::Accepted { task_id } => row.provider_task_id = Some(task_id.clone()),
         Event::Waiting => {}
-        Event::ResultReady { source } => row.result_source = Some(source.clone()),
+        // Staying in the state, these count as attempts: failing over does not start afresh.
+        Event::FailedOver { to, charge, .. } => {
+            row.provider = to.clone();
+            row.charge = Some(*charge).filter(|charge| *charge < row.cost);
+            row.attempt = attempted;
+        }
+        Event::Deferred { .. } => row.attempt = attempted,
+        Event::ResultReady { source, charge } => {
+            row.result_source = Some(source.clone());
+            if let Some(reported) = charge {
+                let current = row.charge.unwrap_or(row.cost);
+                row.charge = Some((*reported).clamp(0, current)).filter(|c| *c < row.cost);
+            }
+        }
         Event::Stored { key, .. } => row.result_key = Some(key.clone()),
         Event::Failed { code, message } => {
             row.error_code = Some(code.as_str().to_owned());
@@ -434,6 +448,8 @@ fn changed_columns(row: &workflow::Model) -> workflow::ActiveModel {
         attempt: Set(row.attempt),
         next_attempt_at: Set(row.next_attempt_at),
         updated_at: Set(row.updated_at),
+        provider: Set(row.provider.clone()),
+        charge: Set(row.charge),
         provider_task_id: Set(row.provider_task_id.clone()),
         result_source: Set(row.result_source.clone()),
         result_key: Set(row.result_key.clone()),
@@ -451,6 +467,7 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
         version: 0,
         provider: new.provider.clone(),
         cost: new.cost.get(),
+        charge: None,
         hold_id,
         inputs: new.inputs.clone(),
         callback_token: new.callback_token.clone(),

@@ -35,8 +35,19 @@ pub enum Event {
     Accepted { task_id: String },
     /// Submission is recorded; from now on a callback (or a poll) finishes the work.
     Waiting,
-    /// The provider says the result is ready at `source`.
-    ResultReady { source: String },
+    /// Before any provider accepted the task, it moves to provider `to` (the current one
+    /// failed, throttled or has its circuit open), to be charged at most `charge` there.
+    FailedOver {
+        to: String,
+        charge: i64,
+        why: String,
+    },
+    /// Nothing can be done before `next_attempt_at` (the provider's circuit is open and no
+    /// other can take the task); recorded so that the timeline shows why it waits.
+    Deferred { why: String },
+    /// The provider says the result is ready at `source`; `charge` is the actual cost it
+    /// reported, when it did.
+    ResultReady { source: String, charge: Option<i64> },
     /// The result is in our storage under `key`; the hold is settled for `charge` credits.
     Stored { key: String, charge: i64 },
     /// The workflow ends without a result; the hold is released.
@@ -47,6 +58,8 @@ pub enum Event {
 enum Kind {
     Accepted,
     Waiting,
+    FailedOver,
+    Deferred,
     ResultReady,
     Stored,
     Failed,
@@ -57,6 +70,8 @@ impl Event {
         match self {
             Event::Accepted { .. } => Kind::Accepted,
             Event::Waiting => Kind::Waiting,
+            Event::FailedOver { .. } => Kind::FailedOver,
+            Event::Deferred { .. } => Kind::Deferred,
             Event::ResultReady { .. } => Kind::ResultReady,
             Event::Stored { .. } => Kind::Stored,
             Event::Failed { .. } => Kind::Failed,
@@ -68,7 +83,13 @@ impl Event {
         match self {
             Event::Accepted { task_id } => format!("provider accepted task {task_id}"),
             Event::Waiting => "waiting for the provider's callback".into(),
-            Event::ResultReady { .. } => "provider reported a result".into(),
+            Event::FailedOver { to, why, .. } => format!("{why}; failing over to {to}"),
+            Event::Deferred { why } => why.clone(),
+            Event::ResultReady {
+                charge: Some(charge),
+                ..
+            } => format!("provider reported a result; actual cost {charge}"),
+            Event::ResultReady { charge: None, .. } => "provider reported a result".into(),
             Event::Stored { key, charge } => format!("result stored as {key}; charged {charge}"),
             Event::Failed { code, message } => format!("{}: {message}", code.as_str()),
         }
@@ -79,6 +100,8 @@ impl Event {
 /// can arrive in `submitted` as well as in `awaiting_callback`.
 const TRANSITIONS: &[(WorkflowState, Kind, WorkflowState)] = &[
     (Reserved, Kind::Accepted, Submitted),
+    (Reserved, Kind::FailedOver, Reserved),
+    (Reserved, Kind::Deferred, Reserved),
     (Submitted, Kind::Waiting, AwaitingCallback),
     (Submitted, Kind::ResultReady, Uploading),
     (AwaitingCallback, Kind::ResultReady, Uploading),
@@ -117,7 +140,10 @@ mod tests {
                 task_id: "t".into(),
             },
             Event::Waiting,
-            Event::ResultReady { source: "s".into() },
+            Event::ResultReady {
+                source: "s".into(),
+                charge: None,
+            },
             Event::Stored {
                 key: "k".into(),
                 charge: 1,
@@ -154,7 +180,13 @@ mod tests {
         assert_eq!(next(Reserved, &stored), None);
         assert_eq!(next(AwaitingCallback, &stored), None);
         assert_eq!(
-            next(Reserved, &Event::ResultReady { source: "s".into() }),
+            next(
+                Reserved,
+                &Event::ResultReady {
+                    source: "s".into(),
+                    charge: None,
+                }
+            ),
             None
         );
         assert_eq!(
