@@ -350,6 +350,31 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// Every `toml` block in the README's provider sections is a working configuration.
+    #[test]
+    fn the_readme_provider_examples_are_valid() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .unwrap();
+        let section = &readme[readme.find("## Providers").unwrap()..];
+        let section = &section[..section.find("\n## ").unwrap()];
+        let blocks: Vec<&str> = section
+            .split("```toml\n")
+            .skip(1)
+            .map(|rest| &rest[..rest.find("```").unwrap()])
+            .collect();
+        assert_eq!(blocks.len(), 3, "one per real provider");
+        for block in blocks {
+            let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(block))
+                .extract()
+                .unwrap_or_else(|error| panic!("{error}\n{block}"));
+            settings
+                .validate()
+                .unwrap_or_else(|error| panic!("{error}\n{block}"));
+            assert_ne!(settings.default_provider, "simulator");
+        }
+    }
+
     /// `atelier.example.toml` documents every key with its default: it must parse, and say
     /// exactly what the defaults are.
     #[test]
