@@ -26,6 +26,7 @@ database_tests!(
     fal_throttling_honours_retry_after,
     a_failing_provider_fails_over_and_its_circuit_opens_and_closes,
     an_account_problem_fails_over_at_once,
+    an_open_circuit_with_nowhere_to_go_shows_in_the_timeline,
 );
 
 fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
@@ -422,4 +423,29 @@ async fn an_account_problem_fails_over_at_once(url: String) {
     }
     // One 402 put the provider in cooldown: the second job did not try it.
     assert_eq!(broke.submissions().len(), 1);
+}
+
+async fn an_open_circuit_with_nowhere_to_go_shows_in_the_timeline(url: String) {
+    let down = Emulator::start(Mode::Unavailable).await;
+    let mut config = replicate(&down, 1);
+    config.breaker_threshold = 1;
+    config.breaker_cooldown_secs = 60;
+    let app = app_with(&url, vec![("replicate", config)], |settings| {
+        settings.workflow.submit_deadline_secs = 2;
+    })
+    .await;
+    let (_, key) = app.funded_account(1).await;
+    let id = generate(&app, &key).await;
+    let generation = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;
+    assert_eq!(generation["state"], "released", "{generation}");
+    assert_eq!(generation["error"]["code"], "provider_failed");
+    let reasons = reasons(&app, &key, &id).await;
+    assert!(
+        reasons
+            .iter()
+            .any(|reason| reason == "replicate's circuit is open"),
+        "{reasons:?}"
+    );
+    assert_eq!(down.submissions().len(), 1, "the open circuit kept us away");
+    assert_eq!(available(&app, &key).await, 1);
 }
