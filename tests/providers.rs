@@ -131,6 +131,8 @@ async fn replicate_settles_and_charges_the_reported_cost(url: String) {
     let id = generate(&app, &key).await;
     let generation = settled(&app, &key, &id).await;
     assert_eq!(available(&app, &key).await, 7, "charged the actual cost");
+    assert_eq!(generation["cost"], 5);
+    assert_eq!(generation["charged"], 3);
     assert_eq!(app.balance(&key).await["held"], 0);
     let result = app
         .client

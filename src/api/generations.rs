@@ -50,6 +50,10 @@ struct GenerationView {
     state: &'static str,
     provider: String,
     cost: i64,
+    /// What the settle charged (settled only): `cost`, or less when the provider reported a
+    /// lower actual cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    charged: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +79,7 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         state: row.state.as_str(),
         provider: row.provider,
         cost: row.cost,
+        charged: (row.state == WorkflowState::Settled).then(|| row.charge.unwrap_or(row.cost)),
         created_at: row.created_at,
         updated_at: row.updated_at,
         result_url,
