@@ -353,8 +353,8 @@ mod tests {
     /// Every `toml` block in the README's provider sections is a working configuration.
     #[test]
     fn the_readme_provider_examples_are_valid() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-            .unwrap();
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let section = &readme[readme.find("## Providers").unwrap()..];
         let section = &section[..section.find("\n## ").unwrap()];
         let blocks: Vec<&str> = section

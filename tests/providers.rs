@@ -100,15 +100,8 @@ async fn accepted(app: &TestApp, id: &str) -> workflow::Model {
 }
 
 async fn reasons(app: &TestApp, key: &str, id: &str) -> Vec<String> {
-    let events = app
-        .get_json(&format!("/v1/generations/{id}/events"), key)
-        .await;
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["reason"].as_str().unwrap().to_owned())
-        .collect()
+    let timeline = app.timeline(key, id).await;
+    timeline.into_iter().map(|(_, _, reason)| reason).collect()
 }
 
 async fn settled(app: &TestApp, key: &str, id: &str) -> Value {

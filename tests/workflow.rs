@@ -57,29 +57,10 @@ async fn one_generation(
 }
 
 async fn events(app: &TestApp, key: &str, id: &str) -> Vec<(String, String)> {
-    let events = app
-        .get_json(&format!("/v1/generations/{id}/events"), key)
-        .await;
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["from"].as_str().unwrap_or("-").to_owned(),
-                e["to"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-async fn ledger_kinds(app: &TestApp, key: &str) -> Vec<String> {
-    let ledger = app.get_json("/v1/ledger", key).await;
-    ledger["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap().to_owned())
+    let timeline = app.timeline(key, id).await;
+    timeline
+        .into_iter()
+        .map(|(from, to, _)| (from, to))
         .collect()
 }
 
@@ -92,7 +73,7 @@ async fn assert_released(app: &TestApp, key: &str, generation: &Value, code: &st
         (balance["available"].as_i64(), balance["held"].as_i64()),
         (Some(3), Some(0))
     );
-    assert_eq!(ledger_kinds(app, key).await, ["release", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(key).await, ["release", "hold", "grant"]);
 }
 
 async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
@@ -121,7 +102,7 @@ async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
         (balance["available"].as_i64(), balance["held"].as_i64()),
         (Some(2), Some(0))
     );
-    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
     let timeline = events(&app, &key, id).await;
     let expected = [
         ("-", "reserved"),
@@ -154,7 +135,7 @@ async fn without_a_callback_the_engine_polls(url: String) {
     )
     .await;
     assert_eq!(done["state"], "settled", "{done}");
-    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
 }
 
 async fn duplicate_callbacks_settle_once(url: String) {
@@ -173,7 +154,7 @@ async fn duplicate_callbacks_settle_once(url: String) {
         let done = app.wait_terminal(&key, id, WITHIN).await;
         assert_eq!(done["state"], "settled", "{done}");
     }
-    let kinds = ledger_kinds(&app, &key).await;
+    let kinds = app.ledger_kinds(&key).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "settle").count(),
         3,
@@ -337,7 +318,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .await
         .unwrap();
     assert_eq!(inbox.len(), 1, "a replay was stored again");
-    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
 }
 
 async fn a_canceled_generation_ignores_its_late_callback(url: String) {
@@ -415,7 +396,7 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
         "the fault was never injected"
     );
     assert_eq!(done["state"], "settled", "{done}");
-    assert_eq!(ledger_kinds(&app, &key).await, ["settle", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
 }
 
 async fn url_inputs_are_copied_into_our_storage(url: String) {

@@ -3,27 +3,20 @@
 //! 200, the balance matches, and `atelier verify` passes.
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, atelier_command, generation_body};
+use common::{
+    ADMIN_TOKEN, atelier_command, free_port, generation_body, remote_account, wait_ready,
+};
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const GENERATIONS: usize = 200;
 const KILLS: usize = 3;
 
 database_tests!(sigkill_at_random_moments_loses_nothing);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(url: &str, port: u16, data_dir: &Path) -> Child {
     atelier_command(url)
@@ -35,19 +28,6 @@ fn start(url: &str, port: u16, data_dir: &Path) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("start atelier")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("atelier did not become ready");
 }
 
 async fn submit(client: &reqwest::Client, base: &str, key: &str, index: usize) -> bool {
@@ -67,30 +47,9 @@ async fn sigkill_at_random_moments_loses_nothing(url: String) {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut child = start(&url, port, &data_dir);
-    wait_ready(&client, &base).await;
+    wait_ready(&client, &base, &mut child).await;
 
-    let account: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (account_id, key) = (
-        account["id"].as_str().unwrap().to_owned(),
-        account["api_key"].as_str().unwrap().to_owned(),
-    );
-    let grant = client
-        .post(format!("{base}/v1/accounts/{account_id}/grants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"credits": GENERATIONS, "reference": "crash-test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(grant.status(), 201);
+    let (_, key) = remote_account(&client, &base, GENERATIONS as i64, "crash-test").await;
 
     // Submit everything, retrying through the kills: the idempotency key makes a retry of an
     // accepted submission a no-op.
@@ -107,7 +66,7 @@ async fn sigkill_at_random_moments_loses_nothing(url: String) {
                 child.wait().unwrap();
                 kills += 1;
                 child = start(&url, port, &data_dir);
-                wait_ready(&client, &base).await;
+                wait_ready(&client, &base, &mut child).await;
                 kill_at =
                     Instant::now() + Duration::from_millis(rand::rng().random_range(200..1_500));
             }

@@ -403,3 +403,93 @@ impl Drop for TestApp {
         let _ = std::fs::remove_dir_all(&self.state.settings.data_dir);
     }
 }
+
+impl TestApp {
+    /// A generation's timeline as (from, to, reason); `from` is "-" for the creation.
+    pub async fn timeline(&self, api_key: &str, id: &str) -> Vec<(String, String, String)> {
+        let events = self
+            .get_json(&format!("/v1/generations/{id}/events"), api_key)
+            .await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| {
+                (
+                    event["from"].as_str().unwrap_or("-").to_owned(),
+                    event["to"].as_str().unwrap().to_owned(),
+                    event["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The kinds of the account's ledger entries, newest first.
+    pub async fn ledger_kinds(&self, api_key: &str) -> Vec<String> {
+        let ledger = self.get_json("/v1/ledger", api_key).await;
+        ledger["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the real binary at `base` answers `/readyz`; fails at once if it exited.
+pub async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && started.elapsed() < std::time::Duration::from_secs(30),
+            "atelier did not become ready ({exited:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// An account on the real binary at `base`, granted `credits`: (id, api key).
+pub async fn remote_account(
+    client: &reqwest::Client,
+    base: &str,
+    credits: i64,
+    reference: &str,
+) -> (String, String) {
+    let account: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, key) = (
+        account["id"].as_str().unwrap().to_owned(),
+        account["api_key"].as_str().unwrap().to_owned(),
+    );
+    let grant = client
+        .post(format!("{base}/v1/accounts/{id}/grants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"credits": credits, "reference": reference}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), 201);
+    (id, key)
+}

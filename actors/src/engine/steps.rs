@@ -300,7 +300,7 @@ async fn submit_failed(
     let name = &row.provider;
     let why = match &error {
         ProviderError::Permanent(_) => {
-            return provider_error(deps, row, error, FailureCode::ProviderRejected).await;
+            return provider_error(deps, row, error).await;
         }
         ProviderError::Retryable(detail) => format!("{name} failed: {detail}"),
         ProviderError::RateLimited { .. } => format!("{name} throttles us"),
@@ -336,7 +336,7 @@ async fn submit_failed(
                 (now + chrono_duration(retry_after.max(retry_delay(row.attempt)))).min(submit_by);
             apply(deps, row, Event::Deferred { why }, Some(next)).await
         }
-        other => provider_error(deps, row, other, FailureCode::ProviderRejected).await,
+        other => provider_error(deps, row, other).await,
     }
 }
 
@@ -357,11 +357,12 @@ fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> 
         })
 }
 
+/// A submission that failed with nowhere to fail over to: retried later, or released when
+/// the provider rejects the task itself.
 async fn provider_error(
     deps: &Deps,
     row: &workflow::Model,
     error: ProviderError,
-    permanent: FailureCode,
 ) -> Result<Step, DbErr> {
     match error {
         ProviderError::Retryable(detail) => {
@@ -397,7 +398,9 @@ async fn provider_error(
             )
             .await
         }
-        ProviderError::Permanent(detail) => fail(deps, row, permanent, detail).await,
+        ProviderError::Permanent(detail) => {
+            fail(deps, row, FailureCode::ProviderRejected, detail).await
+        }
     }
 }
 
@@ -447,10 +450,21 @@ async fn await_result(
     }
     let task_id = row.provider_task_id.clone().unwrap_or_default();
     match provider.poll(&task_id).await {
-        // A slow task is not a failing one: poll with backoff until the overall deadline.
+        // A slow task is not a failing one, and a provider that cannot answer now may still
+        // call back: poll with backoff until the overall deadline, which ends the wait.
         Ok(TaskStatus::Pending) => schedule_attempt(deps, row, "still pending", None).await,
         Ok(status) => act_on(deps, row, status).await,
-        Err(error) => provider_error(deps, row, error, FailureCode::ProviderFailed).await,
+        Err(ProviderError::Permanent(detail)) => {
+            fail(deps, row, FailureCode::ProviderFailed, detail).await
+        }
+        Err(error) => {
+            let at_least = match &error {
+                ProviderError::RateLimited { retry_after } => *retry_after,
+                ProviderError::CircuitOpen { retry_after } => Some(*retry_after),
+                _ => None,
+            };
+            schedule_attempt(deps, row, &format!("poll failed: {error}"), at_least).await
+        }
     }
 }
 

@@ -10,8 +10,10 @@
 //! - Status: Cog (0.23) has no way to read a prediction (`GET /predictions/{id}` is 405), and
 //!   a PUT of a finished prediction's id starts it again. So a poll asks `/health-check`
 //!   whether the server is alive: while it is, the prediction is running or its callback is
-//!   being retried (Cog retries until delivered) and we keep waiting; an unreachable server
-//!   is a failing attempt, and enough of them release the generation.
+//!   being retried (Cog retries a final callback with backoff for about seven minutes) and we
+//!   keep waiting; an unreachable server is an error, polled again with backoff. Either way
+//!   the overall deadline ends the wait: a result Cog gave up delivering, or a prediction a
+//!   restarted server forgot, is released as `timeout` (nothing is charged).
 use serde::Deserialize;
 use serde_json::json;
 
