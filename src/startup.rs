@@ -160,7 +160,7 @@ impl Application {
         let serve_simulator = settings
             .providers
             .iter()
-            .any(|(name, config)| config.adapter.as_deref().unwrap_or(name) == "simulator");
+            .any(|(name, config)| config.adapter_name(name) == "simulator");
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -242,7 +242,7 @@ fn adapter(
     http: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, String> {
     let http = http.clone();
-    Ok(match config.adapter.as_deref().unwrap_or(name) {
+    Ok(match config.adapter_name(name) {
         "simulator" => Arc::new(SimulatorProvider::new(
             format!("{public_url}/simulator"),
             http,

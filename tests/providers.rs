@@ -27,6 +27,7 @@ database_tests!(
     a_failing_provider_fails_over_and_its_circuit_opens_and_closes,
     an_account_problem_fails_over_at_once,
     an_open_circuit_with_nowhere_to_go_shows_in_the_timeline,
+    a_failover_charges_the_cheaper_price_and_never_the_dearer,
 );
 
 fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
@@ -442,5 +443,48 @@ async fn an_open_circuit_with_nowhere_to_go_shows_in_the_timeline(url: String) {
         "{reasons:?}"
     );
     assert_eq!(down.submissions().len(), 1, "the open circuit kept us away");
+    assert_eq!(available(&app, &key).await, 1);
+}
+
+async fn a_failover_charges_the_cheaper_price_and_never_the_dearer(url: String) {
+    // Held 3 on the provider that is down; the backup costs 2: the settle charges 2.
+    let down = Emulator::start(Mode::Unavailable).await;
+    let cheaper = Emulator::start(Mode::Normal).await;
+    let chain = |settings: &mut Settings| {
+        settings.providers.chain = vec!["replicate".into(), "fal".into()];
+        settings.workflow.submit_deadline_secs = 2;
+    };
+    let app = app_with(
+        &url,
+        vec![
+            ("replicate", replicate(&down, 3)),
+            ("fal", fal(&cheaper, 2)),
+        ],
+        chain,
+    )
+    .await;
+    let (_, key) = app.funded_account(5).await;
+    let id = generate(&app, &key).await;
+    let generation = settled(&app, &key, &id).await;
+    assert_eq!(generation["provider"], "fal");
+    assert_eq!(
+        (generation["cost"].as_i64(), generation["charged"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(available(&app, &key).await, 3);
+
+    // A backup dearer than the hold is never used: the job waits for its own provider.
+    let dearer = Emulator::start(Mode::Normal).await;
+    let app = app_with(
+        &url,
+        vec![("replicate", replicate(&down, 1)), ("fal", fal(&dearer, 2))],
+        chain,
+    )
+    .await;
+    let (_, key) = app.funded_account(1).await;
+    let id = generate(&app, &key).await;
+    let generation = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;
+    assert_eq!(generation["state"], "released", "{generation}");
+    assert!(dearer.submissions().is_empty());
     assert_eq!(available(&app, &key).await, 1);
 }

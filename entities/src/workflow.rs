@@ -88,4 +88,11 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
+impl Model {
+    /// What settling this workflow charges: `charge` when set (always less), else `cost`.
+    pub fn charge_due(&self) -> i64 {
+        self.charge.unwrap_or(self.cost)
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

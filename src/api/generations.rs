@@ -63,6 +63,7 @@ struct GenerationView {
 }
 
 fn view(state: &AppState, row: workflow::Model) -> GenerationView {
+    let charged = (row.state == WorkflowState::Settled).then(|| row.charge_due());
     let result_url = match (&row.state, &row.result_key) {
         (WorkflowState::Settled, Some(key)) => Some(state.signed_url(key)),
         _ => None,
@@ -79,7 +80,7 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         state: row.state.as_str(),
         provider: row.provider,
         cost: row.cost,
-        charged: (row.state == WorkflowState::Settled).then(|| row.charge.unwrap_or(row.cost)),
+        charged,
         created_at: row.created_at,
         updated_at: row.updated_at,
         result_url,

@@ -529,7 +529,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     let key = result_key(row.id);
     let settled = Event::Stored {
         key: key.clone(),
-        charge: row.charge.unwrap_or(row.cost),
+        charge: row.charge_due(),
     };
     // A previous attempt may have stored it and crashed before settling.
     if deps.storage.exists(&key).await.unwrap_or(false) {

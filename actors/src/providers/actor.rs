@@ -12,6 +12,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use actix::prelude::*;
@@ -83,9 +84,7 @@ impl ProviderActor {
             {
                 if !self.wake_pending {
                     self.wake_pending = true;
-                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ));
+                    let wait = not_until.wait_time_from(rate.clock().now());
                     ctx.run_later(wait, |actor, ctx| {
                         actor.wake_pending = false;
                         actor.start_next(ctx);

@@ -131,6 +131,20 @@ impl ProviderConfig {
         (credits < self.cost as f64).then_some(credits.max(0.0) as i64)
     }
 
+    /// The adapter that speaks to provider `name`: `adapter`, else the table's name.
+    pub fn adapter_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.adapter.as_deref().unwrap_or(name)
+    }
+
+    /// `base_url` without a trailing slash, or the adapter's public `default`.
+    pub fn base_url_or(&self, default: &str) -> String {
+        self.base_url
+            .as_deref()
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
     /// A required key, or a message naming it.
     pub fn required<'a>(
         &self,

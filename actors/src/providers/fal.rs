@@ -78,12 +78,7 @@ impl FalProvider {
     pub fn new(name: &str, config: &ProviderConfig, http: reqwest::Client) -> Result<Self, String> {
         Ok(Self {
             name: name.to_owned(),
-            base_url: config
-                .base_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BASE_URL.into())
-                .trim_end_matches('/')
-                .to_owned(),
+            base_url: config.base_url_or(DEFAULT_BASE_URL),
             model: config
                 .required(name, "model", &config.model)?
                 .trim_matches('/')

@@ -60,12 +60,7 @@ impl ReplicateProvider {
             .map_err(|error| format!("providers.{name}.webhook_secrets: {error}"))?;
         Ok(Self {
             name: name.to_owned(),
-            base_url: config
-                .base_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BASE_URL.into())
-                .trim_end_matches('/')
-                .to_owned(),
+            base_url: config.base_url_or(DEFAULT_BASE_URL),
             token,
             create_path,
             version: config.version.clone(),

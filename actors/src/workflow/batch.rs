@@ -428,8 +428,7 @@ fn apply_event(
         Event::ResultReady { source, charge } => {
             row.result_source = Some(source.clone());
             if let Some(reported) = charge {
-                let current = row.charge.unwrap_or(row.cost);
-                row.charge = Some((*reported).clamp(0, current)).filter(|c| *c < row.cost);
+                row.charge = Some((*reported).clamp(0, row.charge_due())).filter(|c| *c < row.cost);
             }
         }
         Event::Stored { key, .. } => row.result_key = Some(key.clone()),
