@@ -31,6 +31,8 @@ pub struct Settings {
     /// `data_dir/signing.key`, so that URLs stay valid across restarts.
     pub signing_secret: Option<String>,
     pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub outbound: OutboundSettings,
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
     pub inputs: InputSettings,
@@ -79,6 +81,9 @@ pub struct WorkflowSettings {
     pub url_ttl_secs: u64,
     /// Seconds a result download may take.
     pub download_timeout_secs: u64,
+    /// Seconds one step of a workflow (a submission, a poll, an upload) may take; a step is
+    /// also always cut at the workflow's next deadline.
+    pub step_timeout_secs: u64,
     /// Whether this process drives workflows (off: it only serves the API).
     pub run_engine: bool,
 }
@@ -132,6 +137,33 @@ pub struct HttpSettings {
     pub callback_limit_bytes: usize,
 }
 
+/// How long the database may make us wait (see `atelier_actors::db::DbTimeouts`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// PostgreSQL `statement_timeout`, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL `lock_timeout`, in milliseconds.
+    pub lock_timeout_ms: u64,
+    /// SQLite busy timeout (waiting for another process's write lock), in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
+    /// Longest one batch of writes may take before it is rolled back and its callers retry,
+    /// in milliseconds.
+    pub batch_deadline_ms: u64,
+}
+
+/// Calls Atelier makes to other hosts (providers, input and result downloads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Seconds to establish a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds a connection may stay silent while we wait for an answer.
+    pub read_timeout_secs: u64,
+    /// Seconds one request to a provider may take in all.
+    pub request_timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSettings {
@@ -160,6 +192,17 @@ impl Default for Settings {
                 upload_limit_bytes: 20 * 1024 * 1024,
                 callback_limit_bytes: 16 * 1024 * 1024,
             },
+            database: DatabaseSettings {
+                statement_timeout_ms: 30_000,
+                lock_timeout_ms: 5_000,
+                sqlite_busy_timeout_ms: 10_000,
+                batch_deadline_ms: 15_000,
+            },
+            outbound: OutboundSettings {
+                connect_timeout_secs: 5,
+                read_timeout_secs: 30,
+                request_timeout_secs: 60,
+            },
             ledger: LedgerSettings {
                 max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
                 expiry_sweep_interval_secs: 60,
@@ -170,6 +213,7 @@ impl Default for Settings {
                 callback_deadline_secs: 120,
                 url_ttl_secs: 3600,
                 download_timeout_secs: 60,
+                step_timeout_secs: 120,
                 run_engine: true,
             },
             inputs: InputSettings {
@@ -206,6 +250,8 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "signing_secret",
     "http",
+    "database",
+    "outbound",
     "ledger",
     "workflow",
     "inputs",
@@ -314,14 +360,17 @@ impl Settings {
             workflow.callback_deadline_secs,
             workflow.url_ttl_secs,
             workflow.download_timeout_secs,
+            workflow.step_timeout_secs,
         ]
         .contains(&0)
         {
             return Err(ConfigError::Invalid(
-                "workflow deadlines, url_ttl_secs and download_timeout_secs must be positive"
+                "workflow deadlines, url_ttl_secs, download_timeout_secs and step_timeout_secs \
+                 must be positive"
                     .into(),
             ));
         }
+        self.validate_timeouts()?;
         if self
             .signing_secret
             .as_deref()
@@ -337,6 +386,53 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Timeouts on the database and on outgoing calls: each positive and at most a day (an
+    /// hour for the database's), so that none can wedge the service or overflow a clock.
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
+        const HOUR_MS: u64 = 3_600_000;
+        const DAY_SECS: u64 = 86_400;
+        let database = &self.database;
+        let in_range = |value: u64, max: u64| (1..=max).contains(&value);
+        if ![
+            database.statement_timeout_ms,
+            database.lock_timeout_ms,
+            database.sqlite_busy_timeout_ms,
+            database.batch_deadline_ms,
+        ]
+        .iter()
+        .all(|value| in_range(*value, HOUR_MS))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "database timeouts must be between 1 and {HOUR_MS} ms"
+            )));
+        }
+        let outbound = &self.outbound;
+        if ![
+            outbound.connect_timeout_secs,
+            outbound.read_timeout_secs,
+            outbound.request_timeout_secs,
+            self.workflow.step_timeout_secs,
+        ]
+        .iter()
+        .all(|value| in_range(*value, DAY_SECS))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "outbound timeouts and workflow.step_timeout_secs must be between 1 and {DAY_SECS} s"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database timeouts, for `db::connect_with`.
+    pub fn db_timeouts(&self) -> atelier_actors::db::DbTimeouts {
+        use std::time::Duration;
+        atelier_actors::db::DbTimeouts {
+            statement: Duration::from_millis(self.database.statement_timeout_ms),
+            lock: Duration::from_millis(self.database.lock_timeout_ms),
+            sqlite_busy: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
+        }
     }
 
     pub fn public_url(&self) -> String {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use atelier_actors::engine::registry::Engine;
+use atelier_actors::batcher::BatchLimits;
+use atelier_actors::engine::registry::{Drain, Engine};
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
@@ -21,7 +22,9 @@ use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
-use atelier_actors::workflow::writer::{DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows};
+use atelier_actors::workflow::writer::{
+    BatchFault, DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows,
+};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
@@ -32,9 +35,17 @@ use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
 use crate::state::AppState;
 
-/// Connects and applies pending migrations.
+/// Connects (with the default timeouts) and applies pending migrations.
 pub async fn open_database(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect(url)
+    open_database_with(url, db::DbTimeouts::default()).await
+}
+
+/// Connects with `timeouts` and applies pending migrations.
+pub async fn open_database_with(
+    url: &str,
+    timeouts: db::DbTimeouts,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = db::connect_with(url, timeouts)
         .await
         .with_context(|| format!("cannot open database {}", redact(url)))?;
     Migrator::up(&db, None)
@@ -61,26 +72,39 @@ pub struct Application {
     pub state: web::Data<AppState>,
 }
 
+/// Fault injection for tests: a hook the engine calls before every workflow step, and one
+/// the workflow writer asks about every command.
+#[derive(Default, Clone)]
+pub struct Seams {
+    pub step_hook: Option<StepHook>,
+    pub batch_fault: Option<BatchFault>,
+}
+
 impl Application {
     pub async fn build(
         settings: &Settings,
         admin_token: String,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        Self::build_with_hook(settings, admin_token, clock, None).await
+        Self::build_with_seams(settings, admin_token, clock, Seams::default()).await
     }
 
-    /// As `build`, with a hook the engine calls before every workflow step (fault injection).
-    pub async fn build_with_hook(
+    /// As `build`, with fault injection.
+    pub async fn build_with_seams(
         settings: &Settings,
         admin_token: String,
         clock: Arc<dyn Clock>,
-        step_hook: Option<StepHook>,
+        seams: Seams,
     ) -> anyhow::Result<Self> {
-        let db = open_database(&settings.database_url).await?;
-        let ledger = Ledger::start(
+        let step_hook = seams.step_hook;
+        let db = open_database_with(&settings.database_url, settings.db_timeouts()).await?;
+        let batch_deadline = Duration::from_millis(settings.database.batch_deadline_ms);
+        let ledger = Ledger::start_with(
             LedgerStore::new(db.clone(), clock.clone()),
-            settings.ledger.max_batch,
+            BatchLimits {
+                max_batch: settings.ledger.max_batch,
+                deadline: batch_deadline,
+            },
         );
         sweeper::spawn(
             ledger.clone(),
@@ -103,9 +127,17 @@ impl Application {
             settings.simulator.clone(),
             format!("{public_url}/simulator"),
         ));
-        let http_client = reqwest::Client::new();
+        let http_client = outbound_client(&settings)?;
         let providers = providers(&settings, &public_url, &http_client)?;
-        let workflows = Workflows::start(db.clone(), clock.clone(), WORKFLOW_BATCH);
+        let workflows = Workflows::start_with(
+            db.clone(),
+            clock.clone(),
+            BatchLimits {
+                max_batch: WORKFLOW_BATCH,
+                deadline: batch_deadline,
+            },
+            seams.batch_fault,
+        );
         let engine = settings.workflow.run_engine.then(|| {
             let url_signer = signer.clone();
             let url_clock = clock.clone();
@@ -129,6 +161,7 @@ impl Application {
                     ),
                     max_input_bytes: settings.http.upload_limit_bytes,
                     download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
+                    step_timeout: Duration::from_secs(settings.workflow.step_timeout_secs),
                     allowed_hosts: settings.inputs.allowed_hosts.clone(),
                     chain: settings.providers.chain.clone(),
                     prices: settings
@@ -177,7 +210,9 @@ impl Application {
                 })
                 .configure(|config| api::routes(config, &http))
         })
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // Signals are ours (`run_until_stopped`): the engine must drain before HTTP stops.
+        .disable_signals();
         if settings.http.workers > 0 {
             server = server.workers(settings.http.workers);
         }
@@ -193,7 +228,20 @@ impl Application {
         self.port
     }
 
+    /// Serves until SIGTERM or Ctrl-C. The engine drains first — running steps finish,
+    /// none starts — while HTTP still answers (a step may need it: the simulator serves its
+    /// results, providers deliver callbacks); then HTTP stops gracefully.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let engine = self.state.engine.clone();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: draining the engine, then HTTP");
+            if let Some(engine) = engine {
+                drain(&engine, DRAIN_LIMIT).await;
+            }
+            handle.stop(true).await;
+        });
         self.server.await
     }
 
@@ -203,9 +251,52 @@ impl Application {
     }
 }
 
+/// Longest a shutdown waits for running workflow steps.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Asks the engine to drain until no step runs, for at most `limit`.
+async fn drain(engine: &actix::Addr<Engine>, limit: Duration) {
+    let started = std::time::Instant::now();
+    while let Ok(running) = engine.send(Drain).await {
+        if running == 0 {
+            tracing::info!("engine drained");
+            return;
+        }
+        if started.elapsed() >= limit {
+            tracing::warn!(
+                running,
+                "engine still running steps at the drain limit; stopping anyway"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Request logging: method, path, status and latency, one line per request.
 fn request_log() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
+}
+
+/// The client for calls to providers and downloads: no call waits forever on a host that
+/// accepts and never answers.
+fn outbound_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    let outbound = &settings.outbound;
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(outbound.connect_timeout_secs))
+        .read_timeout(Duration::from_secs(outbound.read_timeout_secs))
+        .timeout(Duration::from_secs(outbound.request_timeout_secs))
+        .build()
+        .context("cannot build the HTTP client")
 }
 
 /// An adapter per configured provider, each behind its provider actor.
@@ -224,6 +315,7 @@ fn providers(
                 config.breaker_threshold,
                 Duration::from_secs(config.breaker_cooldown_secs),
             ),
+            call_timeout: Duration::from_secs(settings.outbound.request_timeout_secs),
         };
         providers.insert(
             name.clone(),

@@ -5,7 +5,7 @@ mod common;
 
 use atelier_actors::storage::Bytes;
 use atelier_actors::workflow::store::{self, TransitionOutcome};
-use atelier_actors::workflow::{Event, WorkflowState};
+use atelier_actors::workflow::{Event, Via, WorkflowState};
 use common::{TestApp, data_uri, error_code, generation_body, png};
 use futures::future::join_all;
 use serde_json::{Value, json};
@@ -268,6 +268,7 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         Event::ResultReady {
             source: "https://provider.example/r.png".into(),
             charge: None,
+            via: Via::Callback,
         },
         Event::Stored {
             key: key.clone(),
@@ -496,6 +497,7 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
         Event::ResultReady {
             source: "https://provider.example/r.png".into(),
             charge: None,
+            via: Via::Callback,
         },
     ];
     for steps in 0..=path.len() {

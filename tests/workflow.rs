@@ -104,18 +104,7 @@ async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
     );
     assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
     let timeline = events(&app, &key, id).await;
-    let expected = [
-        ("-", "reserved"),
-        ("reserved", "submitted"),
-        ("submitted", "awaiting_callback"),
-        ("awaiting_callback", "uploading"),
-        ("uploading", "settled"),
-    ];
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    assert_eq!(timeline, expected);
+    assert_eq!(timeline, common::happy_timeline());
 }
 
 async fn a_failing_provider_releases_the_credits(url: String) {

@@ -3,12 +3,34 @@
 //! so the cost of a commit (an fsync on SQLite, a round trip on PostgreSQL) is shared by many
 //! commands. Commands still run in arrival order, so batching changes throughput, never
 //! results. The ledger and the workflow store both write through one.
+//!
+//! One bad command must not stop everyone's writes:
+//! - a batch that fails (a database error, or a panic while deciding it) is rolled back and its
+//!   commands are retried one by one, so only the bad one fails;
+//! - a panic is caught where the batch runs, so the writer keeps running (actix restarts
+//!   nothing after a panic). The exception is a broken money invariant (a panic whose message
+//!   starts with `INVARIANT_VIOLATED`): then the process exits at once, before anything more
+//!   is written, and its supervisor restarts it;
+//! - every batch has a deadline: a stalled one (a lock held elsewhere) fails cleanly, its
+//!   callers see an error and retry later, and the writer goes on;
+//! - `WriterHealth` tells `/readyz` whether the writer runs and is not stuck.
 use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
+use futures::FutureExt;
 use sea_orm::DbErr;
 use tokio::sync::oneshot;
+
+/// How a money invariant's assertion message begins: such a panic stops the process.
+pub const INVARIANT_VIOLATED: &str = "ledger invariant violated";
+
+/// The exit code of a process stopped by a broken money invariant.
+pub const INVARIANT_EXIT_CODE: i32 = 70;
 
 /// A store that applies a batch of commands atomically, one outcome per command, in order.
 #[async_trait::async_trait]
@@ -27,12 +49,64 @@ pub trait BatchStore: Clone + Send + Unpin + 'static {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Arc<DbErr>),
+    #[error("the write did not finish within {0:?}")]
+    TimedOut(Duration),
+    #[error("the write failed on a bug: {0}")]
+    Panicked(String),
     #[error("the batching writer is not running")]
     Unavailable,
+}
+
+/// How a batcher is run.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most commands one transaction carries.
+    pub max_batch: usize,
+    /// Longest a batch may take before it is abandoned (and rolled back).
+    pub deadline: Duration,
+}
+
+impl BatchLimits {
+    pub fn new(max_batch: usize) -> Self {
+        Self {
+            max_batch,
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether a writer runs and is not stuck, for `/readyz`; shared with its actor.
+#[derive(Debug, Default)]
+pub struct WriterHealth {
+    stopped: AtomicBool,
+    /// When the batch in the database started (ms since the epoch); 0 when idle.
+    busy_since_ms: AtomicU64,
+    deadline_ms: AtomicU64,
+}
+
+impl WriterHealth {
+    /// Why the writer cannot take writes now, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return Some("the batching writer has stopped".into());
+        }
+        let since = self.busy_since_ms.load(Ordering::SeqCst);
+        let deadline = self.deadline_ms.load(Ordering::SeqCst);
+        let busy_for = now_ms().saturating_sub(since);
+        // Well past its deadline, a batch that has not ended means the writer is wedged.
+        (since != 0 && busy_for > deadline.saturating_mul(2).max(1_000))
+            .then(|| format!("a write batch has been running for {busy_for} ms"))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 type Reply<O> = oneshot::Sender<Result<O, BatchError>>;
@@ -50,20 +124,31 @@ pub struct Batcher<S: BatchStore> {
     store: S,
     queue: VecDeque<Submit<S>>,
     in_flight: bool,
-    max_batch: usize,
+    limits: BatchLimits,
+    health: Arc<WriterHealth>,
 }
 
 impl<S: BatchStore> Batcher<S> {
     /// Starts the batcher on its own arbiter (thread), so that batching never waits behind
     /// HTTP handlers or other actors.
-    pub fn start(store: S, max_batch: usize) -> Addr<Self> {
+    pub fn start(store: S, limits: BatchLimits) -> (Addr<Self>, Arc<WriterHealth>) {
         let arbiter = Arbiter::new();
-        Self::start_in_arbiter(&arbiter.handle(), move |_| Self {
+        let health = Arc::new(WriterHealth::default());
+        health
+            .deadline_ms
+            .store(limits.deadline.as_millis() as u64, Ordering::SeqCst);
+        let shared = health.clone();
+        let addr = Self::start_in_arbiter(&arbiter.handle(), move |_| Self {
             store,
             queue: VecDeque::new(),
             in_flight: false,
-            max_batch: max_batch.max(1),
-        })
+            limits: BatchLimits {
+                max_batch: limits.max_batch.max(1),
+                ..limits
+            },
+            health: shared,
+        });
+        (addr, health)
     }
 
     /// Starts the next batch unless one is already in the database.
@@ -74,7 +159,7 @@ impl<S: BatchStore> Batcher<S> {
         let mut batch: Vec<Submit<S>> = Vec::new();
         let mut commands: Vec<S::Command> = Vec::new();
         while let Some(next) = self.queue.front() {
-            if commands.len() >= self.max_batch || !S::fits(&commands, &next.command) {
+            if commands.len() >= self.limits.max_batch || !S::fits(&commands, &next.command) {
                 break;
             }
             let next = self.queue.pop_front().expect("front exists");
@@ -82,30 +167,102 @@ impl<S: BatchStore> Batcher<S> {
             batch.push(next);
         }
         let store = self.store.clone();
+        let deadline = self.limits.deadline;
         self.in_flight = true;
-        let work = async move { store.apply(&commands).await };
-        ctx.spawn(work.into_actor(self).map(move |result, batcher, ctx| {
-            match result {
-                Ok(outcomes) => {
-                    for (submit, outcome) in batch.into_iter().zip(outcomes) {
-                        let _ = submit.reply.send(Ok(outcome));
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, commands = batch.len(), "{} batch failed; nothing was written", S::NAME);
-                    for submit in batch {
-                        let _ = submit.reply.send(Err(BatchError::Database(error.to_string())));
-                    }
-                }
+        self.health.busy_since_ms.store(now_ms(), Ordering::SeqCst);
+        let work = async move { run_batch(&store, &commands, deadline).await };
+        ctx.spawn(work.into_actor(self).map(move |results, batcher, ctx| {
+            for (submit, result) in batch.into_iter().zip(results) {
+                let _ = submit.reply.send(result);
             }
+            batcher.health.busy_since_ms.store(0, Ordering::SeqCst);
             batcher.in_flight = false;
             batcher.flush(ctx);
         }));
     }
 }
 
+/// Runs `commands` as one transaction; if that fails for any reason but a stall, each
+/// command again in a transaction of its own, so that only the bad one fails.
+async fn run_batch<S: BatchStore>(
+    store: &S,
+    commands: &[S::Command],
+    deadline: Duration,
+) -> Vec<Result<S::Outcome, BatchError>> {
+    let error = match attempt(store, commands, deadline).await {
+        Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+        Err(error) => error,
+    };
+    let stalled = match &error {
+        BatchError::TimedOut(_) => true,
+        BatchError::Database(db) => crate::db::is_stall(db),
+        _ => false,
+    };
+    if commands.len() == 1 || stalled {
+        // One by one, a stall would only stall again, once per command.
+        tracing::error!(%error, commands = commands.len(), "{} batch failed; nothing was written", S::NAME);
+        return commands.iter().map(|_| Err(error.clone())).collect();
+    }
+    tracing::warn!(%error, commands = commands.len(), "{} batch failed; retrying its commands one by one", S::NAME);
+    let mut results = Vec::with_capacity(commands.len());
+    for command in commands {
+        let single = attempt(store, std::slice::from_ref(command), deadline).await;
+        if let Err(error) = &single {
+            tracing::error!(%error, ?command, "{} command failed; nothing of it was written", S::NAME);
+        }
+        results.push(single.map(|mut outcomes| outcomes.pop().expect("one outcome per command")));
+    }
+    results
+}
+
+/// One transaction of `commands`, within `deadline`, with panics caught: the transaction is
+/// dropped (rolled back) on either.
+async fn attempt<S: BatchStore>(
+    store: &S,
+    commands: &[S::Command],
+    deadline: Duration,
+) -> Result<Vec<S::Outcome>, BatchError> {
+    let work = AssertUnwindSafe(store.apply(commands)).catch_unwind();
+    match tokio::time::timeout(deadline, work).await {
+        Err(_) => Err(BatchError::TimedOut(deadline)),
+        Ok(Err(panic)) => {
+            let message = panic_message(panic.as_ref());
+            if message.starts_with(INVARIANT_VIOLATED) {
+                // The ledger's own arithmetic disagrees with itself: write nothing more.
+                tracing::error!(%message, "{} batch broke a money invariant; stopping the process", S::NAME);
+                eprintln!("atelier: {message}");
+                std::process::exit(INVARIANT_EXIT_CODE);
+            }
+            Err(BatchError::Panicked(message))
+        }
+        Ok(Ok(Err(error))) => Err(BatchError::Database(Arc::new(error))),
+        Ok(Ok(Ok(outcomes))) => {
+            assert_eq!(outcomes.len(), commands.len(), "one outcome per command");
+            Ok(outcomes)
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 impl<S: BatchStore> Actor for Batcher<S> {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.health.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+impl<S: BatchStore> Drop for Batcher<S> {
+    fn drop(&mut self) {
+        self.health.stopped.store(true, Ordering::SeqCst);
+    }
 }
 
 impl<S: BatchStore> Handler<Submit<S>> for Batcher<S> {

@@ -15,6 +15,8 @@ pub struct Model {
     pub to_state: WorkflowState,
     pub reason: String,
     pub attempt: i32,
+    /// The workflow's version after this event: 0 for its creation, then one more each.
+    pub version: i64,
     pub at: DateTimeUtc,
 }
 

@@ -77,8 +77,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(json!({"error": {"code": self.code, "message": self.message}}))
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header(("Retry-After", "1"));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message}}))
     }
 }
 
@@ -89,7 +92,23 @@ impl From<sea_orm::DbErr> for ApiError {
 }
 
 impl From<atelier_actors::batcher::BatchError> for ApiError {
+    /// A write that waited too long (a lock held elsewhere) is worth retrying: 503 with
+    /// `Retry-After`; anything else is ours to fix.
     fn from(error: atelier_actors::batcher::BatchError) -> Self {
+        use atelier_actors::batcher::BatchError;
+        let stalled = match &error {
+            BatchError::TimedOut(_) => true,
+            BatchError::Database(db) => atelier_actors::db::is_stall(db),
+            BatchError::Panicked(_) | BatchError::Unavailable => false,
+        };
+        if stalled {
+            tracing::warn!(%error, "write refused: the database is busy");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_busy",
+                "the database is busy; nothing was written, try again shortly",
+            );
+        }
         Self::internal(error)
     }
 }

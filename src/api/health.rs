@@ -10,8 +10,18 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready when the database answers and every migration has been applied.
+/// Ready when the database answers, every migration has been applied and both batching
+/// writers (the ledger's and the workflows') run and are not stuck.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    for (writer, health) in [
+        ("ledger", state.ledger.health()),
+        ("workflow", state.workflows.health()),
+    ] {
+        if let Some(problem) = health.problem() {
+            tracing::warn!(writer, %problem, "readiness: writer unhealthy");
+            return Err(ApiError::unavailable(format!("{writer} writer: {problem}")));
+        }
+    }
     if let Err(error) = state.db.ping().await {
         tracing::warn!(%error, "readiness: database unreachable");
         return Err(ApiError::unavailable("database unreachable"));

@@ -133,7 +133,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
-        Self::start(settings, clock, None).await
+        Self::start(settings, clock, None, None).await
     }
 
     /// The app with the workflow engine running, on settings `configure` adjusts (simulator
@@ -147,21 +147,39 @@ impl TestApp {
         settings.workflow.run_engine = true;
         settings.simulator.delay_ms = 50;
         configure(&mut settings);
-        Self::start(settings, None, step_hook).await
+        Self::start(settings, None, step_hook, None).await
+    }
+
+    /// As `spawn_engine`, with the workflow writer failing the commands `fault` picks.
+    pub async fn spawn_engine_with_fault(
+        database_url: &str,
+        configure: impl FnOnce(&mut Settings),
+        fault: atelier_actors::workflow::writer::BatchFault,
+    ) -> Self {
+        let mut settings = settings(database_url);
+        settings.workflow.run_engine = true;
+        settings.simulator.delay_ms = 50;
+        configure(&mut settings);
+        Self::start(settings, None, None, Some(fault)).await
     }
 
     async fn start(
         settings: Settings,
         clock: Option<Arc<ManualClock>>,
         step_hook: Option<atelier_actors::engine::StepHook>,
+        batch_fault: Option<atelier_actors::workflow::writer::BatchFault>,
     ) -> Self {
         init_logs();
         let app_clock: Arc<dyn Clock> = match &clock {
             Some(clock) => clock.clone(),
             None => Arc::new(SystemClock),
         };
+        let seams = atelier::startup::Seams {
+            step_hook,
+            batch_fault,
+        };
         let app =
-            Application::build_with_hook(&settings, ADMIN_TOKEN.to_owned(), app_clock, step_hook)
+            Application::build_with_seams(&settings, ADMIN_TOKEN.to_owned(), app_clock, seams)
                 .await
                 .expect("build application");
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -492,4 +510,18 @@ pub async fn remote_account(
         .unwrap();
     assert_eq!(grant.status(), 201);
     (id, key)
+}
+
+/// The (from, to) timeline of a generation that went well; `from` is "-" for the creation.
+pub fn happy_timeline() -> Vec<(String, String)> {
+    [
+        ("-", "reserved"),
+        ("reserved", "submitted"),
+        ("submitted", "awaiting_callback"),
+        ("awaiting_callback", "uploading"),
+        ("uploading", "settled"),
+    ]
+    .iter()
+    .map(|(from, to)| (from.to_string(), to.to_string()))
+    .collect()
 }

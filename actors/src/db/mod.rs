@@ -20,10 +20,33 @@ use sea_orm::{
     DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
-/// How long a SQLite writer waits for another process's write lock before giving up.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the database may make us wait. Without these, one session holding a lock (an
+/// operator's `SELECT … FOR UPDATE` left open in psql) stalls every write of every account.
+#[derive(Debug, Clone, Copy)]
+pub struct DbTimeouts {
+    /// PostgreSQL `statement_timeout`: the longest any one statement may run.
+    pub statement: Duration,
+    /// PostgreSQL `lock_timeout`: the longest a statement waits for a row or table lock.
+    pub lock: Duration,
+    /// SQLite's busy timeout: how long a writer waits for another process's write lock.
+    pub sqlite_busy: Duration,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_secs(5),
+            sqlite_busy: Duration::from_secs(10),
+        }
+    }
+}
 
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, DbTimeouts::default()).await
+}
+
+pub async fn connect_with(url: &str, timeouts: DbTimeouts) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     let is_sqlite = url.starts_with("sqlite:");
     options
@@ -32,13 +55,22 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(30))
-        .map_sqlx_sqlite_opts(|sqlite| {
+        .map_sqlx_sqlite_opts(move |sqlite| {
             sqlite
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .busy_timeout(timeouts.sqlite_busy)
                 .foreign_keys(true)
+        })
+        .map_sqlx_postgres_opts(move |postgres| {
+            postgres.options([
+                (
+                    "statement_timeout",
+                    timeouts.statement.as_millis().max(1).to_string(),
+                ),
+                ("lock_timeout", timeouts.lock.as_millis().max(1).to_string()),
+            ])
         })
         .map_sqlx_postgres_pool_opts(|pool| {
             pool.after_connect(|connection, _| Box::pin(tcp_nodelay::apply(connection)))
@@ -134,6 +166,21 @@ pub fn is_transient(error: &DbErr) -> bool {
         "database is locked",
         "deadlock detected",
         "could not serialize",
+        "pool timed out",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
+}
+
+/// Errors of a transaction that waited too long (a lock held elsewhere, a statement past its
+/// timeout): retrying at once, or command by command, would only wait again.
+pub fn is_stall(error: &DbErr) -> bool {
+    let text = error.to_string();
+    [
+        "lock timeout",
+        "statement timeout",
+        "canceling statement",
+        "database is locked",
         "pool timed out",
     ]
     .iter()

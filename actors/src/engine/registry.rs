@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use atelier_entities::webhook_inbox;
-use atelier_entities::workflow::{self, WorkflowState};
+use atelier_entities::workflow;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -48,6 +48,13 @@ struct Poke;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// Starts draining: no new workflow is started or woken from now on (a wake is left for the
+/// next process, which finds it in the database). Answers how many generation actors are
+/// still finishing their step; asked again until none is, a shutdown loses no step midway.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Drain;
+
 struct Running {
     incarnation: u64,
     addr: Addr<GenerationActor>,
@@ -60,6 +67,7 @@ pub struct Engine {
     deaths: HashMap<Uuid, u32>,
     incarnations: u64,
     ticking: bool,
+    draining: bool,
 }
 
 impl Engine {
@@ -70,6 +78,7 @@ impl Engine {
             deaths: HashMap::new(),
             incarnations: 0,
             ticking: false,
+            draining: false,
         }
     }
 
@@ -80,6 +89,9 @@ impl Engine {
     }
 
     fn wake(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
         if let Some(running) = self.running.get(&id)
             && running.addr.connected()
         {
@@ -109,7 +121,7 @@ impl Engine {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.ticking {
+        if self.ticking || self.draining {
             return;
         }
         self.ticking = true;
@@ -135,12 +147,7 @@ impl Engine {
 /// callbacks.
 async fn due_workflows(deps: &Deps) -> Result<Vec<Uuid>, DbErr> {
     let now = deps.clock.now();
-    let live = [
-        WorkflowState::Reserved,
-        WorkflowState::Submitted,
-        WorkflowState::AwaitingCallback,
-        WorkflowState::Uploading,
-    ];
+    let live = crate::workflow::machine::LIVE;
     // Two queries, each served by its own index, soonest first so that a backlog is worked
     // through in order.
     let mut due: Vec<Uuid> = Vec::new();
@@ -199,6 +206,22 @@ impl Handler<Shutdown> for Engine {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<Drain> for Engine {
+    type Result = usize;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> usize {
+        if !self.draining {
+            tracing::info!(
+                running = self.running.len(),
+                "engine draining: finishing running steps, starting none"
+            );
+        }
+        self.draining = true;
+        self.running.retain(|_, running| running.addr.connected());
+        self.running.len()
     }
 }
 

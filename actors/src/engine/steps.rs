@@ -16,10 +16,19 @@ use super::fetch::{self, Download};
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
 use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
 use crate::workflow::store::TransitionOutcome;
-use crate::workflow::{Event, FailureCode};
+use crate::workflow::{Event, FailureCode, Via};
 
 /// Attempts at one step before the workflow is released.
 const MAX_ATTEMPTS: i32 = 8;
+
+/// Longest task id a provider may give us: the column's size.
+pub const MAX_TASK_ID: usize = 255;
+
+/// Longest result URL we keep.
+const MAX_RESULT_URL: usize = 4096;
+
+/// The `result_source` of a result that came inline and is already in our storage.
+const INLINE_SOURCE: &str = "inline result, stored on arrival: ";
 
 enum Step {
     /// The row changed; look again — at this row when the write returned it.
@@ -60,22 +69,69 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
             )
             .await?
         } else {
-            match row.state {
-                WorkflowState::Reserved => submit(deps, &row, now).await?,
-                WorkflowState::Submitted => {
-                    let next = now + chrono_duration(deps.config.callback_deadline);
-                    apply(deps, &row, Event::Waiting, Some(next)).await?
-                }
-                WorkflowState::AwaitingCallback => await_result(deps, &row, now).await?,
-                WorkflowState::Uploading => upload(deps, &row, now).await?,
-                WorkflowState::Settled | WorkflowState::Released => Step::Wait,
-            }
+            bounded_step(deps, &row, now).await?
         };
         match step {
             Step::Continue(next) => known = next,
             Step::Wait => return Ok(()),
         }
     }
+}
+
+/// Runs the step the row's state calls for, for no longer than the step timeout and never
+/// past the workflow's next deadline: a provider or download that hangs cannot hold the
+/// workflow (and its credits) beyond it. A step cut short counts as a failed attempt; at the
+/// deadline, the next turn of `advance` ends the workflow.
+async fn bounded_step(
+    deps: &Deps,
+    row: &workflow::Model,
+    now: DateTime<Utc>,
+) -> Result<Step, DbErr> {
+    let deadline = next_deadline(deps, row);
+    let until_deadline = (deadline - now).to_std().unwrap_or_default();
+    // A little past the deadline, so that the deadline has passed when the next turn looks.
+    let limit = deps
+        .config
+        .step_timeout
+        .min(until_deadline + Duration::from_millis(20));
+    let step = async {
+        match row.state {
+            WorkflowState::Reserved => submit(deps, row, now).await,
+            WorkflowState::Submitted => {
+                let next = now + chrono_duration(deps.config.callback_deadline);
+                apply(deps, row, Event::Waiting, Some(next)).await
+            }
+            WorkflowState::AwaitingCallback => await_result(deps, row, now).await,
+            WorkflowState::Uploading => upload(deps, row, now).await,
+            WorkflowState::Settled | WorkflowState::Released => Ok(Step::Wait),
+        }
+    };
+    match tokio::time::timeout(limit, step).await {
+        Ok(step) => step,
+        Err(_) if limit < deps.config.step_timeout => {
+            tracing::warn!(generation_id = %row.id, state = row.state.as_str(), "step cut short at the workflow's deadline");
+            Ok(Step::Continue(None))
+        }
+        Err(_) => {
+            let error = format!("the step took longer than {:?}", deps.config.step_timeout);
+            tracing::warn!(generation_id = %row.id, state = row.state.as_str(), %error, "step timed out");
+            let code = match row.state {
+                WorkflowState::Uploading => FailureCode::UploadFailed,
+                _ => FailureCode::ProviderFailed,
+            };
+            retry_later(deps, row, code, &error, None).await
+        }
+    }
+}
+
+/// The earliest deadline that ends the workflow's current state: the overall one, and while
+/// no provider has accepted the task, the submit deadline.
+fn next_deadline(deps: &Deps, row: &workflow::Model) -> DateTime<Utc> {
+    let mut deadline = row.deadline_at;
+    if row.state == WorkflowState::Reserved {
+        deadline = deadline.min(row.created_at + chrono_duration(deps.config.submit_deadline));
+    }
+    deadline
 }
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
@@ -100,9 +156,26 @@ async fn apply(
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
 ) -> Result<Step, DbErr> {
+    apply_consuming(deps, row, event, next_attempt_at, Vec::new()).await
+}
+
+/// As `apply`, marking the callbacks `consumes` names processed with the transition.
+async fn apply_consuming(
+    deps: &Deps,
+    row: &workflow::Model,
+    event: Event,
+    next_attempt_at: Option<DateTime<Utc>>,
+    consumes: Vec<i64>,
+) -> Result<Step, DbErr> {
     let outcome = deps
         .workflows
-        .transition(row.id, Some(row.version), event.clone(), next_attempt_at)
+        .transition_consuming(
+            row.id,
+            Some(row.version),
+            event.clone(),
+            next_attempt_at,
+            consumes,
+        )
         .await
         .map_err(batch_error)?;
     if let TransitionOutcome::Applied(applied) = &outcome {
@@ -179,10 +252,7 @@ async fn schedule_attempt(
     let now = deps.clock.now();
     tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %reason, "will look again");
     // Never past a deadline that would end the wait anyway: the deadline decides, on time.
-    let mut next = (now + chrono_duration(delay)).min(row.deadline_at);
-    if row.state == WorkflowState::Reserved {
-        next = next.min(row.created_at + chrono_duration(deps.config.submit_deadline));
-    }
+    let next = (now + chrono_duration(delay)).min(next_deadline(deps, row));
     deps.workflows
         .reschedule(row.id, row.version, attempt, next)
         .await
@@ -271,6 +341,18 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         ),
     };
     match provider.submit(&task).await {
+        Ok(task_id) if task_id.len() > MAX_TASK_ID || task_id.is_empty() => {
+            // Stored, it would fail every write of this workflow (and resubmit a paid task
+            // on every retry): the provider's answer is unusable.
+            let message = format!("the provider answered a task id of {} bytes", task_id.len());
+            let step = fail(deps, row, FailureCode::ProviderRejected, message).await;
+            if !task_id.is_empty()
+                && let Err(error) = provider.cancel(&task_id).await
+            {
+                tracing::info!(generation_id = %row.id, %error, "could not cancel the unusable task");
+            }
+            step
+        }
         Ok(task_id) => {
             // Accepted, then waiting: sent together so that they share a transaction.
             let waiting_until = now + chrono_duration(deps.config.callback_deadline);
@@ -420,30 +502,16 @@ async fn await_result(
         )
         .await;
     };
-    let mut seen = Vec::new();
-    let mut decisive = None;
-    for callback in pending_callbacks(deps, row).await? {
-        seen.push(callback.id);
-        match provider.parse_callback(callback.payload.as_bytes()) {
-            Ok((_, TaskStatus::Pending)) => {}
-            Ok((_, status)) => {
-                decisive.get_or_insert(status);
-            }
-            Err(error) => {
-                tracing::warn!(generation_id = %row.id, %error, "ignoring an unreadable callback");
-            }
+    let callbacks = read_callbacks(deps, row, provider).await?;
+    let confirm = callbacks.decisive.is_some() && provider.confirms_callbacks();
+    match callbacks.decisive {
+        // The callbacks go with the transition they decide, in one transaction: a crash
+        // can lose neither without the other.
+        Some(status) if !confirm => {
+            return act_on(deps, row, status, Via::Callback, callbacks.seen).await;
         }
-    }
-    let confirm = decisive.is_some() && provider.confirms_callbacks();
-    if !seen.is_empty() {
-        // Both go to the writer together, so they usually share one transaction.
-        let processed = mark_processed(deps, seen);
-        if let Some(status) = decisive.filter(|_| !confirm) {
-            let (processed, step) = futures::join!(processed, act_on(deps, row, status));
-            processed?;
-            return step;
-        }
-        processed.await?;
+        _ if !callbacks.seen.is_empty() => mark_processed(deps, callbacks.seen).await?,
+        _ => {}
     }
     if !confirm && not_yet(row, now) {
         return Ok(Step::Wait);
@@ -453,7 +521,7 @@ async fn await_result(
         // A slow task is not a failing one, and a provider that cannot answer now may still
         // call back: poll with backoff until the overall deadline, which ends the wait.
         Ok(TaskStatus::Pending) => schedule_attempt(deps, row, "still pending", None).await,
-        Ok(status) => act_on(deps, row, status).await,
+        Ok(status) => act_on(deps, row, status, Via::Poll, Vec::new()).await,
         Err(ProviderError::Permanent(detail)) => {
             fail(deps, row, FailureCode::ProviderFailed, detail).await
         }
@@ -468,20 +536,125 @@ async fn await_result(
     }
 }
 
-async fn act_on(deps: &Deps, row: &workflow::Model, status: TaskStatus) -> Result<Step, DbErr> {
-    match status {
-        TaskStatus::Pending => Ok(Step::Wait),
+/// The workflow's unprocessed callbacks: every one read (`seen`), and the first that says the
+/// task ended (`decisive`). Callbacks from another provider than the workflow's (one it
+/// failed over from) or about another task are read and ignored: they decide nothing.
+struct Callbacks {
+    seen: Vec<i64>,
+    decisive: Option<TaskStatus>,
+}
+
+async fn read_callbacks(
+    deps: &Deps,
+    row: &workflow::Model,
+    provider: &dyn Provider,
+) -> Result<Callbacks, DbErr> {
+    let mut callbacks = Callbacks {
+        seen: Vec::new(),
+        decisive: None,
+    };
+    for callback in pending_callbacks(deps, row).await? {
+        callbacks.seen.push(callback.id);
+        if callback.provider != row.provider {
+            tracing::info!(generation_id = %row.id, from = %callback.provider, provider = %row.provider, "ignoring a callback from a provider this generation left");
+            continue;
+        }
+        match provider.parse_callback(callback.payload.as_bytes()) {
+            Ok((task_id, _))
+                if row
+                    .provider_task_id
+                    .as_deref()
+                    .is_some_and(|ours| ours != task_id) =>
+            {
+                tracing::info!(generation_id = %row.id, %task_id, "ignoring a callback about another task");
+            }
+            Ok((_, TaskStatus::Pending)) => {}
+            Ok((_, status)) => {
+                callbacks.decisive.get_or_insert(status);
+            }
+            Err(error) => {
+                tracing::warn!(generation_id = %row.id, %error, "ignoring an unreadable callback");
+            }
+        }
+    }
+    Ok(callbacks)
+}
+
+/// Acts on a task's end, consuming the callbacks (`consumes`) that reported it.
+async fn act_on(
+    deps: &Deps,
+    row: &workflow::Model,
+    status: TaskStatus,
+    via: Via,
+    consumes: Vec<i64>,
+) -> Result<Step, DbErr> {
+    let event = match status {
+        TaskStatus::Pending => return Ok(Step::Wait),
         TaskStatus::Succeeded { output_url, charge } => {
-            let now = deps.clock.now();
-            let event = Event::ResultReady {
-                source: output_url,
-                charge,
-            };
-            apply(deps, row, event, Some(now)).await
+            match result_source(deps, row, output_url).await {
+                Ok(source) => Event::ResultReady {
+                    source,
+                    charge,
+                    via,
+                },
+                Err(Download::Refused(code, message)) => Event::Failed { code, message },
+                Err(Download::Transient(error)) => {
+                    return retry_later(deps, row, FailureCode::UploadFailed, &error, None).await;
+                }
+                Err(Download::Image(_)) => unreachable!("result_source stores images"),
+            }
         }
-        TaskStatus::Failed { message } => {
-            fail(deps, row, FailureCode::ProviderFailed, message).await
+        TaskStatus::Failed { message } => Event::Failed {
+            code: FailureCode::ProviderFailed,
+            message,
+        },
+    };
+    if let Event::Failed { code, message } = &event {
+        tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
+    }
+    let next = Some(deps.clock.now());
+    apply_consuming(deps, row, event, next, consumes).await
+}
+
+/// Where the upload step will find the result. A URL is kept (bounded in length); a result
+/// inlined as a `data:` URI (Cog without an upload URL, up to the callback limit) is decoded
+/// and stored now, under the result's key, so that megabytes never sit in the workflow row.
+async fn result_source(
+    deps: &Deps,
+    row: &workflow::Model,
+    output: String,
+) -> Result<String, Download> {
+    if !output.starts_with("data:") {
+        if output.len() > MAX_RESULT_URL {
+            return Err(Download::Refused(
+                FailureCode::InvalidResult,
+                format!("the result URL is longer than {MAX_RESULT_URL} bytes"),
+            ));
         }
+        return Ok(output);
+    }
+    let key = result_key(row.id);
+    let invalid = FailureCode::InvalidResult;
+    let limit = deps.config.max_result_bytes;
+    match fetch::download(
+        &deps.http,
+        &output,
+        limit,
+        deps.config.download_timeout,
+        invalid,
+        invalid,
+    )
+    .await
+    {
+        Download::Image(bytes) => {
+            let size = bytes.len();
+            deps.storage
+                .put(&key, bytes)
+                .await
+                .map_err(|error| Download::Transient(error.to_string()))?;
+            Ok(format!("{INLINE_SOURCE}{size} bytes"))
+        }
+        other => Err(other),
     }
 }
 
@@ -536,6 +709,10 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         return apply(deps, row, settled, None).await;
     }
     let source = row.result_source.clone().unwrap_or_default();
+    if source.starts_with(INLINE_SOURCE) {
+        let message = "the inline result is missing from our storage";
+        return fail(deps, row, FailureCode::UploadFailed, message).await;
+    }
     let config = &deps.config;
     let fetched = fetch::download(
         &deps.http,

@@ -14,7 +14,9 @@ use super::{
     Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome,
 };
 use crate::Credits;
-use crate::batcher::{self, BatchError, BatchStore, Batcher};
+use std::sync::Arc;
+
+use crate::batcher::{self, BatchError, BatchLimits, BatchStore, Batcher, WriterHealth};
 
 /// The most commands one transaction carries; bounds transaction time and lock hold time.
 pub const DEFAULT_MAX_BATCH: usize = 512;
@@ -38,14 +40,28 @@ impl BatchStore for LedgerStore {
 pub struct Ledger {
     actor: Addr<Batcher<LedgerStore>>,
     store: LedgerStore,
+    health: Arc<WriterHealth>,
 }
 
 impl Ledger {
     /// Starts the actor on its own arbiter (thread), so that batching never waits behind
     /// HTTP handlers or generation actors.
     pub fn start(store: LedgerStore, max_batch: usize) -> Self {
-        let actor = Batcher::start(store.clone(), max_batch);
-        Self { actor, store }
+        Self::start_with(store, BatchLimits::new(max_batch))
+    }
+
+    pub fn start_with(store: LedgerStore, limits: BatchLimits) -> Self {
+        let (actor, health) = Batcher::start(store.clone(), limits);
+        Self {
+            actor,
+            store,
+            health,
+        }
+    }
+
+    /// Whether the ledger's writer runs and is not stuck.
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
     }
 
     pub fn store(&self) -> &LedgerStore {

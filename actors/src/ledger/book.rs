@@ -271,7 +271,12 @@ impl Book {
                 amount: take,
             });
         }
-        debug_assert_eq!(left, 0, "available said there was enough");
+        assert_eq!(
+            left,
+            0,
+            "{}: available said there was enough for hold {hold_id}",
+            crate::batcher::INVARIANT_VIOLATED
+        );
 
         let record = HoldRecord { row, allocations };
         self.holds.insert(hold_id, record.clone());
@@ -446,9 +451,10 @@ impl Book {
         }
         totals.available += available_delta;
         totals.held += held_delta;
-        debug_assert!(
+        assert!(
             package.remaining >= 0 && package.held >= 0,
-            "bucket went negative: {package:?}"
+            "{}: a bucket went negative: {package:?}",
+            crate::batcher::INVARIANT_VIOLATED
         );
         self.changes.packages.insert(package_id);
         self.changes.entries.push(NewEntry {

@@ -11,7 +11,7 @@ pub async fn sweep_once(ledger: &Ledger) -> Result<i64, LedgerError> {
     let now = ledger.now();
     let accounts = read::accounts_with_due_expiry(ledger.store().db(), now)
         .await
-        .map_err(|error| LedgerError::Database(error.to_string()))?;
+        .map_err(|error| LedgerError::Database(std::sync::Arc::new(error)))?;
     let outcomes = join_all(
         accounts
             .into_iter()

@@ -53,10 +53,14 @@ pub struct Limits {
     /// Calls started per second, at most (`None`: no limit).
     pub requests_per_second: Option<NonZeroU32>,
     pub breaker: Breaker,
+    /// Longest one call may take: a provider that hangs answers `Retryable` then, which
+    /// frees its slot and counts against its circuit like any failure.
+    pub call_timeout: Duration,
 }
 
 pub struct ProviderActor {
     adapter: Arc<dyn Provider>,
+    call_timeout: Duration,
     max_in_flight: usize,
     in_flight: usize,
     queue: VecDeque<Call>,
@@ -108,23 +112,24 @@ impl ProviderActor {
             }
             self.in_flight += 1;
             let adapter = self.adapter.clone();
+            let limit = self.call_timeout;
             let work: BoxFuture<'static, Result<(), ProviderError>> = Box::pin(async move {
                 // A caller that gave up dropped its receiver; the answer is then nobody's.
                 match call {
                     Call::Submit(task, reply) => {
-                        let outcome = adapter.submit(&task).await;
+                        let outcome = within(limit, adapter.submit(&task)).await;
                         let health = outcome.as_ref().map(drop).map_err(Clone::clone);
                         drop(reply.send(outcome));
                         health
                     }
                     Call::Poll(id, reply) => {
-                        let outcome = adapter.poll(&id).await;
+                        let outcome = within(limit, adapter.poll(&id)).await;
                         let health = outcome.as_ref().map(drop).map_err(Clone::clone);
                         drop(reply.send(outcome));
                         health
                     }
                     Call::Cancel(id, reply) => {
-                        let outcome = adapter.cancel(&id).await;
+                        let outcome = within(limit, adapter.cancel(&id)).await;
                         let health = outcome.clone();
                         drop(reply.send(outcome));
                         health
@@ -166,6 +171,18 @@ impl ProviderActor {
     }
 }
 
+/// `call`, or a retryable failure once `limit` has passed.
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(ProviderError::Retryable(format!(
+            "no answer within {limit:?}"
+        )))
+    })
+}
+
 impl Actor for ProviderActor {
     type Context = Context<Self>;
 }
@@ -191,6 +208,7 @@ impl ProviderHandle {
     pub fn start(adapter: Arc<dyn Provider>, limits: Limits) -> Self {
         let actor = ProviderActor {
             adapter: adapter.clone(),
+            call_timeout: limits.call_timeout,
             max_in_flight: limits.max_concurrency.max(1),
             in_flight: 0,
             queue: VecDeque::new(),
@@ -304,6 +322,7 @@ mod tests {
             max_concurrency: max,
             requests_per_second: rate.and_then(NonZeroU32::new),
             breaker,
+            call_timeout: Duration::from_secs(5),
         }
     }
 

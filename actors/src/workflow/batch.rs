@@ -1,12 +1,19 @@
 //! Workflow writes, many per transaction. Creating a workflow writes the row, its hold and its
 //! first event; a transition checks the version it was read at, moves the state, appends its
-//! event and — for a terminal state — settles or releases the hold. A batch applies its
-//! commands in order inside ONE transaction, so each command is exactly as atomic as alone
-//! while the commit is shared: SQLite admits one writer, and this is how it keeps up.
+//! event, marks the callbacks it consumed as processed and — for a terminal state — settles or
+//! releases the hold. A batch applies its commands in order inside ONE transaction, so each
+//! command is exactly as atomic as alone while the commit is shared: SQLite admits one writer,
+//! and this is how it keeps up.
+//!
+//! A batch runs in three steps, as the ledger's does: load (every row and idempotency key the
+//! commands name, rows under lock), decide (each command in order against the rows as the
+//! earlier commands left them, in memory), write (what was decided, a few statements per
+//! table).
 //!
 //! A compare-and-set that does not match, or an event that is not a transition from the row's
 //! state, is an outcome (`Stale`), not an error: it writes nothing and the rest of the batch goes
-//! on. A database error fails the whole batch, which is then retried whole.
+//! on. A database error fails the whole batch; the batcher then retries its commands one by
+//! one, so one bad command cannot hold back the others.
 use std::collections::{HashMap, HashSet};
 
 use atelier_entities::workflow::{self, WorkflowState};
@@ -36,6 +43,9 @@ pub enum WriteCommand {
         event: Event,
         /// When the engine should look at the workflow again (ignored when terminal).
         next_attempt_at: Option<DateTime<Utc>>,
+        /// Inbox rows (callbacks) this transition acts on: marked processed in its
+        /// transaction, so that a crash can never keep the callback's news and lose its effect.
+        consumes: Vec<i64>,
     },
     /// Records another attempt in the current state and when to look again, if the row is
     /// still at `expected_version`.
@@ -45,7 +55,7 @@ pub enum WriteCommand {
         attempt: i32,
         next_attempt_at: DateTime<Utc>,
     },
-    /// Marks stored callbacks as dealt with.
+    /// Marks stored callbacks as dealt with (ones that decide nothing).
     CallbacksProcessed {
         inbox_ids: Vec<i64>,
     },
@@ -71,6 +81,14 @@ impl WriteCommand {
             _ => None,
         }
     }
+
+    /// The workflow row the command changes, if it names one.
+    fn row_id(&self) -> Option<Uuid> {
+        match self {
+            WriteCommand::Transition { id, .. } | WriteCommand::Reschedule { id, .. } => Some(*id),
+            WriteCommand::Create(_) | WriteCommand::CallbacksProcessed { .. } => None,
+        }
+    }
 }
 
 pub async fn apply(
@@ -87,51 +105,52 @@ pub async fn apply(
     .await
 }
 
-/// What one command will do, decided before the ledger has answered.
-enum Plan {
-    Done(WriteOutcome),
-    /// A new workflow, pending its hold (the ledger command's index).
-    Create {
-        new: NewWorkflow,
-        hold_id: Uuid,
-        ledger: usize,
-    },
-    /// A transition of `rows[id]` from `from` (version `version`), with the ledger command
-    /// settling or releasing its hold, if terminal.
-    Transition {
-        id: Uuid,
-        from: workflow::Model,
-        event: Event,
-        ledger: Option<usize>,
-    },
-}
-
 async fn apply_in(
     txn: &DatabaseTransaction,
     commands: &[WriteCommand],
     now: DateTime<Utc>,
 ) -> Result<Vec<WriteOutcome>, DbErr> {
-    // Load, under lock, every row the transitions name and every idempotency key claimed.
+    let mut loaded = load(txn, commands).await?;
+    let decided = decide(txn, commands, &mut loaded, now).await?;
+    let ledger_outcomes = if decided.ledger.is_empty() {
+        Vec::new()
+    } else {
+        crate::ledger::store::apply_in(txn, &decided.ledger, now).await?
+    };
+    let (outcomes, writes) = conclude(decided, &ledger_outcomes, now)?;
+    write(txn, writes, &loaded, now).await?;
+    Ok(outcomes)
+}
+
+/// What a batch reads before deciding anything.
+struct Loaded {
+    /// The rows the commands name, under lock; `decide` moves them in memory.
+    rows: HashMap<Uuid, workflow::Model>,
+    /// Each row's version as read: the compare-and-set of its single UPDATE.
+    read_versions: HashMap<Uuid, i64>,
+    /// Idempotency keys already claimed: (account, key) → (request hash, workflow).
+    replays: HashMap<(Uuid, String), (String, Uuid)>,
+}
+
+async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Loaded, DbErr> {
     let ids: Vec<Uuid> = commands
         .iter()
-        .filter_map(|command| match command {
-            WriteCommand::Transition { id, .. } | WriteCommand::Reschedule { id, .. } => Some(*id),
-            WriteCommand::Create(_) | WriteCommand::CallbacksProcessed { .. } => None,
-        })
+        .filter_map(WriteCommand::row_id)
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let mut rows: HashMap<Uuid, workflow::Model> = HashMap::new();
+    let mut rows = HashMap::new();
     if !ids.is_empty() {
-        let loaded = workflow::Entity::find()
+        let locked = workflow::Entity::find()
             .filter(workflow::Column::Id.is_in(ids))
             .order_by_asc(workflow::Column::Id)
             .lock_exclusive()
             .all(txn)
             .await?;
-        rows.extend(loaded.into_iter().map(|row| (row.id, row)));
+        rows.extend(locked.into_iter().map(|row| (row.id, row)));
     }
-    let mut replays: HashMap<(Uuid, String), (String, Uuid)> = HashMap::new();
+    let read_versions = rows.iter().map(|(id, row)| (*id, row.version)).collect();
+    let mut replays = HashMap::new();
     for (account_id, key) in commands.iter().filter_map(WriteCommand::claimed_key) {
         let existing = idempotency_key::Entity::find_by_id((
             account_id,
@@ -147,16 +166,72 @@ async fn apply_in(
             );
         }
     }
+    Ok(Loaded {
+        rows,
+        read_versions,
+        replays,
+    })
+}
 
-    // Decide, in order, against the rows as earlier commands of the batch left them.
-    let mut ledger_commands = Vec::new();
-    let mut plans = Vec::with_capacity(commands.len());
-    let mut processed: Vec<i64> = Vec::new();
-    let mut changed: Vec<(Uuid, i64)> = Vec::new();
+/// What one command will do, decided before the ledger has answered.
+enum Plan {
+    Done(WriteOutcome),
+    /// A new workflow, pending its hold (the ledger command's index).
+    Create {
+        new: NewWorkflow,
+        hold_id: Uuid,
+        ledger: usize,
+    },
+    /// A transition of the row from `from` to `to` (at `version`), with the ledger command
+    /// settling or releasing its hold, if terminal.
+    Transition {
+        from: workflow::Model,
+        to: workflow::Model,
+        event: Event,
+        ledger: Option<usize>,
+        consumes: Vec<i64>,
+    },
+}
+
+struct Decided {
+    plans: Vec<Plan>,
+    ledger: Vec<Command>,
+    processed: Vec<i64>,
+    /// Rows a command changed, in the order first changed.
+    changed: Vec<Uuid>,
+}
+
+impl Decided {
+    fn touch(&mut self, id: Uuid) {
+        if !self.changed.contains(&id) {
+            self.changed.push(id);
+        }
+    }
+
+    fn ledger_command(&mut self, command: Command) -> usize {
+        self.ledger.push(command);
+        self.ledger.len() - 1
+    }
+}
+
+/// Decides, in order, what each command does against the rows as earlier commands of the
+/// batch left them.
+async fn decide(
+    txn: &DatabaseTransaction,
+    commands: &[WriteCommand],
+    loaded: &mut Loaded,
+    now: DateTime<Utc>,
+) -> Result<Decided, DbErr> {
+    let mut decided = Decided {
+        plans: Vec::with_capacity(commands.len()),
+        ledger: Vec::new(),
+        processed: Vec::new(),
+        changed: Vec::new(),
+    };
     for command in commands {
         let plan = match command {
             WriteCommand::CallbacksProcessed { inbox_ids } => {
-                processed.extend(inbox_ids);
+                decided.processed.extend(inbox_ids);
                 Plan::Done(WriteOutcome::CallbacksProcessed)
             }
             WriteCommand::Reschedule {
@@ -165,206 +240,238 @@ async fn apply_in(
                 attempt,
                 next_attempt_at,
             } => {
-                let current = rows
+                let row = loaded
+                    .rows
                     .get_mut(id)
                     .filter(|row| row.version == *expected_version && !row.state.is_terminal());
-                let applied = current.is_some();
-                if let Some(row) = current {
-                    if !changed.iter().any(|(changed_id, _)| changed_id == id) {
-                        changed.push((*id, row.version));
-                    }
+                let applied = row.is_some();
+                if let Some(row) = row {
                     row.attempt = *attempt;
                     row.next_attempt_at = Some(*next_attempt_at);
                     row.updated_at = now;
+                    decided.touch(*id);
                 }
                 Plan::Done(WriteOutcome::Rescheduled(applied))
             }
-            WriteCommand::Create(new) => {
-                let replay = new.idempotency.as_ref().and_then(|(key, hash)| {
-                    replays
-                        .get(&(new.account_id, key.clone()))
-                        .map(|found| (hash, found))
-                });
-                match replay {
-                    Some((hash, (stored_hash, _))) if hash != stored_hash => {
-                        Plan::Done(WriteOutcome::Create(CreateOutcome::KeyConflict))
-                    }
-                    Some((_, (_, resource_id))) => {
-                        let row = workflow::Entity::find_by_id(*resource_id)
-                            .one(txn)
-                            .await?
-                            .ok_or_else(|| DbErr::RecordNotFound("idempotent workflow".into()))?;
-                        Plan::Done(WriteOutcome::Create(CreateOutcome::Replayed(row)))
-                    }
-                    None => {
-                        let hold_id = Uuid::now_v7();
-                        ledger_commands.push(Command::Hold {
-                            hold_id,
-                            account_id: new.account_id,
-                            credits: new.cost,
-                            generation_id: Some(new.id),
-                        });
-                        Plan::Create {
-                            new: new.clone(),
-                            hold_id,
-                            ledger: ledger_commands.len() - 1,
-                        }
-                    }
-                }
-            }
+            WriteCommand::Create(new) => decide_create(txn, new, loaded, &mut decided).await?,
             WriteCommand::Transition {
                 id,
                 expected_version,
                 event,
                 next_attempt_at,
-            } => match rows.get_mut(id) {
-                None => Plan::Done(WriteOutcome::Transition(TransitionOutcome::NotFound)),
-                Some(row) => {
-                    let to = machine::next(row.state, event)
-                        .filter(|_| expected_version.is_none_or(|version| version == row.version));
-                    match to {
-                        None => Plan::Done(WriteOutcome::Transition(TransitionOutcome::Stale(
-                            row.clone(),
-                        ))),
-                        Some(to) => {
-                            let from = row.clone();
-                            let ledger = match event {
-                                Event::Stored { charge, .. } => Some(Command::Settle {
-                                    hold_id: row.hold_id,
-                                    amount: *charge,
-                                }),
-                                Event::Failed { .. } => Some(Command::Release {
-                                    hold_id: row.hold_id,
-                                }),
-                                _ => None,
-                            }
-                            .map(|command| {
-                                ledger_commands.push(command);
-                                ledger_commands.len() - 1
-                            });
-                            apply_event(row, to, event, *next_attempt_at, now);
-                            Plan::Transition {
-                                id: *id,
-                                from,
-                                event: event.clone(),
-                                ledger,
-                            }
-                        }
-                    }
+                consumes,
+            } => {
+                let Some(row) = loaded.rows.get_mut(id) else {
+                    decided.plans.push(Plan::Done(WriteOutcome::Transition(
+                        TransitionOutcome::NotFound,
+                    )));
+                    continue;
+                };
+                let to = machine::next(row.state, event)
+                    .filter(|_| expected_version.is_none_or(|version| version == row.version));
+                let Some(to) = to else {
+                    let stale = TransitionOutcome::Stale(row.clone());
+                    decided
+                        .plans
+                        .push(Plan::Done(WriteOutcome::Transition(stale)));
+                    continue;
+                };
+                let from = row.clone();
+                let ledger = machine::ledger_command(event, row)
+                    .map(|command| decided.ledger_command(command));
+                machine::apply_event(row, to, event, *next_attempt_at, now);
+                decided.touch(*id);
+                Plan::Transition {
+                    from,
+                    to: row.clone(),
+                    event: event.clone(),
+                    ledger,
+                    consumes: consumes.clone(),
                 }
-            },
+            }
         };
-        plans.push(plan);
+        decided.plans.push(plan);
     }
+    Ok(decided)
+}
 
-    let ledger_outcomes = if ledger_commands.is_empty() {
-        Vec::new()
-    } else {
-        crate::ledger::store::apply_in(txn, &ledger_commands, now).await?
+async fn decide_create(
+    txn: &DatabaseTransaction,
+    new: &NewWorkflow,
+    loaded: &Loaded,
+    decided: &mut Decided,
+) -> Result<Plan, DbErr> {
+    let replay = new.idempotency.as_ref().and_then(|(key, hash)| {
+        loaded
+            .replays
+            .get(&(new.account_id, key.clone()))
+            .map(|found| (hash, found))
+    });
+    Ok(match replay {
+        Some((hash, (stored_hash, _))) if hash != stored_hash => {
+            Plan::Done(WriteOutcome::Create(CreateOutcome::KeyConflict))
+        }
+        Some((_, (_, resource_id))) => {
+            let row = workflow::Entity::find_by_id(*resource_id)
+                .one(txn)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound("idempotent workflow".into()))?;
+            Plan::Done(WriteOutcome::Create(CreateOutcome::Replayed(row)))
+        }
+        None => {
+            let hold_id = Uuid::now_v7();
+            let ledger = decided.ledger_command(Command::Hold {
+                hold_id,
+                account_id: new.account_id,
+                credits: new.cost,
+                generation_id: Some(new.id),
+            });
+            Plan::Create {
+                new: new.clone(),
+                hold_id,
+                ledger,
+            }
+        }
+    })
+}
+
+/// Rows to write, gathered from the plans once the ledger has answered.
+#[derive(Default)]
+struct Writes {
+    created: Vec<workflow::Model>,
+    events: Vec<workflow_event::ActiveModel>,
+    keys: Vec<idempotency_key::ActiveModel>,
+    processed: Vec<i64>,
+    changed: Vec<Uuid>,
+}
+
+/// Each command's outcome, and the rows that carry it out. A ledger answer that contradicts
+/// the workflow (a hold that would not settle for a live workflow) is a broken invariant: the
+/// batch fails and nothing is written.
+fn conclude(
+    decided: Decided,
+    ledger: &[Outcome],
+    now: DateTime<Utc>,
+) -> Result<(Vec<WriteOutcome>, Writes), DbErr> {
+    let mut writes = Writes {
+        processed: decided.processed,
+        changed: decided.changed,
+        ..Writes::default()
     };
-
-    // Write what the plans decided.
-    let mut created = Vec::new();
-    let mut events = Vec::new();
-    let mut keys = Vec::new();
-    let mut outcomes = Vec::with_capacity(plans.len());
-    for plan in plans {
-        match plan {
-            Plan::Done(outcome) => outcomes.push(outcome),
+    let mut outcomes = Vec::with_capacity(decided.plans.len());
+    for plan in decided.plans {
+        let outcome = match plan {
+            Plan::Done(outcome) => outcome,
             Plan::Create {
                 new,
                 hold_id,
-                ledger,
-            } => match &ledger_outcomes[ledger] {
-                Outcome::Hold(HoldOutcome::Held(_)) => {
-                    let row = new_row(&new, hold_id, now);
-                    events.push(event_row(
-                        new.id,
-                        None,
-                        WorkflowState::Reserved,
-                        "credits held",
-                        0,
-                        now,
-                    ));
-                    if let Some((key, hash)) = &new.idempotency {
-                        keys.push(idempotency_key::ActiveModel {
-                            account_id: Set(new.account_id),
-                            scope: Set(IDEMPOTENCY_SCOPE.into()),
-                            key: Set(key.clone()),
-                            request_hash: Set(hash.clone()),
-                            resource_id: Set(new.id),
-                            created_at: Set(now),
-                        });
-                    }
-                    created.push(row.clone());
-                    outcomes.push(WriteOutcome::Create(CreateOutcome::Created(row)));
-                }
-                Outcome::Hold(HoldOutcome::InsufficientCredits {
-                    available,
-                    requested,
-                }) => {
-                    outcomes.push(WriteOutcome::Create(CreateOutcome::InsufficientCredits {
-                        available: *available,
-                        requested: *requested,
-                    }));
-                }
-                other => {
-                    return Err(DbErr::Custom(format!(
-                        "hold for a new workflow answered {other:?}"
-                    )));
-                }
-            },
+                ledger: index,
+            } => WriteOutcome::Create(conclude_create(
+                &new,
+                hold_id,
+                &ledger[index],
+                &mut writes,
+                now,
+            )?),
             Plan::Transition {
-                id,
                 from,
+                to,
                 event,
-                ledger,
+                ledger: index,
+                consumes,
             } => {
-                if let Some(index) = ledger {
+                if let Some(index) = index {
                     let resolved = matches!(
-                        ledger_outcomes[index],
+                        ledger[index],
                         Outcome::Settle(SettleOutcome::Settled { .. })
                             | Outcome::Release(ReleaseOutcome::Released { .. })
                     );
                     if !resolved {
                         return Err(DbErr::Custom(format!(
-                            "workflow {id} in {} has hold {} that answered {:?}",
+                            "workflow {} in {} has hold {} that answered {:?}",
+                            from.id,
                             from.state.as_str(),
                             from.hold_id,
-                            ledger_outcomes[index]
+                            ledger[index]
                         )));
                     }
                 }
-                let to = rows[&id].state;
-                events.push(event_row(
-                    id,
+                writes.events.push(event_row(
+                    from.id,
                     Some(from.state),
-                    to,
+                    &to,
                     &event.reason(),
                     from.attempt,
-                    now,
                 ));
-                if !changed.iter().any(|(changed_id, _)| *changed_id == id) {
-                    changed.push((id, from.version));
-                }
-                outcomes.push(WriteOutcome::Transition(TransitionOutcome::Applied(
-                    rows[&id].clone(),
-                )));
+                writes.processed.extend(consumes);
+                WriteOutcome::Transition(TransitionOutcome::Applied(to))
             }
-        }
+        };
+        outcomes.push(outcome);
     }
-    if !created.is_empty() {
-        let models = created.into_iter().map(IntoActiveModel::into_active_model);
+    Ok((outcomes, writes))
+}
+
+fn conclude_create(
+    new: &NewWorkflow,
+    hold_id: Uuid,
+    hold: &Outcome,
+    writes: &mut Writes,
+    now: DateTime<Utc>,
+) -> Result<CreateOutcome, DbErr> {
+    match hold {
+        Outcome::Hold(HoldOutcome::Held(_)) => {
+            let row = new_row(new, hold_id, now);
+            writes
+                .events
+                .push(event_row(new.id, None, &row, "credits held", 0));
+            if let Some((key, hash)) = &new.idempotency {
+                writes.keys.push(idempotency_key::ActiveModel {
+                    account_id: Set(new.account_id),
+                    scope: Set(IDEMPOTENCY_SCOPE.into()),
+                    key: Set(key.clone()),
+                    request_hash: Set(hash.clone()),
+                    resource_id: Set(new.id),
+                    created_at: Set(now),
+                });
+            }
+            writes.created.push(row.clone());
+            Ok(CreateOutcome::Created(row))
+        }
+        Outcome::Hold(HoldOutcome::InsufficientCredits {
+            available,
+            requested,
+        }) => Ok(CreateOutcome::InsufficientCredits {
+            available: *available,
+            requested: *requested,
+        }),
+        other => Err(DbErr::Custom(format!(
+            "hold for a new workflow answered {other:?}"
+        ))),
+    }
+}
+
+async fn write(
+    txn: &DatabaseTransaction,
+    writes: Writes,
+    loaded: &Loaded,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if !writes.created.is_empty() {
+        let models = writes
+            .created
+            .into_iter()
+            .map(IntoActiveModel::into_active_model);
         workflow::Entity::insert_many(models)
             .exec_without_returning(txn)
             .await?;
     }
-    for (id, version_read) in changed {
-        let row = &rows[&id];
+    for id in writes.changed {
+        let row = &loaded.rows[&id];
         let update = workflow::Entity::update_many()
             .set(changed_columns(row))
             .filter(workflow::Column::Id.eq(id))
-            .filter(workflow::Column::Version.eq(version_read))
+            .filter(workflow::Column::Version.eq(loaded.read_versions[&id]))
             .exec(txn)
             .await?;
         if update.rows_affected != 1 {
@@ -374,69 +481,27 @@ async fn apply_in(
             )));
         }
     }
-    if !processed.is_empty() {
+    if !writes.processed.is_empty() {
         webhook_inbox::Entity::update_many()
             .set(webhook_inbox::ActiveModel {
                 processed_at: Set(Some(now)),
                 ..Default::default()
             })
-            .filter(webhook_inbox::Column::Id.is_in(processed))
+            .filter(webhook_inbox::Column::Id.is_in(writes.processed))
             .exec(txn)
             .await?;
     }
-    if !keys.is_empty() {
-        idempotency_key::Entity::insert_many(keys)
+    if !writes.keys.is_empty() {
+        idempotency_key::Entity::insert_many(writes.keys)
             .exec_without_returning(txn)
             .await?;
     }
-    if !events.is_empty() {
-        workflow_event::Entity::insert_many(events)
+    if !writes.events.is_empty() {
+        workflow_event::Entity::insert_many(writes.events)
             .exec_without_returning(txn)
             .await?;
     }
-    Ok(outcomes)
-}
-
-/// Moves the in-memory row as the transition says.
-fn apply_event(
-    row: &mut workflow::Model,
-    to: WorkflowState,
-    event: &Event,
-    next_attempt_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) {
-    let attempted = row.attempt + 1;
-    row.state = to;
-    row.version += 1;
-    row.attempt = 0;
-    row.next_attempt_at = if to.is_terminal() {
-        None
-    } else {
-        next_attempt_at
-    };
-    row.updated_at = now;
-    match event {
-        Event::Accepted { task_id } => row.provider_task_id = Some(task_id.clone()),
-        Event::Waiting => {}
-        // Staying in the state, these count as attempts: failing over does not start afresh.
-        Event::FailedOver { to, charge, .. } => {
-            row.provider = to.clone();
-            row.charge = Some(*charge).filter(|charge| *charge < row.cost);
-            row.attempt = attempted;
-        }
-        Event::Deferred { .. } => row.attempt = attempted,
-        Event::ResultReady { source, charge } => {
-            row.result_source = Some(source.clone());
-            if let Some(reported) = charge {
-                row.charge = Some((*reported).clamp(0, row.charge_due())).filter(|c| *c < row.cost);
-            }
-        }
-        Event::Stored { key, .. } => row.result_key = Some(key.clone()),
-        Event::Failed { code, message } => {
-            row.error_code = Some(code.as_str().to_owned());
-            row.error_message = Some(message.clone());
-        }
-    }
+    Ok(())
 }
 
 /// The columns a transition may change.
@@ -483,21 +548,23 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
     }
 }
 
+/// The timeline entry of a move to `to` (the row as the move left it: its state and version
+/// are the event's own, whatever later commands of the batch do to the row).
 fn event_row(
     workflow_id: Uuid,
     from: Option<WorkflowState>,
-    to: WorkflowState,
+    to: &workflow::Model,
     reason: &str,
     attempt: i32,
-    at: DateTime<Utc>,
 ) -> workflow_event::ActiveModel {
     workflow_event::ActiveModel {
         id: NotSet,
         workflow_id: Set(workflow_id),
         from_state: Set(from),
-        to_state: Set(to),
+        to_state: Set(to.state),
         reason: Set(reason.chars().take(255).collect()),
         attempt: Set(attempt),
-        at: Set(at),
+        version: Set(to.version),
+        at: Set(to.updated_at),
     }
 }

@@ -1,6 +1,12 @@
 //! The workflow state machine of DESIGN.md §1, as one table. Everything that changes a
-//! workflow's state asks `next` first; a pair missing from the table is not a transition.
+//! workflow's state asks `next` first; a pair missing from the table is not a transition. What
+//! a transition does to the row (`apply_event`) and to the ledger (`ledger_command`) is decided
+//! here too, so that a transition and its effects are read together.
+use atelier_entities::workflow::Model as Row;
 use atelier_entities::workflow::WorkflowState::{self, *};
+use chrono::{DateTime, Utc};
+
+use crate::ledger::Command;
 
 /// Why a workflow ended `released`: the API's `error.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,12 +52,32 @@ pub enum Event {
     /// other can take the task); recorded so that the timeline shows why it waits.
     Deferred { why: String },
     /// The provider says the result is ready at `source`; `charge` is the actual cost it
-    /// reported, when it did.
-    ResultReady { source: String, charge: Option<i64> },
+    /// reported, when it did; `via` is how we learnt it.
+    ResultReady {
+        source: String,
+        charge: Option<i64>,
+        via: Via,
+    },
     /// The result is in our storage under `key`; the hold is settled for `charge` credits.
     Stored { key: String, charge: i64 },
     /// The workflow ends without a result; the hold is released.
     Failed { code: FailureCode, message: String },
+}
+
+/// How the engine learnt a task's outcome, for the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Callback,
+    Poll,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Callback => "callback",
+            Via::Poll => "poll",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +113,15 @@ impl Event {
             Event::Deferred { why } => why.clone(),
             Event::ResultReady {
                 charge: Some(charge),
+                via,
                 ..
-            } => format!("provider reported a result; actual cost {charge}"),
-            Event::ResultReady { charge: None, .. } => "provider reported a result".into(),
+            } => format!(
+                "provider reported a result by {}; actual cost {charge}",
+                via.as_str()
+            ),
+            Event::ResultReady {
+                charge: None, via, ..
+            } => format!("provider reported a result by {}", via.as_str()),
             Event::Stored { key, charge } => format!("result stored as {key}; charged {charge}"),
             Event::Failed { code, message } => format!("{}: {message}", code.as_str()),
         }
@@ -122,6 +154,66 @@ pub fn next(from: WorkflowState, event: &Event) -> Option<WorkflowState> {
         .map(|(_, _, to)| *to)
 }
 
+/// The states a workflow still has work in.
+pub const LIVE: [WorkflowState; 4] = [Reserved, Submitted, AwaitingCallback, Uploading];
+
+/// The credit effect of moving `row` by `event`: a terminal transition settles or releases
+/// the workflow's hold, in the same transaction.
+pub fn ledger_command(event: &Event, row: &Row) -> Option<Command> {
+    match event {
+        Event::Stored { charge, .. } => Some(Command::Settle {
+            hold_id: row.hold_id,
+            amount: *charge,
+        }),
+        Event::Failed { .. } => Some(Command::Release {
+            hold_id: row.hold_id,
+        }),
+        _ => None,
+    }
+}
+
+/// Moves the in-memory row to `to` as `event` says (`to` is what `next` answered).
+pub fn apply_event(
+    row: &mut Row,
+    to: WorkflowState,
+    event: &Event,
+    next_attempt_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let attempted = row.attempt + 1;
+    row.state = to;
+    row.version += 1;
+    row.attempt = 0;
+    row.next_attempt_at = if to.is_terminal() {
+        None
+    } else {
+        next_attempt_at
+    };
+    row.updated_at = now;
+    match event {
+        Event::Accepted { task_id } => row.provider_task_id = Some(task_id.clone()),
+        Event::Waiting => {}
+        // Staying in the state, these count as attempts: failing over does not start afresh.
+        Event::FailedOver { to, charge, .. } => {
+            row.provider = to.clone();
+            row.charge = Some(*charge).filter(|charge| *charge < row.cost);
+            row.attempt = attempted;
+        }
+        Event::Deferred { .. } => row.attempt = attempted,
+        Event::ResultReady { source, charge, .. } => {
+            row.result_source = Some(source.clone());
+            if let Some(reported) = charge {
+                row.charge = Some((*reported).clamp(0, row.charge_due())).filter(|c| *c < row.cost);
+            }
+        }
+        Event::Stored { key, .. } => row.result_key = Some(key.clone()),
+        Event::Failed { code, message } => {
+            row.error_code = Some(code.as_str().to_owned());
+            row.error_message = Some(message.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +235,7 @@ mod tests {
             Event::ResultReady {
                 source: "s".into(),
                 charge: None,
+                via: Via::Callback,
             },
             Event::Stored {
                 key: "k".into(),
@@ -185,6 +278,7 @@ mod tests {
                 &Event::ResultReady {
                     source: "s".into(),
                     charge: None,
+                    via: Via::Poll,
                 }
             ),
             None

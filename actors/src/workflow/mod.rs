@@ -8,4 +8,4 @@ pub mod verify;
 pub mod writer;
 
 pub use atelier_entities::workflow::WorkflowState;
-pub use machine::{Event, FailureCode};
+pub use machine::{Event, FailureCode, Via};

@@ -1,5 +1,5 @@
-//! Workflow rows in the database: single creates and transitions (each its own transaction,
-//! through `batch`), rescheduled attempts, and reads. No transaction here waits on anything but
+//! Workflow rows in the database: a single transition in its own transaction (through
+//! `batch`), and reads. No transaction here waits on anything but
 //! the database.
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
@@ -41,21 +41,6 @@ pub enum CreateOutcome {
     },
 }
 
-/// Creates one workflow with its hold, in its own transaction.
-pub async fn create(
-    db: &DatabaseConnection,
-    new: &NewWorkflow,
-    now: DateTime<Utc>,
-) -> Result<CreateOutcome, DbErr> {
-    match batch::apply(db, &[WriteCommand::Create(new.clone())], now)
-        .await?
-        .pop()
-    {
-        Some(WriteOutcome::Create(outcome)) => Ok(outcome),
-        other => Err(DbErr::Custom(format!("a create answered {other:?}"))),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransitionOutcome {
     Applied(workflow::Model),
@@ -81,6 +66,7 @@ pub async fn transition(
         expected_version,
         event: event.clone(),
         next_attempt_at,
+        consumes: Vec::new(),
     };
     match batch::apply(db, &[command], now).await?.pop() {
         Some(WriteOutcome::Transition(outcome)) => Ok(outcome),

@@ -1,12 +1,15 @@
-//! Checks DESIGN.md §4 invariants 4–6 over the whole database (7, replay safety, is a property
-//! of the code paths and is proven by tests):
+//! Checks DESIGN.md §4 invariants 4–6 and 8 over the whole database (7, replay safety, is a
+//! property of the code paths and is proven by tests):
 //!
-//! 4. a terminal workflow's hold is resolved (settled for `settled`, released for `released`);
-//!    a non-terminal one's hold is open;
+//! 4. a terminal workflow's hold is resolved (settled for `settled`, released for `released`),
+//!    and a settled one consumed exactly the charge due; a non-terminal one's hold is open;
 //! 5. a `settled` workflow's result object exists in our storage;
-//! 6. every non-terminal workflow has a deadline, and none is past it by more than `grace`.
+//! 6. every non-terminal workflow has a deadline, and none is past it by more than `grace`;
+//! 8. a workflow's events form a chain: the first `from` is null, each `from` is the previous
+//!    `to`, the last `to` is the current state, and versions run 0, 1, … up to the row's.
 use atelier_entities::hold::{self, HoldState};
 use atelier_entities::workflow::{self, WorkflowState};
+use atelier_entities::workflow_event;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -43,8 +46,17 @@ pub async fn verify_workflows<C: ConnectionTrait>(
             .into_iter()
             .map(|row| (row.id, row))
             .collect();
+        let mut timelines = timelines(db, &page).await?;
         for row in page {
             let subject = format!("workflow {}", row.id);
+            let events = timelines.remove(&row.id).unwrap_or_default();
+            if let Some(detail) = broken_chain(&row, &events) {
+                violations.push(Violation {
+                    invariant: 8,
+                    subject: subject.clone(),
+                    detail,
+                });
+            }
             let expected = match row.state {
                 WorkflowState::Settled => HoldState::Settled,
                 WorkflowState::Released => HoldState::Released,
@@ -65,6 +77,20 @@ pub async fn verify_workflows<C: ConnectionTrait>(
                         hold.state.as_str()
                     ),
                 }),
+                Some(hold)
+                    if row.state == WorkflowState::Settled
+                        && hold.settled_amount != row.charge_due() =>
+                {
+                    violations.push(Violation {
+                        invariant: 4,
+                        subject: subject.clone(),
+                        detail: format!(
+                            "settled {} credits where {} were due",
+                            hold.settled_amount,
+                            row.charge_due()
+                        ),
+                    })
+                }
                 Some(_) => {}
             }
             if row.state == WorkflowState::Settled {
@@ -97,4 +123,67 @@ pub async fn verify_workflows<C: ConnectionTrait>(
         }
     }
     Ok(violations)
+}
+
+/// The events of `page`'s workflows, each workflow's in order.
+async fn timelines<C: ConnectionTrait>(
+    db: &C,
+    page: &[workflow::Model],
+) -> Result<HashMap<uuid::Uuid, Vec<workflow_event::Model>>, DbErr> {
+    let mut timelines: HashMap<uuid::Uuid, Vec<workflow_event::Model>> = HashMap::new();
+    let ids: Vec<uuid::Uuid> = page.iter().map(|row| row.id).collect();
+    // A few hundred ids per query keep the statement well within every bound-parameter limit.
+    for chunk in ids.chunks(500) {
+        let events = workflow_event::Entity::find()
+            .filter(workflow_event::Column::WorkflowId.is_in(chunk.iter().copied()))
+            .order_by_asc(workflow_event::Column::Id)
+            .all(db)
+            .await?;
+        for event in events {
+            timelines.entry(event.workflow_id).or_default().push(event);
+        }
+    }
+    Ok(timelines)
+}
+
+/// What breaks invariant 8 for `row` and its `events` (in id order), if anything.
+pub fn broken_chain(row: &workflow::Model, events: &[workflow_event::Model]) -> Option<String> {
+    let Some(first) = events.first() else {
+        return Some("has no events".into());
+    };
+    if let Some(from) = first.from_state {
+        return Some(format!("its first event comes from {}", from.as_str()));
+    }
+    for (index, pair) in events.windows(2).enumerate() {
+        let (before, after) = (&pair[0], &pair[1]);
+        if after.from_state != Some(before.to_state) {
+            return Some(format!(
+                "event {} comes from {} but the one before led to {}",
+                index + 1,
+                after.from_state.map_or("nothing", WorkflowState::as_str),
+                before.to_state.as_str()
+            ));
+        }
+    }
+    if let Some((index, event)) = events
+        .iter()
+        .enumerate()
+        .find(|(index, event)| event.version != *index as i64)
+    {
+        return Some(format!(
+            "event {index} has version {} (versions must run 0, 1, …)",
+            event.version
+        ));
+    }
+    let last = events.last().expect("not empty");
+    if last.to_state != row.state || last.version != row.version {
+        return Some(format!(
+            "its last event leads to {} at version {}, but it is {} at version {}",
+            last.to_state.as_str(),
+            last.version,
+            row.state.as_str(),
+            row.version
+        ));
+    }
+    None
 }

@@ -11,15 +11,21 @@ use super::batch::{self, WriteCommand, WriteOutcome};
 use super::machine::Event;
 use super::store::{CreateOutcome, NewWorkflow, TransitionOutcome};
 use crate::Clock;
-use crate::batcher::{self, BatchError, BatchStore, Batcher};
+use crate::batcher::{self, BatchError, BatchLimits, BatchStore, Batcher, WriterHealth};
 
 /// Most workflow writes one transaction carries.
 pub const DEFAULT_MAX_BATCH: usize = 256;
+
+/// Fault injection for tests: called with each command of a batch; `true` makes that command
+/// fail as a crash before its commit would: the commands before it in the batch commit on
+/// their own (as if in an earlier transaction), the rest of the batch does not.
+pub type BatchFault = Arc<dyn Fn(&WriteCommand) -> bool + Send + Sync>;
 
 #[derive(Clone)]
 pub struct WorkflowStore {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
+    fault: Option<BatchFault>,
 }
 
 #[async_trait::async_trait]
@@ -29,7 +35,19 @@ impl BatchStore for WorkflowStore {
     const NAME: &'static str = "workflow";
 
     async fn apply(&self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, DbErr> {
-        batch::apply(&self.db, commands, self.clock.now()).await
+        let now = self.clock.now();
+        if let Some(fault) = &self.fault
+            && let Some(at) = commands.iter().position(|command| fault(command))
+        {
+            if at > 0 {
+                batch::apply(&self.db, &commands[..at], now).await?;
+            }
+            return Err(DbErr::Custom(format!(
+                "injected fault at {:?}",
+                commands[at]
+            )));
+        }
+        batch::apply(&self.db, commands, now).await
     }
 
     /// Two creates under one idempotency key go to separate batches, so that the second one
@@ -45,13 +63,27 @@ impl BatchStore for WorkflowStore {
 #[derive(Clone)]
 pub struct Workflows {
     actor: Addr<Batcher<WorkflowStore>>,
+    health: Arc<WriterHealth>,
 }
 
 impl Workflows {
     pub fn start(db: DatabaseConnection, clock: Arc<dyn Clock>, max_batch: usize) -> Self {
-        Self {
-            actor: Batcher::start(WorkflowStore { db, clock }, max_batch),
-        }
+        Self::start_with(db, clock, BatchLimits::new(max_batch), None)
+    }
+
+    pub fn start_with(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        limits: BatchLimits,
+        fault: Option<BatchFault>,
+    ) -> Self {
+        let (actor, health) = Batcher::start(WorkflowStore { db, clock, fault }, limits);
+        Self { actor, health }
+    }
+
+    /// Whether the workflow writer runs and is not stuck.
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
     }
 
     pub async fn create(&self, new: NewWorkflow) -> Result<CreateOutcome, BatchError> {
@@ -68,11 +100,26 @@ impl Workflows {
         event: Event,
         next_attempt_at: Option<DateTime<Utc>>,
     ) -> Result<TransitionOutcome, BatchError> {
+        self.transition_consuming(id, expected_version, event, next_attempt_at, Vec::new())
+            .await
+    }
+
+    /// As `transition`, marking the callbacks it acts on processed in the same transaction
+    /// (when it applies).
+    pub async fn transition_consuming(
+        &self,
+        id: Uuid,
+        expected_version: Option<i64>,
+        event: Event,
+        next_attempt_at: Option<DateTime<Utc>>,
+        consumes: Vec<i64>,
+    ) -> Result<TransitionOutcome, BatchError> {
         let command = WriteCommand::Transition {
             id,
             expected_version,
             event,
             next_attempt_at,
+            consumes,
         };
         match batcher::execute(&self.actor, command).await? {
             WriteOutcome::Transition(outcome) => Ok(outcome),
