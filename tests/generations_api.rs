@@ -483,6 +483,49 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
         found.contains(&(6, format!("workflow {waiting}"))),
         "{violations:?}"
     );
+
+    // A timeline whose links do not meet, and a settle that charged other than was due.
+    use atelier_entities::workflow_event;
+    let third = Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
+    let third_key = settle_directly(&app, third).await;
+    assert!(app.state.storage.exists(&third_key).await.unwrap());
+    workflow_event::Entity::update_many()
+        .set(workflow_event::ActiveModel {
+            to_state: Set(WorkflowState::AwaitingCallback),
+            ..Default::default()
+        })
+        .filter(workflow_event::Column::WorkflowId.eq(third))
+        .filter(workflow_event::Column::Version.eq(1))
+        .exec(db)
+        .await
+        .unwrap();
+    hold::Entity::update_many()
+        .set(hold::ActiveModel {
+            settled_amount: Set(0),
+            ..Default::default()
+        })
+        .filter(hold::Column::GenerationId.eq(third))
+        .exec(db)
+        .await
+        .unwrap();
+    let violations = check().await.unwrap();
+    let about_third: Vec<_> = violations
+        .iter()
+        .filter(|v| v.subject == format!("workflow {third}"))
+        .map(|v| (v.invariant, v.detail.clone()))
+        .collect();
+    assert!(
+        about_third
+            .iter()
+            .any(|(n, d)| *n == 8 && d.contains("comes from submitted")),
+        "{about_third:?}"
+    );
+    assert!(
+        about_third
+            .iter()
+            .any(|(n, d)| *n == 4 && d.contains("settled 0 credits where 1 were due")),
+        "{about_third:?}"
+    );
 }
 
 async fn cancel_in_every_live_state_releases_the_credits(url: String) {

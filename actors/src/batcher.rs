@@ -284,3 +284,115 @@ pub async fn execute<S: BatchStore>(
     batcher.do_send(Submit { command, reply });
     outcome.await.map_err(|_| BatchError::Unavailable)?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Applies `u32` commands by echoing them; a batch containing 13 fails, one containing 66
+    /// panics, one containing 99 hangs. Records every batch it was given.
+    #[derive(Clone, Default)]
+    struct Echo {
+        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BatchStore for Echo {
+        type Command = u32;
+        type Outcome = u32;
+        const NAME: &'static str = "echo";
+
+        async fn apply(&self, commands: &[u32]) -> Result<Vec<u32>, DbErr> {
+            self.batches.lock().unwrap().push(commands.to_vec());
+            if commands.contains(&99) {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            assert!(!commands.contains(&66), "a bug in command 66");
+            if commands.contains(&13) {
+                return Err(DbErr::Custom("value too long for column".into()));
+            }
+            Ok(commands.to_vec())
+        }
+    }
+
+    fn limits() -> BatchLimits {
+        BatchLimits {
+            max_batch: 64,
+            deadline: Duration::from_millis(200),
+        }
+    }
+
+    async fn send_all(
+        addr: &Addr<Batcher<Echo>>,
+        commands: &[u32],
+    ) -> Vec<Result<u32, BatchError>> {
+        futures::future::join_all(commands.iter().map(|c| execute(addr, *c))).await
+    }
+
+    #[actix::test]
+    async fn a_failing_command_fails_alone_and_the_others_commit() {
+        let store = Echo::default();
+        let (addr, _) = Batcher::start(store.clone(), limits());
+        let results = send_all(&addr, &[1, 2, 13, 4]).await;
+        assert!(matches!(results[2], Err(BatchError::Database(_))));
+        let others: Vec<u32> = [0, 1, 3]
+            .iter()
+            .map(|i| results[*i].clone().unwrap())
+            .collect();
+        assert_eq!(others, [1, 2, 4]);
+    }
+
+    #[actix::test]
+    async fn a_panicking_command_fails_alone_and_the_writer_keeps_running() {
+        let store = Echo::default();
+        let (addr, health) = Batcher::start(store.clone(), limits());
+        let results = send_all(&addr, &[1, 66, 3]).await;
+        assert!(matches!(&results[1], Err(BatchError::Panicked(m)) if m.contains("command 66")));
+        assert_eq!(
+            (results[0].clone().unwrap(), results[2].clone().unwrap()),
+            (1, 3)
+        );
+        assert_eq!(execute(&addr, 7).await.unwrap(), 7, "still running");
+        assert_eq!(health.problem(), None);
+    }
+
+    #[actix::test]
+    async fn a_stalled_batch_fails_by_its_deadline_without_a_retry_per_command() {
+        let store = Echo::default();
+        let (addr, _) = Batcher::start(store.clone(), limits());
+        let results = send_all(&addr, &[1, 99, 3]).await;
+        // 1 went alone (the writer was idle); 99 and 3 shared the batch that stalled.
+        assert_eq!(results[0].clone().unwrap(), 1);
+        assert!(
+            results[1..]
+                .iter()
+                .all(|r| matches!(r, Err(BatchError::TimedOut(_)))),
+            "{results:?}"
+        );
+        let stalled = store
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.contains(&99))
+            .count();
+        assert_eq!(stalled, 1, "not retried one by one");
+        assert_eq!(execute(&addr, 5).await.unwrap(), 5, "the writer goes on");
+    }
+
+    #[test]
+    fn health_reports_a_stopped_or_stuck_writer() {
+        let health = WriterHealth::default();
+        health.deadline_ms.store(100, Ordering::SeqCst);
+        assert_eq!(health.problem(), None);
+        health
+            .busy_since_ms
+            .store(now_ms() - 5_000, Ordering::SeqCst);
+        assert!(health.problem().unwrap().contains("running for"));
+        health.busy_since_ms.store(0, Ordering::SeqCst);
+        health.stopped.store(true, Ordering::SeqCst);
+        assert!(health.problem().unwrap().contains("stopped"));
+    }
+}

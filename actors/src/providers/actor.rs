@@ -326,6 +326,10 @@ mod tests {
         }
     }
 
+    pub(super) fn task_for_tests() -> Task {
+        task()
+    }
+
     fn task() -> Task {
         Task {
             generation_id: uuid::Uuid::nil(),
@@ -440,5 +444,61 @@ mod breaker_tests {
             "closed again"
         );
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Never answers a submission; polls answer at once.
+    #[derive(Default)]
+    struct Hung {
+        polls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Hung {
+        fn name(&self) -> &str {
+            "hung"
+        }
+        async fn submit(&self, _: &Task) -> Result<String, ProviderError> {
+            futures::future::pending().await
+        }
+        fn parse_callback(&self, _: &[u8]) -> Result<(String, TaskStatus), ProviderError> {
+            unreachable!()
+        }
+        async fn poll(&self, _: &str) -> Result<TaskStatus, ProviderError> {
+            self.polls.fetch_add(1, Ordering::SeqCst);
+            Ok(TaskStatus::Pending)
+        }
+        async fn cancel(&self, _: &str) -> Result<(), ProviderError> {
+            Ok(())
+        }
+    }
+
+    #[actix::test]
+    async fn a_hung_call_times_out_frees_its_slot_and_counts_against_the_circuit() {
+        let hung = Arc::new(Hung::default());
+        let mut limits = super::tests::limits(1, None, Breaker::new(2, Duration::from_secs(60)));
+        limits.call_timeout = Duration::from_millis(100);
+        let handle = ProviderHandle::start(hung.clone(), limits);
+        let task = super::tests::task_for_tests();
+        for _ in 0..2 {
+            let outcome = handle.submit(&task).await;
+            assert!(
+                matches!(outcome, Err(ProviderError::Retryable(ref m)) if m.contains("no answer")),
+                "{outcome:?}"
+            );
+        }
+        // Two timeouts opened the circuit: the provider is spared from now on.
+        assert!(matches!(
+            handle.poll("t").await,
+            Err(ProviderError::CircuitOpen { .. })
+        ));
+        assert_eq!(hung.polls.load(Ordering::SeqCst), 0);
     }
 }
