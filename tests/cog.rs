@@ -19,6 +19,7 @@ use atelier_actors::providers::config::ProviderConfig;
 use common::{
     ADMIN_TOKEN, TestApp, atelier_command, data_uri, free_port, png, remote_account, wait_ready,
 };
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 const COG_PYTHON_VAR: &str = "ATELIER_TEST_COG_PYTHON";
@@ -309,6 +310,20 @@ async fn a_generation_on_cog_settles_with_the_models_image(url: String) {
     assert!(
         events[4].2.contains(&format!("charged {COST}")),
         "{events:?}"
+    );
+    assert!(events[3].2.contains("by callback"), "{events:?}");
+
+    // Cog inlined its image in the callback: it went straight to our storage, and the
+    // workflow row keeps a short note instead of megabytes of base64.
+    let row = atelier_entities::workflow::Entity::find_by_id(uuid::Uuid::parse_str(&id).unwrap())
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let source = row.result_source.unwrap();
+    assert!(
+        !source.starts_with("data:") && source.len() < 100,
+        "{source}"
     );
 }
 

@@ -105,6 +105,8 @@ async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
     assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
     let timeline = events(&app, &key, id).await;
     assert_eq!(timeline, common::happy_timeline());
+    let reasons = app.timeline(&key, id).await;
+    assert!(reasons[3].2.contains("by callback"), "{reasons:?}");
 }
 
 async fn a_failing_provider_releases_the_credits(url: String) {
@@ -114,7 +116,7 @@ async fn a_failing_provider_releases_the_credits(url: String) {
 }
 
 async fn without_a_callback_the_engine_polls(url: String) {
-    let Run { app, key, done, .. } = one_generation(
+    let Run { app, key, id, done } = one_generation(
         &url,
         |s| {
             s.simulator.never_callback = true;
@@ -125,6 +127,11 @@ async fn without_a_callback_the_engine_polls(url: String) {
     .await;
     assert_eq!(done["state"], "settled", "{done}");
     assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
+    let timeline = app.timeline(&key, &id).await;
+    assert!(
+        timeline[3].2.contains("provider reported a result by poll"),
+        "{timeline:?}"
+    );
 }
 
 async fn duplicate_callbacks_settle_once(url: String) {
