@@ -172,6 +172,7 @@ impl Application {
                     ..EngineConfig::default()
                 },
                 step_hook,
+                draining: Arc::default(),
             })
         });
         let state = web::Data::new(AppState {

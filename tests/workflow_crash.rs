@@ -1,6 +1,7 @@
 //! The real binary, SIGKILLed at random moments while 200 generations run against a slow
 //! simulator, and restarted each time: every generation ends terminal, settled + released =
-//! 200, the balance matches, and `atelier verify` passes.
+//! 200, the balance matches, and `atelier verify` passes. And SIGTERMed in the middle of a
+//! step: it finishes the step (HTTP still up) before it exits.
 mod common;
 
 use std::path::Path;
@@ -16,7 +17,10 @@ use serde_json::Value;
 const GENERATIONS: usize = 200;
 const KILLS: usize = 3;
 
-database_tests!(sigkill_at_random_moments_loses_nothing);
+database_tests!(
+    sigkill_at_random_moments_loses_nothing,
+    sigterm_drains_the_engine_before_http_stops,
+);
 
 fn start(url: &str, port: u16, data_dir: &Path) -> Child {
     atelier_command(url)
@@ -131,5 +135,99 @@ async fn sigkill_at_random_moments_loses_nothing(url: String) {
         String::from_utf8_lossy(&verify.stdout)
     );
     eprintln!("after {KILLS} SIGKILLs: {settled} settled, {released} released");
+    std::fs::remove_dir_all(&data_dir).ok();
+}
+
+/// Serves a PNG at `/slow.png` after two seconds: an input host the engine copies from.
+fn slow_image_server() -> String {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = HttpServer::new(|| {
+        App::new().route(
+            "/slow.png",
+            web::get().to(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                HttpResponse::Ok()
+                    .content_type("image/png")
+                    .body(common::png(8, 12, [200, 180, 160]))
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    format!("http://{address}/slow.png")
+}
+
+async fn sigterm_drains_the_engine_before_http_stops(url: String) {
+    let data_dir = std::env::temp_dir().join(format!("atelier-term-{}", uuid::Uuid::new_v4()));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let image_url = slow_image_server();
+    let mut child = atelier_command(&url)
+        .env("ATELIER_BIND", format!("127.0.0.1:{port}"))
+        .env("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ATELIER_DATA_DIR", &data_dir)
+        .env("ATELIER_INPUTS__ALLOWED_HOSTS", "[\"127.0.0.1\"]")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start atelier");
+    wait_ready(&client, &base, &mut child).await;
+    let (_, key) = remote_account(&client, &base, 1, "term-test").await;
+    let mut body = generation_body();
+    // Copying this input takes two seconds: the submit step is running when the signal comes.
+    body["person_image"] = image_url.into();
+    let created = client
+        .post(format!("{base}/v1/generations"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exited = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            exited.elapsed() < Duration::from_secs(30),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+
+    // Nothing runs now: the row says what the process finished before it went. The step in
+    // flight (copy the input, submit to the simulator, which HTTP still served) completed;
+    // no further step was started.
+    let db = atelier_actors::db::connect(&url).await.unwrap();
+    use sea_orm::EntityTrait;
+    let row = atelier_entities::workflow::Entity::find_by_id(uuid::Uuid::parse_str(&id).unwrap())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    use atelier_actors::workflow::WorkflowState::*;
+    assert!(
+        [Submitted, AwaitingCallback].contains(&row.state),
+        "{:?}: {:?}",
+        row.state,
+        row.error_message
+    );
     std::fs::remove_dir_all(&data_dir).ok();
 }

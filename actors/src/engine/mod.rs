@@ -80,4 +80,6 @@ pub struct Deps {
     pub url_for_key: UrlForKey,
     pub config: EngineConfig,
     pub step_hook: Option<StepHook>,
+    /// Set when the process stops: each actor finishes the step it is in and takes no other.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

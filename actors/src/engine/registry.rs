@@ -220,6 +220,9 @@ impl Handler<Drain> for Engine {
             );
         }
         self.draining = true;
+        self.deps
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.running.retain(|_, running| running.addr.connected());
         self.running.len()
     }
@@ -294,7 +297,9 @@ impl GenerationActor {
         let work = async move { steps::advance(&deps, id).await };
         ctx.spawn(work.into_actor(self).map(|outcome, actor, ctx| {
             match outcome {
-                Ok(()) if actor.poked => return actor.run(ctx),
+                Ok(()) if actor.poked && !actor.deps.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+                    return actor.run(ctx);
+                }
                 Ok(()) => {}
                 Err(error) => {
                     // The row is unchanged; the engine's next tick retries when it is due.

@@ -72,6 +72,10 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
             bounded_step(deps, &row, now).await?
         };
         match step {
+            // The process is stopping: this step is done, the next is for the next process.
+            Step::Continue(_) if deps.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Ok(());
+            }
             Step::Continue(next) => known = next,
             Step::Wait => return Ok(()),
         }
