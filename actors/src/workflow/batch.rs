@@ -185,8 +185,8 @@ enum Plan {
     /// A transition of the row from `from` to `to` (at `version`), with the ledger command
     /// settling or releasing its hold, if terminal.
     Transition {
-        from: workflow::Model,
-        to: workflow::Model,
+        from: Box<workflow::Model>,
+        to: Box<workflow::Model>,
         event: Event,
         ledger: Option<usize>,
         consumes: Vec<i64>,
@@ -276,14 +276,14 @@ async fn decide(
                         .push(Plan::Done(WriteOutcome::Transition(stale)));
                     continue;
                 };
-                let from = row.clone();
+                let from = Box::new(row.clone());
                 let ledger = machine::ledger_command(event, row)
                     .map(|command| decided.ledger_command(command));
                 machine::apply_event(row, to, event, *next_attempt_at, now);
                 decided.touch(*id);
                 Plan::Transition {
                     from,
-                    to: row.clone(),
+                    to: Box::new(row.clone()),
                     event: event.clone(),
                     ledger,
                     consumes: consumes.clone(),
@@ -404,7 +404,7 @@ fn conclude(
                     from.attempt,
                 ));
                 writes.processed.extend(consumes);
-                WriteOutcome::Transition(TransitionOutcome::Applied(to))
+                WriteOutcome::Transition(TransitionOutcome::Applied(*to))
             }
         };
         outcomes.push(outcome);
