@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use atelier_actors::credits::MAX_CREDITS;
+use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -34,6 +35,7 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
     pub inputs: InputSettings,
+    pub images: ImageSettings,
     /// Configured providers by name (a generation may only name one of these) and the
     /// failover chain.
     pub providers: ProvidersSettings,
@@ -89,6 +91,29 @@ pub struct InputSettings {
     /// Hosts `http://` (not only `https://`) image URLs may name, and that may resolve to
     /// private addresses.
     pub allowed_hosts: Vec<String>,
+}
+
+/// `[images]`: the largest image accepted anywhere, and how many are worked on at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Widest and tallest image accepted, in pixels, judged from its header.
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Bytes one decode may allocate.
+    pub max_alloc_bytes: u64,
+    /// Images decoded or encoded at once (the simulator's compositing); 0: one per core.
+    pub workers: usize,
+}
+
+impl ImageSettings {
+    pub fn limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_alloc_bytes: self.max_alloc_bytes,
+        }
+    }
 }
 
 /// `[providers]`: one table per provider a generation may use, and the failover chain.
@@ -175,6 +200,15 @@ impl Default for Settings {
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
+            images: {
+                let limits = ImageLimits::default();
+                ImageSettings {
+                    max_width: limits.max_width,
+                    max_height: limits.max_height,
+                    max_alloc_bytes: limits.max_alloc_bytes,
+                    workers: 0,
+                }
+            },
             providers: ProvidersSettings {
                 chain: Vec::new(),
                 by_name: BTreeMap::from([("simulator".to_owned(), ProviderConfig::costing(1))]),
@@ -209,6 +243,7 @@ const ENV_KEYS: &[&str] = &[
     "ledger",
     "workflow",
     "inputs",
+    "images",
     "providers",
     "simulator",
 ];
@@ -329,6 +364,12 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(
                 "signing_secret must be at least 32 characters".into(),
+            ));
+        }
+        let images = &self.images;
+        if images.max_width == 0 || images.max_height == 0 || images.max_alloc_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "images.max_width, max_height and max_alloc_bytes must be positive".into(),
             ));
         }
         if self.http.json_limit_bytes < 1024 {

@@ -17,6 +17,8 @@ use image::imageops::FilterType;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use atelier_actors::images::{ImageLimits, ImagePool};
+
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::config::SimulatorSettings;
@@ -44,6 +46,8 @@ pub struct Simulator {
     base_url: String,
     tasks: Arc<Mutex<HashMap<String, SimTask>>>,
     http: reqwest::Client,
+    images: ImageLimits,
+    pool: ImagePool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,12 +62,19 @@ pub struct SubmitTask {
 }
 
 impl Simulator {
-    pub fn new(settings: SimulatorSettings, base_url: String) -> Self {
+    pub fn new(
+        settings: SimulatorSettings,
+        base_url: String,
+        images: ImageLimits,
+        pool: ImagePool,
+    ) -> Self {
         Self {
             settings,
             base_url,
             tasks: Arc::default(),
             http: reqwest::Client::new(),
+            images,
+            pool,
         }
     }
 
@@ -145,9 +156,10 @@ impl Simulator {
     async fn render(&self, request: &SubmitTask) -> Result<Vec<u8>, String> {
         let person = self.fetch(&request.person_image).await?;
         let garment = self.fetch(&request.garment_image).await?;
-        tokio::task::spawn_blocking(move || compose(&person, &garment))
-            .await
-            .map_err(|error| error.to_string())?
+        let limits = self.images;
+        self.pool
+            .run(move || compose(&person, &garment, &limits))
+            .await?
     }
 
     /// The simulator only ever talks to the Atelier serving it: it is reachable by anyone who
@@ -177,12 +189,15 @@ impl Simulator {
     }
 }
 
-pub fn compose(person: &[u8], garment: &[u8]) -> Result<Vec<u8>, String> {
-    let mut person = image::load_from_memory(person)
+/// Both images are decoded within `limits`: an oversized one is refused from its header.
+pub fn compose(person: &[u8], garment: &[u8], limits: &ImageLimits) -> Result<Vec<u8>, String> {
+    let mut person = limits
+        .decode(person)
         .map_err(|error| format!("person image: {error}"))?
         .to_rgba8();
-    let garment =
-        image::load_from_memory(garment).map_err(|error| format!("garment image: {error}"))?;
+    let garment = limits
+        .decode(garment)
+        .map_err(|error| format!("garment image: {error}"))?;
     let width = (person.width() / 2).max(1);
     let height = ((garment.height() as u64 * width as u64) / garment.width().max(1) as u64)
         .clamp(1, person.height() as u64) as u32;
@@ -316,7 +331,13 @@ mod tests {
 
     #[test]
     fn the_garment_lands_in_the_middle_of_the_person() {
-        let composed = compose(&png(40, 60, [255, 255, 255]), &png(10, 10, [0, 0, 255])).unwrap();
+        let limits = ImageLimits::default();
+        let composed = compose(
+            &png(40, 60, [255, 255, 255]),
+            &png(10, 10, [0, 0, 255]),
+            &limits,
+        )
+        .unwrap();
         let image = image::load_from_memory(&composed).unwrap().to_rgba8();
         assert_eq!((image.width(), image.height()), (40, 60));
         assert_eq!(
@@ -329,6 +350,18 @@ mod tests {
             [255, 255, 255, 255],
             "person at the edge"
         );
-        assert!(compose(b"not an image", &png(1, 1, [0, 0, 0])).is_err());
+        assert!(compose(b"not an image", &png(1, 1, [0, 0, 0]), &limits).is_err());
+    }
+
+    #[test]
+    fn compose_refuses_an_oversized_image_from_its_header() {
+        let limits = ImageLimits::default();
+        // A few kilobytes that would decode to 400 MB (and as much again as RGBA).
+        let bomb = png(10_000, 10_000, [9, 9, 9]);
+        let small = png(10, 10, [0, 0, 0]);
+        for (person, garment) in [(&bomb, &small), (&small, &bomb)] {
+            let error = compose(person, garment, &limits).unwrap_err();
+            assert!(error.contains("at most 8192×8192"), "{error}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
+use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
@@ -102,6 +103,8 @@ impl Application {
         let simulator = web::Data::new(Simulator::new(
             settings.simulator.clone(),
             format!("{public_url}/simulator"),
+            settings.images.limits(),
+            ImagePool::new(settings.images.workers),
         ));
         let http_client = reqwest::Client::new();
         let providers = providers(&settings, &public_url, &http_client)?;
@@ -130,6 +133,7 @@ impl Application {
                     max_input_bytes: settings.http.upload_limit_bytes,
                     download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
                     allowed_hosts: settings.inputs.allowed_hosts.clone(),
+                    image_limits: settings.images.limits(),
                     chain: settings.providers.chain.clone(),
                     prices: settings
                         .providers

@@ -30,6 +30,7 @@ database_tests!(
     a_rejected_task_releases_with_provider_rejected,
     a_result_download_slower_than_the_deadline_times_out,
     the_simulator_talks_only_to_the_atelier_serving_it,
+    an_oversized_url_input_releases_with_input_unavailable,
 );
 
 /// One generation on a fresh app with the engine (`configure` adjusts the settings), followed
@@ -399,13 +400,18 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
     assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
 }
 
-async fn url_inputs_are_copied_into_our_storage(url: String) {
-    let app = TestApp::spawn_engine(
-        &url,
+/// The engine on an app whose URL inputs may come from 127.0.0.1 (where it serves files).
+async fn app_fetching_local_inputs(url: &str) -> TestApp {
+    TestApp::spawn_engine(
+        url,
         |s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()],
         None,
     )
-    .await;
+    .await
+}
+
+async fn url_inputs_are_copied_into_our_storage(url: String) {
+    let app = app_fetching_local_inputs(&url).await;
     let (_, key) = app.funded_account(3).await;
     let person = common::png(20, 30, [250, 250, 250]);
     let upload: Value = app
@@ -516,4 +522,34 @@ async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
         assert!(started.elapsed() < WITHIN, "{view}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A URL input the engine fetches after creation that declares 10000×10000 pixels: released
+/// with `input_unavailable` and a clear message, never stored, never sent to the provider.
+async fn an_oversized_url_input_releases_with_input_unavailable(url: String) {
+    let huge = common::huge_png();
+    let app = app_fetching_local_inputs(&url).await;
+    let (_, key) = app.funded_account(3).await;
+    // Served by us at a signed URL, as any web server would serve it.
+    let served = "uploads/elsewhere/huge";
+    app.state
+        .storage
+        .put(served, huge.into())
+        .await
+        .unwrap();
+    let mut body = common::generation_body();
+    body["person_image"] = json!(app.state.signed_url(served));
+    let response = app.post_generation(&key, &body, None).await;
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let done = app.wait_terminal(&key, id, WITHIN).await;
+    assert_released(&app, &key, &done, "input_unavailable").await;
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("10000×10000"), "{message}");
+    let person_key = atelier_actors::workflow::inputs::input_key(
+        uuid::Uuid::parse_str(id).unwrap(),
+        "person_image",
+    );
+    assert!(!app.state.storage.exists(&person_key).await.unwrap());
 }

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod credits;
 pub mod db;
 pub mod engine;
+pub mod images;
 pub mod ledger;
 pub mod net;
 pub mod providers;

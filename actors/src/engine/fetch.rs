@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::images::ImageLimits;
 use crate::net::is_public;
 use crate::storage::{Bytes, ImageKind};
 use crate::workflow::FailureCode;
@@ -24,6 +25,7 @@ pub async fn input(
     allowed_hosts: &[String],
     limit: usize,
     timeout: Duration,
+    images: &ImageLimits,
 ) -> Download {
     let refused = |message: String| Download::Refused(FailureCode::InputUnavailable, message);
     let Ok(parsed) = url::Url::parse(url) else {
@@ -62,7 +64,14 @@ pub async fn input(
         Err(error) => return Download::Transient(error.to_string()),
     };
     let unavailable = FailureCode::InputUnavailable;
-    download(&client, url, limit, timeout, unavailable, unavailable).await
+    match download(&client, url, limit, timeout, unavailable, unavailable).await {
+        // The provider would decode it: judged from its header, as uploads are.
+        Download::Image(bytes) => match images.check(&bytes) {
+            Ok(_) => Download::Image(bytes),
+            Err(error) => refused(format!("{url}: {error}")),
+        },
+        other => other,
+    }
 }
 
 /// Fetches `url` with `client`: at most `limit` bytes, within `timeout`, and only a PNG, JPEG
@@ -189,7 +198,8 @@ mod tests {
     #[tokio::test]
     async fn inputs_from_private_addresses_are_refused_unless_allowed() {
         let timeout = Duration::from_secs(2);
-        let refused = input("http://localhost:9/a.png", &[], 1024, timeout).await;
+        let images = ImageLimits::default();
+        let refused = input("http://localhost:9/a.png", &[], 1024, timeout, &images).await;
         assert!(
             matches!(refused, Download::Refused(FailureCode::InputUnavailable, ref m) if m.contains("not public")),
             "localhost was fetched"
@@ -200,6 +210,7 @@ mod tests {
             &["localhost".into()],
             1024,
             timeout,
+            &images,
         )
         .await;
         assert!(matches!(allowed, Download::Transient(_)));

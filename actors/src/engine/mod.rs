@@ -38,6 +38,8 @@ pub struct EngineConfig {
     /// Hosts input URLs may name even when they resolve to private addresses.
     pub allowed_hosts: Vec<String>,
     pub download_timeout: Duration,
+    /// The largest input image we accept (judged from its header).
+    pub image_limits: crate::images::ImageLimits,
     /// How often the registry looks for due workflows.
     pub tick: Duration,
     /// Failover order (`providers.chain`); empty: no failover.
@@ -57,6 +59,7 @@ impl Default for EngineConfig {
             max_input_bytes: 20 * 1024 * 1024,
             allowed_hosts: Vec::new(),
             download_timeout: Duration::from_secs(60),
+            image_limits: crate::images::ImageLimits::default(),
             tick: Duration::from_millis(200),
             chain: Vec::new(),
             prices: std::collections::HashMap::new(),

@@ -584,6 +584,7 @@ async fn copy_input(
         &config.allowed_hosts,
         config.max_input_bytes,
         config.download_timeout,
+        &config.image_limits,
     )
     .await
     {
