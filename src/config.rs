@@ -66,6 +66,13 @@ pub struct SimulatorSettings {
     pub oversized_results: bool,
     /// How long result URLs stay valid, in seconds.
     pub result_ttl_secs: i64,
+    /// The key Atelier's simulator adapter sends and the simulator's task routes want; when
+    /// absent, a random one is made at every start (both live in this process).
+    pub api_key: Option<String>,
+    /// Most tasks the simulator holds; a submission past that gets 429.
+    pub max_tasks: usize,
+    /// Seconds after its submission a task (and its result) is forgotten.
+    pub task_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +231,9 @@ impl Default for Settings {
                 expired_results: false,
                 oversized_results: false,
                 result_ttl_secs: 600,
+                api_key: None,
+                max_tasks: 10_000,
+                task_ttl_secs: 3600,
             },
         }
     }
@@ -364,6 +374,21 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(
                 "signing_secret must be at least 32 characters".into(),
+            ));
+        }
+        let simulator = &self.simulator;
+        if simulator.max_tasks == 0 || simulator.task_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "simulator.max_tasks and simulator.task_ttl_secs must be positive".into(),
+            ));
+        }
+        if simulator
+            .api_key
+            .as_deref()
+            .is_some_and(|key| key.len() < 16)
+        {
+            return Err(ConfigError::Invalid(
+                "simulator.api_key must be at least 16 characters".into(),
             ));
         }
         let images = &self.images;

@@ -4,14 +4,22 @@
 //! expiring URL and calls the webhook back after a delay — through exactly the HTTP and webhook
 //! path a real provider uses. Misbehaviour is configurable for tests and demos.
 //!
+//! It is reachable by anyone who can reach the port, so it behaves like a real provider: its
+//! task routes want the API key Atelier sends (`simulator.api_key`), and results are served
+//! only at URLs carrying a random token, until they expire.
+//!
 //! Tasks live in memory: after a restart the simulator has forgotten them, as a provider that
-//! lost a task would have, and the engine's poll finds out.
-use std::collections::HashMap;
+//! lost a task would have, and the engine's poll finds out. The table is bounded
+//! (`simulator.max_tasks`) and tasks are forgotten `simulator.task_ttl_secs` after submission,
+//! oldest first, without scanning the table.
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use image::imageops::FilterType;
 use rand::Rng;
@@ -19,6 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use atelier_actors::images::{ImageLimits, ImagePool};
 
+use subtle::ConstantTimeEq;
+
+use crate::api::auth::bearer;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::config::SimulatorSettings;
@@ -37,6 +48,36 @@ struct SimTask {
     view: TaskView,
     result: Option<Vec<u8>>,
     result_expires_at: Option<DateTime<Utc>>,
+    /// In the result URL: without it the result cannot be fetched, and it cannot be guessed
+    /// from the task id.
+    result_token: String,
+}
+
+/// The tasks by id, and their ids in submission order: the oldest are forgotten first.
+#[derive(Default)]
+struct Tasks {
+    by_id: HashMap<String, SimTask>,
+    by_age: VecDeque<(DateTime<Utc>, String)>,
+}
+
+impl Tasks {
+    /// Forgets the tasks submitted before `cutoff`: only those are looked at.
+    fn evict_before(&mut self, cutoff: DateTime<Utc>) {
+        while let Some((submitted, _)) = self.by_age.front() {
+            if *submitted >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = self.by_age.pop_front() {
+                self.by_id.remove(&id);
+            }
+        }
+    }
+}
+
+/// A random, URL-safe secret of 32 bytes.
+pub fn random_token() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[derive(Clone)]
@@ -44,7 +85,9 @@ pub struct Simulator {
     settings: SimulatorSettings,
     /// Where this simulator is reachable (`{public_url}/simulator`).
     base_url: String,
-    tasks: Arc<Mutex<HashMap<String, SimTask>>>,
+    tasks: Arc<Mutex<Tasks>>,
+    /// What the task routes want as `Authorization: Bearer`.
+    api_key: String,
     http: reqwest::Client,
     images: ImageLimits,
     pool: ImagePool,
@@ -62,14 +105,17 @@ pub struct SubmitTask {
 }
 
 impl Simulator {
+    /// `api_key` is what Atelier's simulator adapter sends.
     pub fn new(
         settings: SimulatorSettings,
         base_url: String,
+        api_key: String,
         images: ImageLimits,
         pool: ImagePool,
     ) -> Self {
         Self {
             settings,
+            api_key,
             base_url,
             tasks: Arc::default(),
             http: reqwest::Client::new(),
@@ -83,20 +129,33 @@ impl Simulator {
             .route("/simulator/v1/tasks/{id}", web::put().to(submit))
             .route("/simulator/v1/tasks/{id}", web::get().to(status))
             .route("/simulator/v1/tasks/{id}", web::delete().to(cancel))
-            .route("/simulator/v1/results/{id}", web::get().to(result));
+            .route("/simulator/v1/results/{id}/{token}", web::get().to(result));
+    }
+
+    /// Only Atelier, which has the key, may submit, read or cancel tasks.
+    fn authorize(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        let token = bearer(request)?;
+        if bool::from(token.as_bytes().ct_eq(self.api_key.as_bytes())) {
+            return Ok(());
+        }
+        Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "the simulator's API key is wrong",
+        ))
     }
 
     fn view(&self, id: &str) -> Option<TaskView> {
         self.tasks
             .lock()
             .unwrap()
+            .by_id
             .get(id)
             .map(|task| task.view.clone())
     }
 
     fn update(&self, id: &str, change: impl FnOnce(&mut SimTask)) -> Option<TaskView> {
         let mut tasks = self.tasks.lock().unwrap();
-        let task = tasks.get_mut(id)?;
+        let task = tasks.by_id.get_mut(id)?;
         change(task);
         Some(task.view.clone())
     }
@@ -115,13 +174,14 @@ impl Simulator {
         } else {
             Utc::now() + ttl
         };
-        let output = format!("{}/v1/results/{id}", self.base_url);
+        let base_url = &self.base_url;
         let Some(view) = self.update(&id, |task| match outcome {
             // Canceled while it was being rendered: it stays canceled.
             _ if task.view.status == "failed" => {}
             Ok(png) => {
                 task.view.status = "succeeded";
-                task.view.output = Some(output);
+                let token = &task.result_token;
+                task.view.output = Some(format!("{base_url}/v1/results/{id}/{token}"));
                 task.result = Some(png);
                 task.result_expires_at = Some(expires_at);
             }
@@ -220,9 +280,11 @@ fn unknown_task() -> ApiError {
 
 async fn submit(
     simulator: web::Data<Simulator>,
+    request: HttpRequest,
     path: web::Path<String>,
     body: ApiJson<SubmitTask>,
 ) -> Result<HttpResponse, ApiError> {
+    simulator.authorize(&request)?;
     let id = path.into_inner();
     if simulator.settings.rate_limited {
         return Ok(HttpResponse::TooManyRequests()
@@ -235,46 +297,75 @@ async fn submit(
             "the simulated model refuses these images (reject_submissions)",
         ));
     }
-    // Idempotent by id: a resubmission after a crash finds the task it started.
-    if let Some(view) = simulator.view(&id) {
-        return Ok(HttpResponse::Ok().json(view));
+    match simulator.admit(&id)? {
+        Admitted::Existing(view) => Ok(HttpResponse::Ok().json(view)),
+        Admitted::New(view) => {
+            actix_web::rt::spawn(simulator.get_ref().clone().process(id, body.0));
+            Ok(HttpResponse::Created().json(view))
+        }
     }
-    let view = TaskView {
-        id: id.clone(),
-        status: "queued",
-        output: None,
-        error: None,
-    };
-    {
-        let mut tasks = simulator.tasks.lock().unwrap();
-        // Results nobody may download any more are dropped, so memory stays bounded.
+}
+
+enum Admitted {
+    /// Idempotent by id: a resubmission after a crash finds the task it started.
+    Existing(TaskView),
+    New(TaskView),
+}
+
+impl Simulator {
+    /// Finds or records the task `id`, after forgetting the tasks past their time; refuses a
+    /// new one while the table is full.
+    fn admit(&self, id: &str) -> Result<Admitted, ApiError> {
+        let mut tasks = self.tasks.lock().unwrap();
         let now = Utc::now();
-        tasks.retain(|_, task| task.result_expires_at.is_none_or(|at| at > now));
-        tasks.insert(
-            id.clone(),
-            SimTask {
-                view: view.clone(),
-                result: None,
-                result_expires_at: None,
-            },
-        );
+        tasks.evict_before(now - chrono::Duration::seconds(self.settings.task_ttl_secs as i64));
+        if let Some(task) = tasks.by_id.get(id) {
+            return Ok(Admitted::Existing(task.view.clone()));
+        }
+        if tasks.by_id.len() >= self.settings.max_tasks {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "simulator_full",
+                format!(
+                    "the simulator holds {} tasks, its most; retry later",
+                    self.settings.max_tasks
+                ),
+            ));
+        }
+        let view = TaskView {
+            id: id.to_owned(),
+            status: "queued",
+            output: None,
+            error: None,
+        };
+        let task = SimTask {
+            view: view.clone(),
+            result: None,
+            result_expires_at: None,
+            result_token: random_token(),
+        };
+        tasks.by_id.insert(id.to_owned(), task);
+        tasks.by_age.push_back((now, id.to_owned()));
+        Ok(Admitted::New(view))
     }
-    actix_web::rt::spawn(simulator.get_ref().clone().process(id, body.0));
-    Ok(HttpResponse::Created().json(view))
 }
 
 async fn status(
     simulator: web::Data<Simulator>,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    simulator.authorize(&request)?;
     let view = simulator.view(&path).ok_or_else(unknown_task)?;
     Ok(HttpResponse::Ok().json(view))
 }
 
 async fn cancel(
     simulator: web::Data<Simulator>,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    simulator.authorize(&request)?;
     let view = simulator
         .update(&path, |task| {
             if task.view.status != "succeeded" {
@@ -286,13 +377,20 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// The result at its URL: the token is the credential (a provider's CDN URL needs none
+/// besides its signature), compared in constant time.
 async fn result(
     simulator: web::Data<Simulator>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
+    let (id, token) = path.into_inner();
     let (png, expires_at) = {
         let tasks = simulator.tasks.lock().unwrap();
-        let task = tasks.get(path.as_str()).ok_or_else(unknown_task)?;
+        let task = tasks
+            .by_id
+            .get(&id)
+            .filter(|task| bool::from(task.result_token.as_bytes().ct_eq(token.as_bytes())))
+            .ok_or_else(unknown_task)?;
         (
             task.result.clone().ok_or_else(unknown_task)?,
             task.result_expires_at,
@@ -300,7 +398,7 @@ async fn result(
     };
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::GONE,
+            StatusCode::GONE,
             "result_expired",
             "this result URL has expired",
         ));

@@ -100,9 +100,17 @@ impl Application {
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
         let public_url = settings.public_url();
+        // The simulator and its adapter both live here: a key made now is shared by both, and
+        // never written anywhere.
+        let simulator_key = settings
+            .simulator
+            .api_key
+            .get_or_insert_with(crate::simulator::random_token)
+            .clone();
         let simulator = web::Data::new(Simulator::new(
             settings.simulator.clone(),
             format!("{public_url}/simulator"),
+            simulator_key,
             settings.images.limits(),
             ImagePool::new(settings.images.workers),
         ));
@@ -220,7 +228,8 @@ fn providers(
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
     for (name, config) in settings.providers.iter() {
-        let adapter = adapter(name, config, public_url, http).map_err(anyhow::Error::msg)?;
+        let adapter =
+            adapter(name, config, settings, public_url, http).map_err(anyhow::Error::msg)?;
         let limits = Limits {
             max_concurrency: config.max_concurrency,
             requests_per_second: config.requests_per_second.and_then(NonZeroU32::new),
@@ -242,6 +251,7 @@ fn providers(
 fn adapter(
     name: &str,
     config: &ProviderConfig,
+    settings: &Settings,
     public_url: &str,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, String> {
@@ -249,6 +259,7 @@ fn adapter(
     Ok(match config.adapter_name(name) {
         "simulator" => Arc::new(SimulatorProvider::new(
             format!("{public_url}/simulator"),
+            settings.simulator.api_key.clone().unwrap_or_default(),
             http,
         )),
         "cog" => Arc::new(CogProvider::new(name, config, http)?),

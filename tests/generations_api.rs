@@ -549,9 +549,15 @@ async fn oversized_images_are_refused_at_the_door(url: String) {
 
     let settings = &app.state.settings;
     assert!(!stored_under(settings, "uploads"), "the upload was stored");
-    assert!(!stored_under(settings, "inputs"), "the data: input was stored");
+    assert!(
+        !stored_under(settings, "inputs"),
+        "the data: input was stored"
+    );
     let list: Value = app.get_json("/v1/generations", &key).await;
     assert_eq!(list["items"], json!([]));
     let balance = app.balance(&key).await;
-    assert_eq!((balance["available"].as_i64(), balance["held"].as_i64()), (Some(3), Some(0)));
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(3), Some(0))
+    );
 }

@@ -31,6 +31,8 @@ database_tests!(
     a_result_download_slower_than_the_deadline_times_out,
     the_simulator_talks_only_to_the_atelier_serving_it,
     an_oversized_url_input_releases_with_input_unavailable,
+    the_simulator_wants_its_key_and_serves_results_only_at_their_url,
+    the_simulator_task_table_is_bounded_and_forgets_old_tasks,
 );
 
 /// One generation on a fresh app with the engine (`configure` adjusts the settings), followed
@@ -259,8 +261,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .unwrap()
         .unwrap();
     let task = app
-        .client
-        .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+        .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
         .send()
         .await
         .unwrap()
@@ -292,8 +293,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
     while task.contains("queued") {
         tokio::time::sleep(Duration::from_millis(20)).await;
         task = app
-            .client
-            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
             .send()
             .await
             .unwrap()
@@ -343,15 +343,7 @@ async fn a_canceled_generation_ignores_its_late_callback(url: String) {
     // The provider is told to stop.
     let started = std::time::Instant::now();
     loop {
-        let task: Value = app
-            .client
-            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let task = simulator_task(&app, &id).await;
         if task["status"] == "failed" && task["error"] == "canceled" {
             break;
         }
@@ -487,8 +479,7 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
 async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
     let app = TestApp::spawn_engine(&url, |_| {}, None).await;
     let task = app
-        .client
-        .put(app.url("/simulator/v1/tasks/outside"))
+        .simulator(reqwest::Method::PUT, "/simulator/v1/tasks/outside")
         .json(&json!({
             "person_image": "https://example.com/person.png",
             "garment_image": "https://example.com/garment.png",
@@ -501,8 +492,7 @@ async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
     let started = std::time::Instant::now();
     loop {
         let view: Value = app
-            .client
-            .get(app.url("/simulator/v1/tasks/outside"))
+            .simulator(reqwest::Method::GET, "/simulator/v1/tasks/outside")
             .send()
             .await
             .unwrap()
@@ -532,11 +522,7 @@ async fn an_oversized_url_input_releases_with_input_unavailable(url: String) {
     let (_, key) = app.funded_account(3).await;
     // Served by us at a signed URL, as any web server would serve it.
     let served = "uploads/elsewhere/huge";
-    app.state
-        .storage
-        .put(served, huge.into())
-        .await
-        .unwrap();
+    app.state.storage.put(served, huge.into()).await.unwrap();
     let mut body = common::generation_body();
     body["person_image"] = json!(app.state.signed_url(served));
     let response = app.post_generation(&key, &body, None).await;
@@ -552,4 +538,90 @@ async fn an_oversized_url_input_releases_with_input_unavailable(url: String) {
         "person_image",
     );
     assert!(!app.state.storage.exists(&person_key).await.unwrap());
+}
+
+/// The simulator's view of task `id`, asked with Atelier's key.
+async fn simulator_task(app: &TestApp, id: &str) -> Value {
+    let path = format!("/simulator/v1/tasks/{id}");
+    let response = app.simulator(reqwest::Method::GET, &path).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
+/// Anyone who can reach the port can reach the simulator: without Atelier's key its task
+/// routes answer 401, and a result is served only at the URL it was given out under.
+async fn the_simulator_wants_its_key_and_serves_results_only_at_their_url(url: String) {
+    let Run { app, id, done, .. } = one_generation(&url, |_| {}, None).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    let task_path = format!("/simulator/v1/tasks/{id}");
+    let submit = json!({"person_image": "x", "garment_image": "y"});
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let bare = app.client.request(method.clone(), app.url(&task_path));
+        let wrong = app
+            .client
+            .request(method.clone(), app.url(&task_path))
+            .bearer_auth("not-the-simulator-key");
+        for request in [bare, wrong] {
+            let response = request.json(&submit).send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method}");
+        }
+    }
+    let task = simulator_task(&app, &id).await;
+    assert_eq!(
+        task["status"], "succeeded",
+        "not canceled by the DELETEs: {task}"
+    );
+    let output = task["output"].as_str().unwrap();
+    for guessed in [
+        format!("/simulator/v1/results/{id}"),
+        format!("/simulator/v1/results/{id}/{}", "A".repeat(43)),
+    ] {
+        let response = app.client.get(app.url(&guessed)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{guessed}");
+    }
+    let result = app.client.get(output).send().await.unwrap();
+    assert_eq!(result.status(), 200);
+    assert!(image::load_from_memory(&result.bytes().await.unwrap()).is_ok());
+}
+
+/// Bogus submissions cannot grow the simulator without end: past `max_tasks` it answers 429,
+/// and tasks are forgotten `task_ttl_secs` after submission.
+async fn the_simulator_task_table_is_bounded_and_forgets_old_tasks(url: String) {
+    let mut settings = common::settings(&url);
+    settings.simulator.max_tasks = 2;
+    settings.simulator.task_ttl_secs = 1;
+    let app = TestApp::spawn_with(settings, None).await;
+    let submit = |id: &str| {
+        app.simulator(reqwest::Method::PUT, &format!("/simulator/v1/tasks/{id}"))
+            .json(&json!({"person_image": "x", "garment_image": "y"}))
+            .send()
+    };
+    assert_eq!(submit("a").await.unwrap().status(), 201);
+    assert_eq!(submit("b").await.unwrap().status(), 201);
+    assert_eq!(
+        error_code(submit("c").await.unwrap(), 429).await,
+        "simulator_full"
+    );
+    assert_eq!(
+        submit("a").await.unwrap().status(),
+        200,
+        "a resubmission finds its task"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        submit("c").await.unwrap().status(),
+        201,
+        "old tasks were forgotten"
+    );
+    for (id, status) in [("a", 404), ("b", 404), ("c", 200)] {
+        let response = app
+            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "task {id}");
+    }
 }

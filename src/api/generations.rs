@@ -125,8 +125,10 @@ async fn resolve_image(
     stored: &mut Vec<String>,
 ) -> Result<InputImage, ApiError> {
     let limits = state.settings.images.limits();
-    let parsed = images::parse(raw, &state.settings.inputs.allowed_hosts, &limits)
-        .map_err(|refusal| ApiError::invalid(refusal.code, format!("{field}: {}", refusal.reason)))?;
+    let parsed =
+        images::parse(raw, &state.settings.inputs.allowed_hosts, &limits).map_err(|refusal| {
+            ApiError::invalid(refusal.code, format!("{field}: {}", refusal.reason))
+        })?;
     match parsed {
         ImageRef::Url(url) => Ok(InputImage::Url(url)),
         ImageRef::Upload(id) => {

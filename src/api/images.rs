@@ -167,7 +167,9 @@ mod tests {
         // A header cut short cannot say how large the image is.
         let truncated = &png[..20];
         assert_eq!(
-            parse(&data_uri("image/png", truncated), &[]).unwrap_err().code,
+            parse(&data_uri("image/png", truncated), &[])
+                .unwrap_err()
+                .code,
             "invalid_image"
         );
         assert!(parse(&data_uri("image/gif", b"GIF89a"), &[]).is_err());

@@ -348,6 +348,14 @@ pub fn data_uri(png: &[u8]) -> String {
 }
 
 impl TestApp {
+    /// A request to the built-in simulator's task API, with the key Atelier uses.
+    pub fn simulator(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let key = self.state.settings.simulator.api_key.as_deref();
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(key.expect("the simulator key is set at start"))
+    }
+
     /// An account with `credits` never-expiring credits: (id, api key).
     pub async fn funded_account(&self, credits: i64) -> (String, String) {
         let (id, key) = self.create_account().await;
