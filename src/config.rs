@@ -35,6 +35,7 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
     pub inputs: InputSettings,
+    pub outbound: OutboundSettings,
     pub images: ImageSettings,
     /// Configured providers by name (a generation may only name one of these) and the
     /// failover chain.
@@ -95,8 +96,17 @@ pub struct WorkflowSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSettings {
-    /// Hosts `http://` (not only `https://`) image URLs may name, and that may resolve to
-    /// private addresses.
+    /// An alias of `outbound.allowed_hosts` (both lists count).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// `[outbound]`: the policy for everything Atelier fetches (inputs, results).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Hosts (names or IP addresses) that may be fetched even when they are not public, and
+    /// that image URLs may name with `http://`. A provider's own `base_url` host is allowed
+    /// for its results without being listed.
     pub allowed_hosts: Vec<String>,
 }
 
@@ -207,6 +217,9 @@ impl Default for Settings {
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
+            outbound: OutboundSettings {
+                allowed_hosts: Vec::new(),
+            },
             images: {
                 let limits = ImageLimits::default();
                 ImageSettings {
@@ -253,6 +266,7 @@ const ENV_KEYS: &[&str] = &[
     "ledger",
     "workflow",
     "inputs",
+    "outbound",
     "images",
     "providers",
     "simulator",
@@ -403,6 +417,18 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The hosts exempt from the outgoing-fetch policy: `outbound.allowed_hosts` and its
+    /// alias `inputs.allowed_hosts`.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let mut hosts = self.outbound.allowed_hosts.clone();
+        for host in &self.inputs.allowed_hosts {
+            if !hosts.iter().any(|known| known.eq_ignore_ascii_case(host)) {
+                hosts.push(host.clone());
+            }
+        }
+        hosts
     }
 
     pub fn public_url(&self) -> String {

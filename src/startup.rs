@@ -9,10 +9,11 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::engine::registry::Engine;
-use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
+use atelier_actors::engine::{Deps, EngineConfig, FetchClients, StepHook, UrlForKey};
 use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::outbound::{Fetcher, host_of};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
 use atelier_actors::providers::cog::CogProvider;
@@ -116,6 +117,7 @@ impl Application {
         ));
         let http_client = reqwest::Client::new();
         let providers = providers(&settings, &public_url, &http_client)?;
+        let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = Workflows::start(db.clone(), clock.clone(), WORKFLOW_BATCH);
         let engine = settings.workflow.run_engine.then(|| {
             let url_signer = signer.clone();
@@ -131,6 +133,7 @@ impl Application {
                 providers: providers.clone(),
                 clock: clock.clone(),
                 http: http_client.clone(),
+                fetch: fetch_clients.clone(),
                 url_for_key,
                 config: EngineConfig {
                     public_url: public_url.clone(),
@@ -140,7 +143,6 @@ impl Application {
                     ),
                     max_input_bytes: settings.http.upload_limit_bytes,
                     download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
-                    allowed_hosts: settings.inputs.allowed_hosts.clone(),
                     image_limits: settings.images.limits(),
                     chain: settings.providers.chain.clone(),
                     prices: settings
@@ -218,6 +220,26 @@ impl Application {
 /// Request logging: method, path, status and latency, one line per request.
 fn request_log() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
+}
+
+/// The outgoing-fetch policy's clients: inputs reach public addresses and the allowed hosts;
+/// results also each provider's own host (a self-hosted Cog on a private network, the
+/// simulator here).
+fn fetch_clients(settings: &Settings, public_url: &str) -> anyhow::Result<FetchClients> {
+    let allowed = settings.allowed_hosts();
+    let provider_hosts =
+        settings
+            .providers
+            .iter()
+            .filter_map(|(name, config)| match config.adapter_name(name) {
+                "simulator" => host_of(public_url),
+                _ => config.base_url.as_deref().and_then(host_of),
+            });
+    let results = allowed.iter().cloned().chain(provider_hosts);
+    Ok(FetchClients {
+        inputs: Fetcher::new(allowed.clone()).context("cannot build the fetch client")?,
+        results: Fetcher::new(results).context("cannot build the fetch client")?,
+    })
 }
 
 /// An adapter per configured provider, each behind its provider actor.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod images;
 pub mod ledger;
 pub mod net;
+pub mod outbound;
 pub mod providers;
 pub mod storage;
 pub mod workflow;

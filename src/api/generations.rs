@@ -126,7 +126,7 @@ async fn resolve_image(
 ) -> Result<InputImage, ApiError> {
     let limits = state.settings.images.limits();
     let parsed =
-        images::parse(raw, &state.settings.inputs.allowed_hosts, &limits).map_err(|refusal| {
+        images::parse(raw, &state.settings.allowed_hosts(), &limits).map_err(|refusal| {
             ApiError::invalid(refusal.code, format!("{field}: {}", refusal.reason))
         })?;
     match parsed {

@@ -538,7 +538,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     let source = row.result_source.clone().unwrap_or_default();
     let config = &deps.config;
     let fetched = fetch::download(
-        &deps.http,
+        &deps.fetch.results,
         &source,
         config.max_result_bytes,
         config.download_timeout,
@@ -580,8 +580,8 @@ async fn copy_input(
     }
     let config = &deps.config;
     match fetch::input(
+        &deps.fetch.inputs,
         url,
-        &config.allowed_hosts,
         config.max_input_bytes,
         config.download_timeout,
         &config.image_limits,
