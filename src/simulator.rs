@@ -118,7 +118,13 @@ impl Simulator {
             api_key,
             base_url,
             tasks: Arc::default(),
-            http: reqwest::Client::new(),
+            // It talks only to the Atelier serving it: never through a proxy from the
+            // environment, and never for long.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client with no proxy builds"),
             images,
             pool,
         }
