@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use atelier_actors::credits::MAX_CREDITS;
+use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -32,10 +33,11 @@ pub struct Settings {
     pub signing_secret: Option<String>,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
-    pub outbound: OutboundSettings,
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
     pub inputs: InputSettings,
+    pub outbound: OutboundSettings,
+    pub images: ImageSettings,
     /// Configured providers by name (a generation may only name one of these) and the
     /// failover chain.
     pub providers: ProvidersSettings,
@@ -66,6 +68,13 @@ pub struct SimulatorSettings {
     pub oversized_results: bool,
     /// How long result URLs stay valid, in seconds.
     pub result_ttl_secs: i64,
+    /// The key Atelier's simulator adapter sends and the simulator's task routes want; when
+    /// absent, a random one is made at every start (both live in this process).
+    pub api_key: Option<String>,
+    /// Most tasks the simulator holds; a submission past that gets 429.
+    pub max_tasks: usize,
+    /// Seconds after its submission a task (and its result) is forgotten.
+    pub task_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,9 +100,48 @@ pub struct WorkflowSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputSettings {
-    /// Hosts `http://` (not only `https://`) image URLs may name, and that may resolve to
-    /// private addresses.
+    /// An alias of `outbound.allowed_hosts` (both lists count).
     pub allowed_hosts: Vec<String>,
+}
+
+/// `[outbound]`: the policy for everything Atelier fetches (inputs, results), and the
+/// timeouts of every call Atelier makes to other hosts (providers, downloads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSettings {
+    /// Hosts (names or IP addresses) that may be fetched even when they are not public, and
+    /// that image URLs may name with `http://`. A provider's own `base_url` host is allowed
+    /// for its results without being listed.
+    pub allowed_hosts: Vec<String>,
+    /// Seconds to establish a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds a connection may stay silent while we wait for an answer.
+    pub read_timeout_secs: u64,
+    /// Seconds one request to a provider may take in all.
+    pub request_timeout_secs: u64,
+}
+
+/// `[images]`: the largest image accepted anywhere, and how many are worked on at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSettings {
+    /// Widest and tallest image accepted, in pixels, judged from its header.
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Bytes one decode may allocate.
+    pub max_alloc_bytes: u64,
+    /// Images decoded or encoded at once (the simulator's compositing); 0: one per core.
+    pub workers: usize,
+}
+
+impl ImageSettings {
+    pub fn limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_alloc_bytes: self.max_alloc_bytes,
+        }
+    }
 }
 
 /// `[providers]`: one table per provider a generation may use, and the failover chain.
@@ -152,18 +200,6 @@ pub struct DatabaseSettings {
     pub batch_deadline_ms: u64,
 }
 
-/// Calls Atelier makes to other hosts (providers, input and result downloads).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboundSettings {
-    /// Seconds to establish a connection.
-    pub connect_timeout_secs: u64,
-    /// Seconds a connection may stay silent while we wait for an answer.
-    pub read_timeout_secs: u64,
-    /// Seconds one request to a provider may take in all.
-    pub request_timeout_secs: u64,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSettings {
@@ -198,11 +234,6 @@ impl Default for Settings {
                 sqlite_busy_timeout_ms: 10_000,
                 batch_deadline_ms: 15_000,
             },
-            outbound: OutboundSettings {
-                connect_timeout_secs: 5,
-                read_timeout_secs: 30,
-                request_timeout_secs: 60,
-            },
             ledger: LedgerSettings {
                 max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
                 expiry_sweep_interval_secs: 60,
@@ -219,6 +250,21 @@ impl Default for Settings {
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
             },
+            outbound: OutboundSettings {
+                allowed_hosts: Vec::new(),
+                connect_timeout_secs: 5,
+                read_timeout_secs: 30,
+                request_timeout_secs: 60,
+            },
+            images: {
+                let limits = ImageLimits::default();
+                ImageSettings {
+                    max_width: limits.max_width,
+                    max_height: limits.max_height,
+                    max_alloc_bytes: limits.max_alloc_bytes,
+                    workers: 0,
+                }
+            },
             providers: ProvidersSettings {
                 chain: Vec::new(),
                 by_name: BTreeMap::from([("simulator".to_owned(), ProviderConfig::costing(1))]),
@@ -234,6 +280,9 @@ impl Default for Settings {
                 expired_results: false,
                 oversized_results: false,
                 result_ttl_secs: 600,
+                api_key: None,
+                max_tasks: 10_000,
+                task_ttl_secs: 3600,
             },
         }
     }
@@ -251,10 +300,11 @@ const ENV_KEYS: &[&str] = &[
     "signing_secret",
     "http",
     "database",
-    "outbound",
     "ledger",
     "workflow",
     "inputs",
+    "outbound",
+    "images",
     "providers",
     "simulator",
 ];
@@ -380,6 +430,27 @@ impl Settings {
                 "signing_secret must be at least 32 characters".into(),
             ));
         }
+        let simulator = &self.simulator;
+        if simulator.max_tasks == 0 || simulator.task_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "simulator.max_tasks and simulator.task_ttl_secs must be positive".into(),
+            ));
+        }
+        if simulator
+            .api_key
+            .as_deref()
+            .is_some_and(|key| key.len() < 16)
+        {
+            return Err(ConfigError::Invalid(
+                "simulator.api_key must be at least 16 characters".into(),
+            ));
+        }
+        let images = &self.images;
+        if images.max_width == 0 || images.max_height == 0 || images.max_alloc_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "images.max_width, max_height and max_alloc_bytes must be positive".into(),
+            ));
+        }
         if self.http.json_limit_bytes < 1024 {
             return Err(ConfigError::Invalid(
                 "http.json_limit_bytes must be at least 1024".into(),
@@ -433,6 +504,18 @@ impl Settings {
             lock: Duration::from_millis(self.database.lock_timeout_ms),
             sqlite_busy: Duration::from_millis(self.database.sqlite_busy_timeout_ms),
         }
+    }
+
+    /// The hosts exempt from the outgoing-fetch policy: `outbound.allowed_hosts` and its
+    /// alias `inputs.allowed_hosts`.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let mut hosts = self.outbound.allowed_hosts.clone();
+        for host in &self.inputs.allowed_hosts {
+            if !hosts.iter().any(|known| known.eq_ignore_ascii_case(host)) {
+                hosts.push(host.clone());
+            }
+        }
+        hosts
     }
 
     pub fn public_url(&self) -> String {

@@ -10,9 +10,11 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::engine::registry::{Drain, Engine};
-use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
+use atelier_actors::engine::{Deps, EngineConfig, FetchClients, StepHook, UrlForKey};
+use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::store::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
+use atelier_actors::outbound::{Fetcher, host_of};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
 use atelier_actors::providers::cog::CogProvider;
@@ -123,12 +125,23 @@ impl Application {
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
         let public_url = settings.public_url();
+        // The simulator and its adapter both live here: a key made now is shared by both, and
+        // never written anywhere.
+        let simulator_key = settings
+            .simulator
+            .api_key
+            .get_or_insert_with(crate::simulator::random_token)
+            .clone();
         let simulator = web::Data::new(Simulator::new(
             settings.simulator.clone(),
             format!("{public_url}/simulator"),
+            simulator_key,
+            settings.images.limits(),
+            ImagePool::new(settings.images.workers),
         ));
         let http_client = outbound_client(&settings)?;
         let providers = providers(&settings, &public_url, &http_client)?;
+        let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = Workflows::start_with(
             db.clone(),
             clock.clone(),
@@ -152,6 +165,7 @@ impl Application {
                 providers: providers.clone(),
                 clock: clock.clone(),
                 http: http_client.clone(),
+                fetch: fetch_clients.clone(),
                 url_for_key,
                 config: EngineConfig {
                     public_url: public_url.clone(),
@@ -162,7 +176,7 @@ impl Application {
                     max_input_bytes: settings.http.upload_limit_bytes,
                     download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
                     step_timeout: Duration::from_secs(settings.workflow.step_timeout_secs),
-                    allowed_hosts: settings.inputs.allowed_hosts.clone(),
+                    image_limits: settings.images.limits(),
                     chain: settings.providers.chain.clone(),
                     prices: settings
                         .providers
@@ -300,6 +314,26 @@ fn outbound_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
+/// The outgoing-fetch policy's clients: inputs reach public addresses and the allowed hosts;
+/// results also each provider's own host (a self-hosted Cog on a private network, the
+/// simulator here).
+fn fetch_clients(settings: &Settings, public_url: &str) -> anyhow::Result<FetchClients> {
+    let allowed = settings.allowed_hosts();
+    let provider_hosts =
+        settings
+            .providers
+            .iter()
+            .filter_map(|(name, config)| match config.adapter_name(name) {
+                "simulator" => host_of(public_url),
+                _ => config.base_url.as_deref().and_then(host_of),
+            });
+    let results = allowed.iter().cloned().chain(provider_hosts);
+    Ok(FetchClients {
+        inputs: Fetcher::new(allowed.clone()).context("cannot build the fetch client")?,
+        results: Fetcher::new(results).context("cannot build the fetch client")?,
+    })
+}
+
 /// An adapter per configured provider, each behind its provider actor.
 fn providers(
     settings: &Settings,
@@ -308,7 +342,8 @@ fn providers(
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
     for (name, config) in settings.providers.iter() {
-        let adapter = adapter(name, config, public_url, http).map_err(anyhow::Error::msg)?;
+        let adapter =
+            adapter(name, config, settings, public_url, http).map_err(anyhow::Error::msg)?;
         let limits = Limits {
             max_concurrency: config.max_concurrency,
             requests_per_second: config.requests_per_second.and_then(NonZeroU32::new),
@@ -331,6 +366,7 @@ fn providers(
 fn adapter(
     name: &str,
     config: &ProviderConfig,
+    settings: &Settings,
     public_url: &str,
     http: &reqwest::Client,
 ) -> Result<Arc<dyn Provider>, String> {
@@ -338,6 +374,7 @@ fn adapter(
     Ok(match config.adapter_name(name) {
         "simulator" => Arc::new(SimulatorProvider::new(
             format!("{public_url}/simulator"),
+            settings.simulator.api_key.clone().unwrap_or_default(),
             http,
         )),
         "cog" => Arc::new(CogProvider::new(name, config, http)?),

@@ -6,7 +6,7 @@ mod common;
 use atelier_actors::storage::Bytes;
 use atelier_actors::workflow::store::{self, TransitionOutcome};
 use atelier_actors::workflow::{Event, Via, WorkflowState};
-use common::{TestApp, data_uri, error_code, generation_body, png};
+use common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -24,6 +24,7 @@ database_tests!(
     another_accounts_generation_is_not_found,
     verify_finds_workflows_that_break_invariants,
     cancel_in_every_live_state_releases_the_credits,
+    oversized_images_are_refused_at_the_door,
 );
 
 async fn a_generation_holds_its_cost_until_it_ends(url: String) {
@@ -567,4 +568,41 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
             "credits back after a cancel in {state}"
         );
     }
+}
+
+/// A few hundred kilobytes declaring 10000×10000 pixels: refused from the header, as an upload
+/// and as a `data:` input, with nothing stored and no credits held.
+async fn oversized_images_are_refused_at_the_door(url: String) {
+    // Made first: encoding takes seconds, longer than an idle pooled connection lives.
+    let huge = huge_png();
+    let app = TestApp::spawn(&url).await;
+    let (_, key) = app.funded_account(3).await;
+    let upload = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(&key)
+        .header("content-type", "image/png")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(upload, 422).await, "image_too_large");
+    let mut body = generation_body();
+    body["garment_image"] = json!(data_uri(&huge));
+    let generation = app.post_generation(&key, &body, None).await;
+    assert_eq!(error_code(generation, 422).await, "image_too_large");
+
+    let settings = &app.state.settings;
+    assert!(!stored_under(settings, "uploads"), "the upload was stored");
+    assert!(
+        !stored_under(settings, "inputs"),
+        "the data: input was stored"
+    );
+    let list: Value = app.get_json("/v1/generations", &key).await;
+    assert_eq!(list["items"], json!([]));
+    let balance = app.balance(&key).await;
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(3), Some(0))
+    );
 }

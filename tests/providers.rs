@@ -28,6 +28,7 @@ database_tests!(
     an_account_problem_fails_over_at_once,
     an_open_circuit_with_nowhere_to_go_shows_in_the_timeline,
     a_failover_charges_the_cheaper_price_and_never_the_dearer,
+    a_result_redirected_to_a_private_address_is_refused,
 );
 
 fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
@@ -487,4 +488,24 @@ async fn a_failover_charges_the_cheaper_price_and_never_the_dearer(url: String) 
     assert_eq!(generation["state"], "released", "{generation}");
     assert!(dearer.submissions().is_empty());
     assert_eq!(available(&app, &key).await, 1);
+}
+
+/// The provider's own host is allowed for its results, but not wherever it redirects: a result
+/// redirected to a private address is never fetched, and the generation releases.
+async fn a_result_redirected_to_a_private_address_is_refused(url: String) {
+    let emulator = Emulator::start(Mode::Normal).await;
+    let private = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    private.set_nonblocking(true).unwrap();
+    let port = private.local_addr().unwrap().port();
+    emulator.redirect_results_to(&format!("http://localhost:{port}/metadata"));
+    let app = app_with(&url, vec![("replicate", replicate(&emulator, 2))], |_| {}).await;
+    let (_, key) = app.funded_account(3).await;
+    let id = generate(&app, &key).await;
+    let generation = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;
+    assert_eq!(generation["state"], "released", "{generation}");
+    assert_eq!(generation["error"]["code"], "upload_failed", "{generation}");
+    let message = generation["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not public"), "{message}");
+    assert_eq!(available(&app, &key).await, 3);
+    assert!(private.accept().is_err(), "the private address was reached");
 }

@@ -30,6 +30,9 @@ database_tests!(
     a_rejected_task_releases_with_provider_rejected,
     a_result_download_slower_than_the_deadline_times_out,
     the_simulator_talks_only_to_the_atelier_serving_it,
+    an_oversized_url_input_releases_with_input_unavailable,
+    the_simulator_wants_its_key_and_serves_results_only_at_their_url,
+    the_simulator_task_table_is_bounded_and_forgets_old_tasks,
 );
 
 /// One generation on a fresh app with the engine (`configure` adjusts the settings), followed
@@ -254,8 +257,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .unwrap()
         .unwrap();
     let task = app
-        .client
-        .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+        .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
         .send()
         .await
         .unwrap()
@@ -287,8 +289,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
     while task.contains("queued") {
         tokio::time::sleep(Duration::from_millis(20)).await;
         task = app
-            .client
-            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
+            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
             .send()
             .await
             .unwrap()
@@ -338,15 +339,7 @@ async fn a_canceled_generation_ignores_its_late_callback(url: String) {
     // The provider is told to stop.
     let started = std::time::Instant::now();
     loop {
-        let task: Value = app
-            .client
-            .get(app.url(&format!("/simulator/v1/tasks/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let task = simulator_task(&app, &id).await;
         if task["status"] == "failed" && task["error"] == "canceled" {
             break;
         }
@@ -395,13 +388,18 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
     assert_eq!(app.ledger_kinds(&key).await, ["settle", "hold", "grant"]);
 }
 
-async fn url_inputs_are_copied_into_our_storage(url: String) {
-    let app = TestApp::spawn_engine(
-        &url,
+/// The engine on an app whose URL inputs may come from 127.0.0.1 (where it serves files).
+async fn app_fetching_local_inputs(url: &str) -> TestApp {
+    TestApp::spawn_engine(
+        url,
         |s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()],
         None,
     )
-    .await;
+    .await
+}
+
+async fn url_inputs_are_copied_into_our_storage(url: String) {
+    let app = app_fetching_local_inputs(&url).await;
     let (_, key) = app.funded_account(3).await;
     let person = common::png(20, 30, [250, 250, 250]);
     let upload: Value = app
@@ -477,8 +475,7 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
 async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
     let app = TestApp::spawn_engine(&url, |_| {}, None).await;
     let task = app
-        .client
-        .put(app.url("/simulator/v1/tasks/outside"))
+        .simulator(reqwest::Method::PUT, "/simulator/v1/tasks/outside")
         .json(&json!({
             "person_image": "https://example.com/person.png",
             "garment_image": "https://example.com/garment.png",
@@ -491,8 +488,7 @@ async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
     let started = std::time::Instant::now();
     loop {
         let view: Value = app
-            .client
-            .get(app.url("/simulator/v1/tasks/outside"))
+            .simulator(reqwest::Method::GET, "/simulator/v1/tasks/outside")
             .send()
             .await
             .unwrap()
@@ -511,5 +507,117 @@ async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
         }
         assert!(started.elapsed() < WITHIN, "{view}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A URL input the engine fetches after creation that declares 10000×10000 pixels: released
+/// with `input_unavailable` and a clear message, never stored, never sent to the provider.
+async fn an_oversized_url_input_releases_with_input_unavailable(url: String) {
+    let huge = common::huge_png();
+    let app = app_fetching_local_inputs(&url).await;
+    let (_, key) = app.funded_account(3).await;
+    // Served by us at a signed URL, as any web server would serve it.
+    let served = "uploads/elsewhere/huge";
+    app.state.storage.put(served, huge.into()).await.unwrap();
+    let mut body = common::generation_body();
+    body["person_image"] = json!(app.state.signed_url(served));
+    let response = app.post_generation(&key, &body, None).await;
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let done = app.wait_terminal(&key, id, WITHIN).await;
+    assert_released(&app, &key, &done, "input_unavailable").await;
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("10000×10000"), "{message}");
+    let person_key = atelier_actors::workflow::inputs::input_key(
+        uuid::Uuid::parse_str(id).unwrap(),
+        "person_image",
+    );
+    assert!(!app.state.storage.exists(&person_key).await.unwrap());
+}
+
+/// The simulator's view of task `id`, asked with Atelier's key.
+async fn simulator_task(app: &TestApp, id: &str) -> Value {
+    let path = format!("/simulator/v1/tasks/{id}");
+    let response = app.simulator(reqwest::Method::GET, &path).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
+/// Anyone who can reach the port can reach the simulator: without Atelier's key its task
+/// routes answer 401, and a result is served only at the URL it was given out under.
+async fn the_simulator_wants_its_key_and_serves_results_only_at_their_url(url: String) {
+    let Run { app, id, done, .. } = one_generation(&url, |_| {}, None).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    let task_path = format!("/simulator/v1/tasks/{id}");
+    let submit = json!({"person_image": "x", "garment_image": "y"});
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let bare = app.client.request(method.clone(), app.url(&task_path));
+        let wrong = app
+            .client
+            .request(method.clone(), app.url(&task_path))
+            .bearer_auth("not-the-simulator-key");
+        for request in [bare, wrong] {
+            let response = request.json(&submit).send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method}");
+        }
+    }
+    let task = simulator_task(&app, &id).await;
+    assert_eq!(
+        task["status"], "succeeded",
+        "not canceled by the DELETEs: {task}"
+    );
+    let output = task["output"].as_str().unwrap();
+    for guessed in [
+        format!("/simulator/v1/results/{id}"),
+        format!("/simulator/v1/results/{id}/{}", "A".repeat(43)),
+    ] {
+        let response = app.client.get(app.url(&guessed)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{guessed}");
+    }
+    let result = app.client.get(output).send().await.unwrap();
+    assert_eq!(result.status(), 200);
+    assert!(image::load_from_memory(&result.bytes().await.unwrap()).is_ok());
+}
+
+/// Bogus submissions cannot grow the simulator without end: past `max_tasks` it answers 429,
+/// and tasks are forgotten `task_ttl_secs` after submission.
+async fn the_simulator_task_table_is_bounded_and_forgets_old_tasks(url: String) {
+    let mut settings = common::settings(&url);
+    settings.simulator.max_tasks = 2;
+    settings.simulator.task_ttl_secs = 1;
+    let app = TestApp::spawn_with(settings, None).await;
+    let submit = |id: &str| {
+        app.simulator(reqwest::Method::PUT, &format!("/simulator/v1/tasks/{id}"))
+            .json(&json!({"person_image": "x", "garment_image": "y"}))
+            .send()
+    };
+    assert_eq!(submit("a").await.unwrap().status(), 201);
+    assert_eq!(submit("b").await.unwrap().status(), 201);
+    assert_eq!(
+        error_code(submit("c").await.unwrap(), 429).await,
+        "simulator_full"
+    );
+    assert_eq!(
+        submit("a").await.unwrap().status(),
+        200,
+        "a resubmission finds its task"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        submit("c").await.unwrap().status(),
+        201,
+        "old tasks were forgotten"
+    );
+    for (id, status) in [("a", 404), ("b", 404), ("c", 200)] {
+        let response = app
+            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "task {id}");
     }
 }

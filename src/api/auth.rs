@@ -26,7 +26,7 @@ pub struct Admin;
 /// Only an account may call; the account is the caller's own.
 pub struct Client(pub account::Model);
 
-fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
+pub(crate) fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
     let header = request.headers().get(AUTHORIZATION).ok_or_else(|| {
         ApiError::unauthorized("missing_credentials", "send Authorization: Bearer <token>")
     })?;

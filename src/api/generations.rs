@@ -124,8 +124,11 @@ async fn resolve_image(
     raw: &str,
     stored: &mut Vec<String>,
 ) -> Result<InputImage, ApiError> {
-    let parsed = images::parse(raw, &state.settings.inputs.allowed_hosts)
-        .map_err(|reason| ApiError::invalid("invalid_image", format!("{field}: {reason}")))?;
+    let limits = state.settings.images.limits();
+    let parsed =
+        images::parse(raw, &state.settings.allowed_hosts(), &limits).map_err(|refusal| {
+            ApiError::invalid(refusal.code, format!("{field}: {}", refusal.reason))
+        })?;
     match parsed {
         ImageRef::Url(url) => Ok(InputImage::Url(url)),
         ImageRef::Upload(id) => {

@@ -4,9 +4,45 @@ use std::net::IpAddr;
 
 use atelier_actors::net::is_public;
 
+use atelier_actors::images::{ImageError, ImageLimits};
 use atelier_actors::storage::ImageKind;
 use base64::Engine;
 use uuid::Uuid;
+
+/// Why an image reference is refused: a machine-readable code and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub reason: String,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self {
+            code: "invalid_image",
+            reason,
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
+impl From<ImageError> for Refusal {
+    fn from(error: ImageError) -> Self {
+        let code = match error {
+            ImageError::TooLarge { .. } => "image_too_large",
+            ImageError::Unreadable(_) => "invalid_image",
+        };
+        Self {
+            code,
+            reason: error.to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
@@ -16,17 +52,25 @@ pub enum ImageRef {
 }
 
 /// Parses `raw`, or says what is wrong with it (for the client; the field name is added by the
-/// caller).
-pub fn parse(raw: &str, allowed_hosts: &[String]) -> Result<ImageRef, String> {
+/// caller). A `data:` image is judged by `limits` from its header.
+pub fn parse(
+    raw: &str,
+    allowed_hosts: &[String],
+    limits: &ImageLimits,
+) -> Result<ImageRef, Refusal> {
     if let Some(rest) = raw.strip_prefix("data:") {
-        return parse_data(rest);
+        let image = parse_data(rest)?;
+        if let ImageRef::Data { bytes, .. } = &image {
+            limits.check(bytes)?;
+        }
+        return Ok(image);
     }
     if let Some(id) = raw.strip_prefix("upload:") {
         return Uuid::parse_str(id)
             .map(ImageRef::Upload)
-            .map_err(|_| "upload: must be followed by an upload id".to_owned());
+            .map_err(|_| "upload: must be followed by an upload id".into());
     }
-    parse_url(raw, allowed_hosts).map(ImageRef::Url)
+    Ok(parse_url(raw, allowed_hosts).map(ImageRef::Url)?)
 }
 
 fn parse_data(rest: &str) -> Result<ImageRef, String> {
@@ -90,7 +134,17 @@ fn parse_url(raw: &str, allowed_hosts: &[String]) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(width, height)
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .unwrap();
+        bytes.into_inner()
+    }
+
+    fn parse(raw: &str, allowed_hosts: &[String]) -> Result<ImageRef, Refusal> {
+        super::parse(raw, allowed_hosts, &ImageLimits::default())
+    }
 
     fn data_uri(mime: &str, bytes: &[u8]) -> String {
         format!(
@@ -101,18 +155,34 @@ mod tests {
 
     #[test]
     fn data_uris_must_hold_the_image_they_declare() {
+        let png = png(3, 2);
         assert_eq!(
-            parse(&data_uri("image/png", PNG), &[]),
+            parse(&data_uri("image/png", &png), &[]),
             Ok(ImageRef::Data {
                 kind: ImageKind::Png,
-                bytes: PNG.to_vec()
+                bytes: png.clone()
             })
         );
-        assert!(parse(&data_uri("image/jpeg", PNG), &[]).is_err());
+        assert!(parse(&data_uri("image/jpeg", &png), &[]).is_err());
+        // A header cut short cannot say how large the image is.
+        let truncated = &png[..20];
+        assert_eq!(
+            parse(&data_uri("image/png", truncated), &[])
+                .unwrap_err()
+                .code,
+            "invalid_image"
+        );
         assert!(parse(&data_uri("image/gif", b"GIF89a"), &[]).is_err());
         assert!(parse(&data_uri("image/png", b"<html>"), &[]).is_err());
         assert!(parse("data:image/png;base64,***", &[]).is_err());
         assert!(parse("data:image/png,raw", &[]).is_err());
+    }
+
+    #[test]
+    fn data_uris_larger_than_the_limits_are_refused() {
+        let refusal = parse(&data_uri("image/png", &png(10_000, 10_000)), &[]).unwrap_err();
+        assert_eq!(refusal.code, "image_too_large", "{}", refusal.reason);
+        assert!(refusal.reason.contains("10000×10000"), "{}", refusal.reason);
     }
 
     #[test]
@@ -126,6 +196,14 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[::1]/a.png",
             "https://[::ffff:10.0.0.1]/a.png",
+            "https://[::7f00:1]/a.png",
+            "https://[64:ff9b::a9fe:a9fe]/latest",
+            "https://[2002:a00:1::1]/a.png",
+            "https://[fec0::1]/a.png",
+            "https://198.18.0.1/a.png",
+            "https://192.0.0.8/a.png",
+            "https://240.0.0.1/a.png",
+            "https://0x7f000001/a.png",
             "https://localhost/a.png",
             "https://user:pw@example.com/a.png",
             "not a url",

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
+use super::images::Refusal;
 use super::json::read_limited;
 use crate::state::AppState;
 
@@ -66,6 +67,17 @@ pub async fn create(
             ));
         }
     }
+    // Judged from the header before anything is stored: a few kilobytes may declare
+    // gigapixels.
+    state
+        .settings
+        .images
+        .limits()
+        .check(&body)
+        .map_err(|error| {
+            let refusal = Refusal::from(error);
+            ApiError::invalid(refusal.code, refusal.reason)
+        })?;
     let id = Uuid::now_v7();
     let key = format!("uploads/{}/{id}", account.id);
     let size = body.len() as i64;

@@ -330,6 +330,33 @@ pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     bytes.into_inner()
 }
 
+/// A real 10000×10000 PNG of under a megabyte that would take 300 MB to decode: larger than
+/// the default image limits.
+pub fn huge_png() -> Vec<u8> {
+    static HUGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    HUGE.get_or_init(|| {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        image::GrayImage::new(10_000, 10_000)
+            .write_to(&mut bytes, image::ImageFormat::Png)
+            .expect("encode png");
+        bytes.into_inner()
+    })
+    .clone()
+}
+
+/// Whether anything is stored under `prefix` (e.g. `uploads`) in the app's data directory.
+pub fn stored_under(settings: &Settings, prefix: &str) -> bool {
+    fn any_file(dir: &std::path::Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                let path = entry.path();
+                path.is_file() || any_file(&path)
+            })
+        })
+    }
+    any_file(&settings.data_dir.join(prefix))
+}
+
 pub fn data_uri(png: &[u8]) -> String {
     use base64::Engine;
     format!(
@@ -339,6 +366,14 @@ pub fn data_uri(png: &[u8]) -> String {
 }
 
 impl TestApp {
+    /// A request to the built-in simulator's task API, with the key Atelier uses.
+    pub fn simulator(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let key = self.state.settings.simulator.api_key.as_deref();
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(key.expect("the simulator key is set at start"))
+    }
+
     /// An account with `credits` never-expiring credits: (id, api key).
     pub async fn funded_account(&self, credits: i64) -> (String, String) {
         let (id, key) = self.create_account().await;

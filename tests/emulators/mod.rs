@@ -47,6 +47,8 @@ struct State {
     tasks: HashMap<String, Task>,
     submissions: Vec<Instant>,
     next_id: u64,
+    /// Where the result file redirects, when set.
+    redirect_results_to: Option<String>,
 }
 
 #[derive(Clone)]
@@ -80,6 +82,7 @@ impl Emulator {
                 tasks: HashMap::new(),
                 submissions: Vec::new(),
                 next_id: 0,
+                redirect_results_to: None,
             })),
             http: reqwest::Client::new(),
         };
@@ -87,14 +90,7 @@ impl Emulator {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
-                .route(
-                    "/files/result.png",
-                    web::get().to(|| async {
-                        HttpResponse::Ok()
-                            .content_type("image/png")
-                            .body(result_png())
-                    }),
-                )
+                .route("/files/result.png", web::get().to(result_file))
                 .route(
                     "/v1/models/{owner}/{name}/predictions",
                     web::post().to(replicate_create),
@@ -114,6 +110,11 @@ impl Emulator {
         .run();
         actix_web::rt::spawn(server);
         emulator
+    }
+
+    /// The result file answers `302 Found` to `location` from now on.
+    pub fn redirect_results_to(&self, location: &str) {
+        self.state.lock().unwrap().redirect_results_to = Some(location.to_owned());
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -284,6 +285,18 @@ impl Flavour {
         } else {
             Flavour::Fal
         }
+    }
+}
+
+async fn result_file(emulator: web::Data<Emulator>) -> HttpResponse {
+    let redirect = emulator.state.lock().unwrap().redirect_results_to.clone();
+    match redirect {
+        Some(location) => HttpResponse::Found()
+            .insert_header(("location", location))
+            .finish(),
+        None => HttpResponse::Ok()
+            .content_type("image/png")
+            .body(result_png()),
     }
 }
 

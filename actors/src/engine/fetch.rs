@@ -1,13 +1,13 @@
 //! Downloading images: results from providers and `https://` inputs from wherever a client
-//! pointed. Both are size-limited, time-limited and judged by their bytes; inputs may only come
-//! from public addresses (unless the operator allows the host), checked on the addresses the
-//! connection will actually use, so a DNS answer cannot be swapped in between.
-use std::net::SocketAddr;
+//! pointed. Both are size-limited, time-limited and judged by their bytes, and both go through
+//! a `Fetcher` (`crate::outbound`): only public addresses, unless the operator allows the host,
+//! checked on the addresses the connection actually uses and on every redirect.
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::net::is_public;
+use crate::images::ImageLimits;
+use crate::outbound::{self, Fetcher};
 use crate::storage::{Bytes, ImageKind};
 use crate::workflow::FailureCode;
 
@@ -20,56 +20,29 @@ pub enum Download {
 
 /// Fetches an input image for a provider.
 pub async fn input(
+    fetcher: &Fetcher,
     url: &str,
-    allowed_hosts: &[String],
     limit: usize,
     timeout: Duration,
+    images: &ImageLimits,
 ) -> Download {
     let refused = |message: String| Download::Refused(FailureCode::InputUnavailable, message);
-    let Ok(parsed) = url::Url::parse(url) else {
-        return refused(format!("{url} is not a URL"));
-    };
-    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
-        return refused(format!("{url} names no host"));
-    };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let allowed = allowed_hosts
-        .iter()
-        .any(|allowed| allowed.eq_ignore_ascii_case(&host));
-    let addresses: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
-        Ok(addresses) => addresses.collect(),
-        Err(error) => return Download::Transient(format!("cannot resolve {host}: {error}")),
-    };
-    if addresses.is_empty() {
-        return Download::Transient(format!("{host} has no address"));
-    }
-    if !allowed && let Some(private) = addresses.iter().find(|address| !is_public(address.ip())) {
-        return refused(format!(
-            "{host} resolves to {} which is not public",
-            private.ip()
-        ));
-    }
-    let client = match reqwest::Client::builder()
-        .resolve_to_addrs(&host, &addresses)
-        // A redirect would escape the address check.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(client) => client,
-        Err(error) => return Download::Transient(error.to_string()),
-    };
     let unavailable = FailureCode::InputUnavailable;
-    download(&client, url, limit, timeout, unavailable, unavailable).await
+    match download(fetcher, url, limit, timeout, unavailable, unavailable).await {
+        // The provider would decode it: judged from its header, as uploads are.
+        Download::Image(bytes) => match images.check(&bytes) {
+            Ok(_) => Download::Image(bytes),
+            Err(error) => refused(format!("{url}: {error}")),
+        },
+        other => other,
+    }
 }
 
-/// Fetches `url` with `client`: at most `limit` bytes, within `timeout`, and only a PNG, JPEG
-/// or WebP image. `refused` is the failure code when the URL refuses (4xx), `invalid` when
-/// what it serves is too large or not an image.
+/// Fetches `url` with `fetcher`: at most `limit` bytes, within `timeout`, and only a PNG, JPEG
+/// or WebP image. `refused` is the failure code when the URL refuses (4xx) or the policy does
+/// (not a public address), `invalid` when what it serves is too large or not an image.
 pub async fn download(
-    client: &reqwest::Client,
+    fetcher: &Fetcher,
     url: &str,
     limit: usize,
     timeout: Duration,
@@ -79,9 +52,18 @@ pub async fn download(
     if let Some(inline) = url.strip_prefix("data:") {
         return decode_inline(inline, limit, invalid);
     }
-    let response = match client.get(url).timeout(timeout).send().await {
+    let request = match fetcher.get(url) {
+        Ok(request) => request,
+        Err(not_public) => return Download::Refused(refused, not_public.to_string()),
+    };
+    let response = match request.timeout(timeout).send().await {
         Ok(response) => response,
-        Err(error) => return Download::Transient(format!("download failed: {error}")),
+        Err(error) => {
+            return match outbound::refusal(&error) {
+                Some(not_public) => Download::Refused(refused, not_public.to_string()),
+                None => Download::Transient(format!("download failed: {error}")),
+            };
+        }
     };
     let status = response.status();
     if status.is_server_error() || status.as_u16() == 429 {
@@ -150,13 +132,13 @@ mod tests {
             .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
-        let client = reqwest::Client::new();
+        let fetcher = Fetcher::new([]).unwrap();
         let fetch = |url: String, limit| {
-            let client = client.clone();
+            let fetcher = fetcher.clone();
             async move {
                 let invalid = FailureCode::InvalidResult;
                 download(
-                    &client,
+                    &fetcher,
                     &url,
                     limit,
                     Duration::from_secs(1),
@@ -189,19 +171,16 @@ mod tests {
     #[tokio::test]
     async fn inputs_from_private_addresses_are_refused_unless_allowed() {
         let timeout = Duration::from_secs(2);
-        let refused = input("http://localhost:9/a.png", &[], 1024, timeout).await;
+        let images = ImageLimits::default();
+        let fetcher = Fetcher::new([]).unwrap();
+        let refused = input(&fetcher, "http://localhost:9/a.png", 1024, timeout, &images).await;
         assert!(
             matches!(refused, Download::Refused(FailureCode::InputUnavailable, ref m) if m.contains("not public")),
             "localhost was fetched"
         );
         // Allowed, it is fetched (and fails only because nothing listens there).
-        let allowed = input(
-            "http://localhost:9/a.png",
-            &["localhost".into()],
-            1024,
-            timeout,
-        )
-        .await;
+        let fetcher = Fetcher::new(["localhost".to_owned()]).unwrap();
+        let allowed = input(&fetcher, "http://localhost:9/a.png", 1024, timeout, &images).await;
         assert!(matches!(allowed, Download::Transient(_)));
     }
 }

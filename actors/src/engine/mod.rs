@@ -35,11 +35,11 @@ pub struct EngineConfig {
     pub max_result_bytes: usize,
     /// Largest input image we fetch from a client's URL.
     pub max_input_bytes: usize,
-    /// Hosts input URLs may name even when they resolve to private addresses.
-    pub allowed_hosts: Vec<String>,
     pub download_timeout: Duration,
     /// Longest a step may take (always cut at the workflow's next deadline too).
     pub step_timeout: Duration,
+    /// The largest input image we accept (judged from its header).
+    pub image_limits: crate::images::ImageLimits,
     /// How often the registry looks for due workflows.
     pub tick: Duration,
     /// Failover order (`providers.chain`); empty: no failover.
@@ -57,9 +57,9 @@ impl Default for EngineConfig {
             callback_deadline: Duration::from_secs(120),
             max_result_bytes: 50 * 1024 * 1024,
             max_input_bytes: 20 * 1024 * 1024,
-            allowed_hosts: Vec::new(),
             download_timeout: Duration::from_secs(60),
             step_timeout: Duration::from_secs(120),
+            image_limits: crate::images::ImageLimits::default(),
             tick: Duration::from_millis(200),
             chain: Vec::new(),
             prices: std::collections::HashMap::new(),
@@ -77,9 +77,19 @@ pub struct Deps {
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,
     pub http: reqwest::Client,
+    /// Everything fetched from a URL goes through these (`crate::outbound`).
+    pub fetch: FetchClients,
     pub url_for_key: UrlForKey,
     pub config: EngineConfig,
     pub step_hook: Option<StepHook>,
     /// Set when the process stops: each actor finishes the step it is in and takes no other.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The fetch policy's clients: inputs may reach the hosts the operator allows; results also
+/// the providers' own configured hosts (a self-hosted Cog on a private network).
+#[derive(Clone)]
+pub struct FetchClients {
+    pub inputs: crate::outbound::Fetcher,
+    pub results: crate::outbound::Fetcher,
 }

@@ -641,7 +641,7 @@ async fn result_source(
     let invalid = FailureCode::InvalidResult;
     let limit = deps.config.max_result_bytes;
     match fetch::download(
-        &deps.http,
+        &deps.fetch.results,
         &output,
         limit,
         deps.config.download_timeout,
@@ -719,7 +719,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     }
     let config = &deps.config;
     let fetched = fetch::download(
-        &deps.http,
+        &deps.fetch.results,
         &source,
         config.max_result_bytes,
         config.download_timeout,
@@ -761,10 +761,11 @@ async fn copy_input(
     }
     let config = &deps.config;
     match fetch::input(
+        &deps.fetch.inputs,
         url,
-        &config.allowed_hosts,
         config.max_input_bytes,
         config.download_timeout,
+        &config.image_limits,
     )
     .await
     {

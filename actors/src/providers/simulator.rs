@@ -10,6 +10,8 @@ use super::{
 pub struct SimulatorProvider {
     /// e.g. `http://127.0.0.1:8080/simulator`
     base_url: String,
+    /// Sent as `Authorization: Bearer`: the simulator refuses anything else.
+    api_key: String,
     http: reqwest::Client,
 }
 
@@ -45,8 +47,12 @@ impl TaskView {
 }
 
 impl SimulatorProvider {
-    pub fn new(base_url: String, http: reqwest::Client) -> Self {
-        Self { base_url, http }
+    pub fn new(base_url: String, api_key: String, http: reqwest::Client) -> Self {
+        Self {
+            base_url,
+            api_key,
+            http,
+        }
     }
 
     async fn read(response: reqwest::Response) -> Result<TaskView, ProviderError> {
@@ -65,6 +71,7 @@ impl Provider for SimulatorProvider {
         let response = self
             .http
             .put(format!("{}/v1/tasks/{}", self.base_url, task.generation_id))
+            .bearer_auth(&self.api_key)
             .json(&json!({
                 "person_image": task.person_image_url,
                 "garment_image": task.garment_image_url,
@@ -87,6 +94,7 @@ impl Provider for SimulatorProvider {
         let response = self
             .http
             .get(format!("{}/v1/tasks/{task_id}", self.base_url))
+            .bearer_auth(&self.api_key)
             .send()
             .await
             .map_err(transport_error)?;
@@ -97,6 +105,7 @@ impl Provider for SimulatorProvider {
         let response = self
             .http
             .delete(format!("{}/v1/tasks/{task_id}", self.base_url))
+            .bearer_auth(&self.api_key)
             .send()
             .await
             .map_err(transport_error)?;
