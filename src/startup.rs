@@ -169,7 +169,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::malformed("malformed_query", format!("query string: {error}")).into()
                 }))
-                .wrap(request_log())
+                .wrap(crate::access_log::middleware())
                 .configure(|config| {
                     if serve_simulator {
                         Simulator::routes(config);
@@ -201,11 +201,6 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
-}
-
-/// Request logging: method, path, status and latency, one line per request.
-fn request_log() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
 }
 
 /// An adapter per configured provider, each behind its provider actor.

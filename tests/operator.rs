@@ -1,0 +1,75 @@
+//! The real binary as an operator runs it: what it logs, what it refuses to start with, and
+//! the CLI's answers.
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+
+use common::{ADMIN_TOKEN, atelier_command, free_port, wait_ready};
+
+/// A throwaway directory for a SQLite database and the data dir.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("atelier-operator-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}/atelier.sqlite?mode=rwc", dir.display())
+}
+
+/// `atelier serve` on a fresh SQLite database in `dir`, logging at INFO into a pipe.
+fn serve(dir: &std::path::Path, port: u16) -> Child {
+    atelier_command(&sqlite_url(dir))
+        .env("ATELIER_BIND", format!("127.0.0.1:{port}"))
+        .env("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("ATELIER_DATA_DIR", dir.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start atelier")
+}
+
+#[actix_web::test]
+async fn the_access_log_masks_callback_tokens_and_signatures() {
+    let dir = scratch_dir();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = serve(&dir, port);
+    wait_ready(&client, &base, &mut child).await;
+    let id = uuid::Uuid::new_v4();
+    client
+        .post(format!(
+            "{base}/webhooks/simulator/{id}?token=cb_topsecret1234"
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(format!(
+            "{base}/v1/files/results/x?expires=99&signature=feedface5678"
+        ))
+        .send()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !log.contains("cb_topsecret1234"),
+        "a token in the log: {log}"
+    );
+    assert!(
+        !log.contains("feedface5678"),
+        "a signature in the log: {log}"
+    );
+    assert!(
+        log.contains(&format!("/webhooks/simulator/{id}?token=[redacted]")),
+        "the request is logged: {log}"
+    );
+    assert!(log.contains("expires=99&signature=[redacted]"), "{log}");
+}
