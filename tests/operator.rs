@@ -73,3 +73,42 @@ async fn the_access_log_masks_callback_tokens_and_signatures() {
     );
     assert!(log.contains("expires=99&signature=[redacted]"), "{log}");
 }
+
+/// Waits for `child` to exit on its own (killing it after `seconds`): its stderr, and whether
+/// it failed.
+fn exit_within(mut child: Child, seconds: u64) -> (bool, String) {
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(seconds) {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {seconds} s: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        !output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_empty_or_short_signing_key_stops_the_start() {
+    for kept in ["", "0123456789"] {
+        let dir = scratch_dir();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data/signing.key"), kept).unwrap();
+        let (failed, stderr) = exit_within(serve(&dir, free_port()), 20);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(failed, "{stderr}");
+        assert!(
+            stderr.contains(&format!("signing.key holds {} bytes", kept.len()))
+                && stderr.contains("at least 32"),
+            "{stderr}"
+        );
+    }
+}
