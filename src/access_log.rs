@@ -11,7 +11,7 @@ const SECRET_PARTS: &[&str] = &["token", "signature", "secret", "key", "password
 
 pub fn middleware() -> Logger {
     Logger::new("%{request}xi %s %Dms")
-        .custom_request_replace("request", |request| request_line(request))
+        .custom_request_replace("request", request_line)
         .log_target("atelier::http")
 }
 

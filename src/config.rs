@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use atelier_actors::credits::MAX_CREDITS;
+use atelier_actors::config_check::{check_base_url, check_range};
 use atelier_actors::providers::config::ProviderConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -249,100 +249,141 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map_err(ConfigError::Invalid)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let url = self.database_url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "DATABASE_URL must start with sqlite:, postgres:// or postgresql://, got {url:?}"
-            )));
-        }
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|token| token.len() < 16)
-        {
-            return Err(ConfigError::Invalid(
-                "ATELIER_ADMIN_TOKEN must be at least 16 characters".into(),
             ));
         }
-        if self.ledger.max_batch == 0 || self.ledger.expiry_sweep_interval_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "ledger.max_batch and ledger.expiry_sweep_interval_secs must be positive".into(),
-            ));
+        check_len("ATELIER_ADMIN_TOKEN", self.admin_token.as_deref(), 16)?;
+        check_len("signing_secret", self.signing_secret.as_deref(), 32)?;
+        if let Some(public_url) = &self.public_url {
+            check_base_url("public_url", public_url)?;
         }
         if !self.providers.contains_key(&self.default_provider) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "default_provider {:?} is not among the configured providers",
                 self.default_provider
-            )));
-        }
-        if let Some((name, _)) = self
-            .providers
-            .iter()
-            .find(|(_, provider)| provider.cost <= 0 || provider.cost > MAX_CREDITS)
-        {
-            return Err(ConfigError::Invalid(format!(
-                "providers.{name}.cost must be between 1 and {MAX_CREDITS}"
-            )));
+            ));
         }
         if let Some(name) = self.providers.chain.iter().find(|name| {
             name.as_str() == "chain" || !self.providers.by_name.contains_key(name.as_str())
         }) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "providers.chain names {name:?}, which is not a configured provider"
-            )));
-        }
-        if let Some((name, _)) = self.providers.iter().find(|(_, provider)| {
-            provider.max_concurrency == 0
-                || provider.breaker_threshold == 0
-                || provider.requests_per_second == Some(0)
-                || provider
-                    .credits_per_second
-                    .is_some_and(|rate| !rate.is_finite() || rate < 0.0)
-        }) {
-            return Err(ConfigError::Invalid(format!(
-                "providers.{name}: max_concurrency, breaker_threshold and requests_per_second \
-                 must be positive, credits_per_second not negative"
-            )));
-        }
-        let workflow = &self.workflow;
-        if [
-            workflow.overall_deadline_secs,
-            workflow.submit_deadline_secs,
-            workflow.callback_deadline_secs,
-            workflow.url_ttl_secs,
-            workflow.download_timeout_secs,
-        ]
-        .contains(&0)
-        {
-            return Err(ConfigError::Invalid(
-                "workflow deadlines, url_ttl_secs and download_timeout_secs must be positive"
-                    .into(),
             ));
         }
-        if self
-            .signing_secret
+        for (name, provider) in self.providers.iter() {
+            provider.validate(name)?;
+        }
+        self.http.check()?;
+        self.workflow.check()?;
+        self.simulator.check()?;
+        check_range("ledger.max_batch", self.ledger.max_batch, 1, MAX_BATCH)?;
+        check_range(
+            "ledger.expiry_sweep_interval_secs",
+            self.ledger.expiry_sweep_interval_secs,
+            1,
+            MAX_SECS,
+        )
+    }
+
+    /// The base URL providers call back to, without a trailing slash (so that paths appended
+    /// to it have one slash).
+    pub fn public_url(&self) -> String {
+        self.public_url
             .as_deref()
-            .is_some_and(|secret| secret.len() < 32)
-        {
-            return Err(ConfigError::Invalid(
-                "signing_secret must be at least 32 characters".into(),
-            ));
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+}
+
+/// Longest any configured wait, interval or validity may be, in seconds (30 days): beyond any
+/// sensible setting, and far from where sums with `Instant` or `chrono` overflow.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// Longest a simulator delay may be, in milliseconds (an hour).
+const MAX_DELAY_MS: u64 = 3600 * 1000;
+/// Body limits: at least 1 KiB (a limit of 0 refuses everything), at most 1 GiB (held in
+/// memory).
+const MIN_BODY_BYTES: usize = 1024;
+const MAX_BODY_BYTES: usize = 1 << 30;
+const MAX_WORKERS: usize = 1024;
+const MAX_BATCH: usize = 10_000;
+/// Longest secret accepted, in characters: a bound, not a policy.
+const MAX_SECRET_LEN: usize = 1024;
+
+impl HttpSettings {
+    fn check(&self) -> Result<(), String> {
+        check_range("http.workers", self.workers, 0, MAX_WORKERS)?;
+        for (key, value) in [
+            ("http.json_limit_bytes", self.json_limit_bytes),
+            ("http.generation_limit_bytes", self.generation_limit_bytes),
+            ("http.upload_limit_bytes", self.upload_limit_bytes),
+            ("http.callback_limit_bytes", self.callback_limit_bytes),
+        ] {
+            check_range(key, value, MIN_BODY_BYTES, MAX_BODY_BYTES)?;
         }
-        if self.http.json_limit_bytes < 1024 {
-            return Err(ConfigError::Invalid(
-                "http.json_limit_bytes must be at least 1024".into(),
+        Ok(())
+    }
+}
+
+impl WorkflowSettings {
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("workflow.overall_deadline_secs", self.overall_deadline_secs),
+            ("workflow.submit_deadline_secs", self.submit_deadline_secs),
+            (
+                "workflow.callback_deadline_secs",
+                self.callback_deadline_secs,
+            ),
+            ("workflow.url_ttl_secs", self.url_ttl_secs),
+            ("workflow.download_timeout_secs", self.download_timeout_secs),
+        ] {
+            check_range(key, value, 1, MAX_SECS)?;
+        }
+        Ok(())
+    }
+}
+
+impl SimulatorSettings {
+    fn check(&self) -> Result<(), String> {
+        check_range("simulator.delay_ms", self.delay_ms, 0, MAX_DELAY_MS)?;
+        check_range(
+            "simulator.result_delay_ms",
+            self.result_delay_ms,
+            0,
+            MAX_DELAY_MS,
+        )?;
+        check_range(
+            "simulator.result_ttl_secs",
+            self.result_ttl_secs,
+            1,
+            MAX_SECS as i64,
+        )?;
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err(format!(
+                "simulator.failure_rate must be between 0.0 and 1.0, got {}",
+                self.failure_rate
             ));
         }
         Ok(())
     }
+}
 
-    pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.bind))
+/// A secret, when set, of `min` to `MAX_SECRET_LEN` characters.
+fn check_len(key: &str, secret: Option<&str>, min: usize) -> Result<(), String> {
+    match secret.map(|secret| secret.chars().count()) {
+        Some(len) if len < min || len > MAX_SECRET_LEN => Err(format!(
+            "{key} must be {min} to {MAX_SECRET_LEN} characters"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -373,6 +414,92 @@ mod tests {
                 .unwrap_or_else(|error| panic!("{error}\n{block}"));
             assert_ne!(settings.default_provider, "simulator");
         }
+    }
+
+    /// The settings the defaults and `toml` make, or the validation's message.
+    fn from_toml(toml: &str) -> Result<Settings, String> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|error| error.to_string())?;
+        settings.validate().map_err(|error| error.to_string())?;
+        Ok(settings)
+    }
+
+    /// Settings that would panic a handler, kill an actor, refuse every request or build
+    /// broken URLs are refused at start, naming the key.
+    #[test]
+    fn out_of_bounds_settings_are_refused_naming_the_key() {
+        for (toml, key) in [
+            (
+                "workflow.url_ttl_secs = 100000000000000",
+                "workflow.url_ttl_secs",
+            ),
+            (
+                "workflow.overall_deadline_secs = 0",
+                "workflow.overall_deadline_secs",
+            ),
+            (
+                "workflow.download_timeout_secs = 9223372036854775807",
+                "workflow.download_timeout_secs",
+            ),
+            (
+                "providers.simulator.breaker_cooldown_secs = 10000000000000",
+                "providers.simulator.breaker_cooldown_secs",
+            ),
+            (
+                "providers.simulator.max_concurrency = 0",
+                "providers.simulator.max_concurrency",
+            ),
+            ("providers.simulator.cost = 0", "providers.simulator.cost"),
+            (
+                "providers.simulator.credits_per_second = -1.0",
+                "providers.simulator.credits_per_second",
+            ),
+            (
+                "providers.simulator.base_url = \"notaurl\"",
+                "providers.simulator.base_url",
+            ),
+            ("http.upload_limit_bytes = 0", "http.upload_limit_bytes"),
+            ("http.callback_limit_bytes = 0", "http.callback_limit_bytes"),
+            (
+                "http.generation_limit_bytes = 0",
+                "http.generation_limit_bytes",
+            ),
+            ("http.json_limit_bytes = 100", "http.json_limit_bytes"),
+            (
+                "http.upload_limit_bytes = 100000000000",
+                "http.upload_limit_bytes",
+            ),
+            ("http.workers = 100000", "http.workers"),
+            ("ledger.max_batch = 0", "ledger.max_batch"),
+            (
+                "ledger.expiry_sweep_interval_secs = 100000000000000",
+                "ledger.expiry_sweep_interval_secs",
+            ),
+            ("simulator.failure_rate = 2.0", "simulator.failure_rate"),
+            ("simulator.delay_ms = 100000000000000", "simulator.delay_ms"),
+            (
+                "simulator.result_ttl_secs = -5",
+                "simulator.result_ttl_secs",
+            ),
+            ("public_url = \"notaurl\"", "public_url"),
+            ("public_url = \"ftp://example.com\"", "public_url"),
+            ("admin_token = \"short\"", "ATELIER_ADMIN_TOKEN"),
+            ("signing_secret = \"short\"", "signing_secret"),
+        ] {
+            let error = from_toml(toml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {toml}"));
+            assert!(error.starts_with("invalid configuration: "), "{error}");
+            assert!(error.contains(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_with_a_trailing_slash_is_used_without_it() {
+        let settings = from_toml("public_url = \"https://atelier.example.com/\"").unwrap();
+        assert_eq!(settings.public_url(), "https://atelier.example.com");
     }
 
     /// `atelier.example.toml` documents every key with its default: it must parse, and say

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::engine::{Deps, EngineConfig, StepHook, UrlForKey};
 use atelier_actors::ledger::store::LedgerStore;
@@ -110,9 +111,10 @@ impl Application {
             let url_signer = signer.clone();
             let url_clock = clock.clone();
             let url_base = public_url.clone();
-            let ttl = chrono::Duration::seconds(settings.workflow.url_ttl_secs as i64);
-            let url_for_key: UrlForKey =
-                Arc::new(move |key: &str| url_signer.url(&url_base, key, url_clock.now() + ttl));
+            let ttl = settings.workflow.url_ttl_secs;
+            let url_for_key: UrlForKey = Arc::new(move |key: &str| {
+                url_signer.url(&url_base, key, saturating_after(url_clock.now(), ttl))
+            });
             Engine::start_on_own_thread(Deps {
                 db: db.clone(),
                 workflows: workflows.clone(),

@@ -5,6 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::{check_base_url, check_range};
+use crate::credits::MAX_CREDITS;
+
+/// Longest an open circuit may stay open, in seconds (a day).
+pub const MAX_BREAKER_COOLDOWN_SECS: u64 = 24 * 3600;
+/// Bounds of the call limits: far above any provider's real limits.
+const MAX_CONCURRENCY: usize = 100_000;
+const MAX_BREAKER_THRESHOLD: u32 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -91,6 +100,45 @@ impl ProviderConfig {
             prompt_input: None,
             extra_input: BTreeMap::new(),
         }
+    }
+
+    /// Every setting within its bounds, or a message naming the first that is not.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let key = |field: &str| format!("providers.{name}.{field}");
+        check_range(&key("cost"), self.cost, 1, MAX_CREDITS)?;
+        check_range(
+            &key("max_concurrency"),
+            self.max_concurrency,
+            1,
+            MAX_CONCURRENCY,
+        )?;
+        check_range(
+            &key("breaker_threshold"),
+            self.breaker_threshold,
+            1,
+            MAX_BREAKER_THRESHOLD,
+        )?;
+        check_range(
+            &key("breaker_cooldown_secs"),
+            self.breaker_cooldown_secs,
+            0,
+            MAX_BREAKER_COOLDOWN_SECS,
+        )?;
+        if let Some(rate) = self.requests_per_second {
+            check_range(&key("requests_per_second"), rate, 1, u32::MAX)?;
+        }
+        if let Some(rate) = self.credits_per_second
+            && !(rate.is_finite() && rate >= 0.0)
+        {
+            return Err(format!(
+                "{} must be a number not below 0, got {rate}",
+                key("credits_per_second")
+            ));
+        }
+        if let Some(base_url) = &self.base_url {
+            check_base_url(&key("base_url"), base_url)?;
+        }
+        Ok(())
     }
 
     /// The input object a model receives: the configured (or the adapter's default) field
