@@ -232,7 +232,7 @@ async fn replicate_callbacks_must_carry_a_valid_signature(url: String) {
         row.callback_token
     ));
     let response = post_callback(&app, &nobody, &body, &old, now, None).await;
-    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response, 401).await, "invalid_token");
     let stored = webhook_inbox::Entity::find()
         .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
         .all(&app.state.db)
