@@ -35,12 +35,17 @@ use crate::state::AppState;
 
 /// Connects and applies pending migrations.
 pub async fn open_database(url: &str) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect(url)
-        .await
-        .with_context(|| format!("cannot open database {}", redact(url)))?;
+    // One line each, without anyhow's chain: the database errors repeat their own text.
+    let db = db::connect(url).await.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot open database {}: {}",
+            redact(url),
+            db::describe(&error)
+        )
+    })?;
     Migrator::up(&db, None)
         .await
-        .context("cannot apply migrations")?;
+        .map_err(|error| anyhow::anyhow!("cannot apply migrations: {}", db::describe(&error)))?;
     Ok(db)
 }
 

@@ -112,3 +112,42 @@ fn an_empty_or_short_signing_key_stops_the_start() {
         );
     }
 }
+
+/// `atelier migrate` on `database_url`: it must fail soon, with one line on stderr.
+fn migrate_fails_in_one_line(database_url: &str) -> String {
+    let child = atelier_command(database_url)
+        .arg("migrate")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start atelier migrate");
+    let (failed, stderr) = exit_within(child, 15);
+    assert!(failed, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    stderr
+}
+
+#[test]
+fn an_unreachable_postgres_fails_the_start_at_once_naming_host_and_database() {
+    let stderr = migrate_fails_in_one_line("postgres://postgres@127.0.0.1:1/atelier_db");
+    assert!(stderr.starts_with("atelier: cannot open database"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1") && stderr.contains("atelier_db"), "{stderr}");
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+}
+
+#[test]
+fn a_missing_postgres_database_says_so_once() {
+    let Some(server) = common::server_url(common::Backend::Postgres) else {
+        return;
+    };
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path("/atelier_no_such_database");
+    let stderr = migrate_fails_in_one_line(url.as_str());
+    assert!(
+        stderr.contains("database \"atelier_no_such_database\" does not exist")
+            && stderr.contains("createdb"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("does not exist").count(), 1, "{stderr}");
+    assert!(!stderr.contains("at line"), "{stderr}");
+}
