@@ -130,8 +130,14 @@ fn migrate_fails_in_one_line(database_url: &str) -> String {
 #[test]
 fn an_unreachable_postgres_fails_the_start_at_once_naming_host_and_database() {
     let stderr = migrate_fails_in_one_line("postgres://postgres@127.0.0.1:1/atelier_db");
-    assert!(stderr.starts_with("atelier: cannot open database"), "{stderr}");
-    assert!(stderr.contains("127.0.0.1:1") && stderr.contains("atelier_db"), "{stderr}");
+    assert!(
+        stderr.starts_with("atelier: cannot open database"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("atelier_db"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("pool timed out"), "{stderr}");
 }
 
@@ -150,4 +156,83 @@ fn a_missing_postgres_database_says_so_once() {
     );
     assert_eq!(stderr.matches("does not exist").count(), 1, "{stderr}");
     assert!(!stderr.contains("at line"), "{stderr}");
+}
+
+database_tests!(the_cli_refuses_what_http_refuses_and_answers_in_its_shapes);
+
+/// Runs the CLI on `url`: (succeeded, stdout, stderr).
+fn cli(url: &str, args: &[&str]) -> (bool, String, String) {
+    let output = atelier_command(url)
+        .args(args)
+        .output()
+        .expect("run atelier");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn keys(value: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+async fn the_cli_refuses_what_http_refuses_and_answers_in_its_shapes(url: String) {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let app = common::TestApp::spawn(&url).await;
+    let long = "n".repeat(300);
+    for name in ["", "   ", long.as_str()] {
+        let (ok, _, stderr) = cli(&url, &["accounts", "create", "--name", name]);
+        assert!(!ok, "{name:?} accepted");
+        assert!(
+            stderr.contains("--name: must be 1 to 200 characters"),
+            "{stderr}"
+        );
+        let http = app
+            .admin_post("/v1/accounts", &serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(common::error_code(http, 422).await, "invalid_name");
+    }
+    let accounts = atelier_entities::account::Entity::find()
+        .count(&app.state.db)
+        .await;
+    assert_eq!(accounts.unwrap(), 0, "a refused name created an account");
+
+    let (ok, stdout, stderr) = cli(&url, &["accounts", "create", "--name", "Ada"]);
+    assert!(ok, "{stderr}");
+    let created: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(created["name"], "Ada");
+    let http = app.admin_post("/v1/accounts", &serde_json::json!({})).await;
+    let http_created: serde_json::Value = http.json().await.unwrap();
+    assert_eq!(keys(&created), keys(&http_created));
+
+    let account = created["id"].as_str().unwrap();
+    let args = [
+        "grants",
+        "add",
+        "--account",
+        account,
+        "--credits",
+        "5",
+        "--reference",
+        "cli",
+    ];
+    let (ok, stdout, stderr) = cli(&url, &args);
+    assert!(ok, "{stderr}");
+    let granted: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (granted["credits"].as_i64(), granted["held"].as_i64()),
+        (Some(5), Some(0))
+    );
+    let http = app
+        .grant(
+            account,
+            &serde_json::json!({"credits": 5, "reference": "cli"}),
+        )
+        .await;
+    assert_eq!(http.status(), 200, "the same grant");
+    let http_granted: serde_json::Value = http.json().await.unwrap();
+    assert_eq!(granted, http_granted);
 }
