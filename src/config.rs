@@ -215,7 +215,7 @@ const ENV_KEYS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration file {0} does not exist")]
+    #[error("invalid configuration: ATELIER_CONFIG names {0}, which does not exist")]
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),

@@ -28,7 +28,7 @@ use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
 use crate::api::{self, error::ApiError, json::JsonLimit};
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
 use crate::state::AppState;
@@ -218,7 +218,8 @@ fn providers(
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
     for (name, config) in settings.providers.iter() {
-        let adapter = adapter(name, config, public_url, http).map_err(anyhow::Error::msg)?;
+        // An adapter refuses the settings it cannot work with: a configuration error.
+        let adapter = adapter(name, config, public_url, http).map_err(ConfigError::Invalid)?;
         let limits = Limits {
             max_concurrency: config.max_concurrency,
             requests_per_second: config.requests_per_second.and_then(NonZeroU32::new),

@@ -236,3 +236,47 @@ async fn the_cli_refuses_what_http_refuses_and_answers_in_its_shapes(url: String
     let http_granted: serde_json::Value = http.json().await.unwrap();
     assert_eq!(granted, http_granted);
 }
+
+/// Every configuration error, wherever it is found, is one line with the documented prefix.
+#[test]
+fn configuration_errors_carry_the_documented_prefix() {
+    let dir = scratch_dir();
+    let replicate = dir.join("replicate.toml");
+    std::fs::write(&replicate, "[providers.replicate]\ncost = 2\n").unwrap();
+    let cases: [(&str, String, &str); 4] = [
+        (
+            "ATELIER_CONFIG",
+            dir.join("missing.toml").display().to_string(),
+            "missing.toml",
+        ),
+        (
+            "ATELIER_CONFIG",
+            replicate.display().to_string(),
+            "providers.replicate.api_token",
+        ),
+        ("ATELIER_PUBLIC_URL", "notaurl".into(), "public_url"),
+        (
+            "ATELIER_HTTP__UPLOAD_LIMIT_BYTES",
+            "0".into(),
+            "http.upload_limit_bytes",
+        ),
+    ];
+    for (variable, value, named) in cases {
+        let child = atelier_command(&sqlite_url(&dir))
+            .env(variable, &value)
+            .env("ATELIER_DATA_DIR", dir.join("data"))
+            .env("ATELIER_BIND", "127.0.0.1:0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (failed, stderr) = exit_within(child, 20);
+        assert!(failed, "{variable}={value}: {stderr}");
+        assert!(
+            stderr.starts_with("atelier: invalid configuration: ") && stderr.contains(named),
+            "{variable}={value}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
