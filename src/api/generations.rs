@@ -267,7 +267,10 @@ pub async fn create(
         } => Err(ApiError::new(
             actix_web::http::StatusCode::PAYMENT_REQUIRED,
             "insufficient_credits",
-            format!("this generation needs {requested} credits; {available} available"),
+            format!(
+                "this generation needs {}; {available} available",
+                atelier_actors::credits::amount(requested)
+            ),
         )),
     }
 }
