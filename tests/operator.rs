@@ -280,3 +280,34 @@ fn configuration_errors_carry_the_documented_prefix() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+database_tests!(a_public_url_with_a_trailing_slash_still_settles);
+
+/// `ATELIER_PUBLIC_URL=http://host:port/` used to make the simulator's URL `//simulator/…`,
+/// and every generation ended `provider_rejected`.
+async fn a_public_url_with_a_trailing_slash_still_settles(url: String) {
+    let port = free_port();
+    let app = common::TestApp::spawn_engine(
+        &url,
+        |settings| {
+            settings.bind = format!("127.0.0.1:{port}").parse().unwrap();
+            settings.public_url = Some(format!("http://127.0.0.1:{port}/"));
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(1).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app
+        .wait_terminal(&key, &id, std::time::Duration::from_secs(20))
+        .await;
+    assert_eq!(done["state"], "settled", "{done}");
+    let result_url = done["result_url"].as_str().unwrap();
+    assert!(
+        result_url.starts_with(&format!("http://127.0.0.1:{port}/v1/files/")),
+        "{result_url}"
+    );
+}
