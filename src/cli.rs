@@ -151,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let admin_token = match settings.admin_token.clone() {
-        Some(token) => token,
+        Some(token) => token.expose().to_owned(),
         None => {
             let token = accounts::random_token("adm_");
             println!(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use atelier_actors::config_check::{check_base_url, check_range};
 use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::secret::SecretString;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -15,10 +16,10 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// `ATELIER_BIND`
     pub bind: SocketAddr,
-    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`.
-    pub database_url: String,
+    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`. It may hold a password.
+    pub database_url: SecretString,
     /// `ATELIER_ADMIN_TOKEN`; generated and printed at start when absent.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
     /// `ATELIER_DATA_DIR`: local object storage.
     pub data_dir: PathBuf,
     /// `ATELIER_PUBLIC_URL`: base URL providers call back to; `http://` + bind when absent.
@@ -29,7 +30,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Secret for signed download URLs; when absent one is generated and kept in
     /// `data_dir/signing.key`, so that URLs stay valid across restarts.
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<SecretString>,
     pub http: HttpSettings,
     pub ledger: LedgerSettings,
     pub workflow: WorkflowSettings,
@@ -253,7 +254,7 @@ impl Settings {
     }
 
     fn check(&self) -> Result<(), String> {
-        let url = self.database_url.as_str();
+        let url = self.database_url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
@@ -500,6 +501,40 @@ mod tests {
     fn a_public_url_with_a_trailing_slash_is_used_without_it() {
         let settings = from_toml("public_url = \"https://atelier.example.com/\"").unwrap();
         assert_eq!(settings.public_url(), "https://atelier.example.com");
+    }
+
+    /// A debug log of the settings shows no secret: not the admin token, the signing secret,
+    /// the database password, a provider's API token or its webhook secrets.
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut settings = Settings {
+            admin_token: Some("admin-secret-0123456789".into()),
+            signing_secret: Some("signing-secret-0123456789-0123456789".into()),
+            database_url: "postgres://atelier:db-password-123@db:5432/atelier".into(),
+            ..Settings::default()
+        };
+        let mut replicate = ProviderConfig::costing(2);
+        replicate.api_token = Some("r8_api-token-123".into());
+        replicate.webhook_secrets = vec!["whsec_webhook-secret-123".into()];
+        settings
+            .providers
+            .by_name
+            .insert("replicate".into(), replicate);
+        let debug = format!("{settings:?} {settings:#?}");
+        for secret in [
+            "admin-secret",
+            "signing-secret",
+            "db-password",
+            "api-token",
+            "webhook-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(
+            debug.contains("breaker_cooldown_secs"),
+            "the rest is shown: {debug}"
+        );
     }
 
     /// `atelier.example.toml` documents every key with its default: it must parse, and say

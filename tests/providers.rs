@@ -35,7 +35,7 @@ fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
     config.base_url = Some(emulator.url.clone());
     config.api_token = Some(REPLICATE_TOKEN.into());
     config.model = Some("cuuupid/idm-vton".into());
-    config.webhook_secrets = vec![emulator.secret_text.clone()];
+    config.webhook_secrets = vec![emulator.secret_text.clone().into()];
     config
 }
 

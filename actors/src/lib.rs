@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ledger;
 pub mod net;
 pub mod providers;
+pub mod secret;
 pub mod storage;
 pub mod workflow;
 

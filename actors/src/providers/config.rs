@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config_check::{check_base_url, check_range};
 use crate::credits::MAX_CREDITS;
+use crate::secret::SecretString;
 
 /// Longest an open circuit may stay open, in seconds (a day).
 pub const MAX_BREAKER_COOLDOWN_SECS: u64 = 24 * 3600;
@@ -45,7 +46,7 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// API token (Replicate: `Bearer`, fal: `Key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_token: Option<String>,
+    pub api_token: Option<SecretString>,
     /// Replicate: `owner/name`; fal: the model path, e.g. `fal-ai/idm-vton`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -54,7 +55,7 @@ pub struct ProviderConfig {
     pub version: Option<String>,
     /// Replicate: `whsec_...` secrets callbacks are signed with; several during a rotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
     /// The model's input field names, where the adapter's defaults do not fit the deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person_input: Option<String>,
@@ -194,14 +195,15 @@ impl ProviderConfig {
     }
 
     /// A required key, or a message naming it.
-    pub fn required<'a>(
+    pub fn required<'a, T: AsRef<str>>(
         &self,
         name: &str,
         key: &str,
-        value: &'a Option<String>,
+        value: &'a Option<T>,
     ) -> Result<&'a str, String> {
         value
-            .as_deref()
+            .as_ref()
+            .map(AsRef::as_ref)
             .filter(|value| !value.trim().is_empty())
             .ok_or_else(|| format!("providers.{name}.{key} is required"))
     }
