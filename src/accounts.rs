@@ -27,6 +27,20 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Longest account name, in characters.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// The rule for an account's name, the same for the HTTP API and the CLI: absent, or 1 to
+/// `MAX_NAME_LEN` characters that are not all whitespace.
+pub fn check_name(name: Option<&str>) -> Result<(), String> {
+    match name {
+        Some(name) if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN => Err(
+            format!("must be 1 to {MAX_NAME_LEN} characters, not only whitespace"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub struct NewAccount {
     pub account: account::Model,
     /// Shown to the caller once; not recoverable afterwards.

@@ -11,9 +11,9 @@ use atelier_actors::workflow::verify::verify_workflows;
 use atelier_actors::{Clock, Credits, SystemClock, db};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use serde_json::json;
 use uuid::Uuid;
 
+use crate::api::accounts::{AccountCreated, GrantView};
 use crate::config::Settings;
 use crate::startup::{Application, open_database};
 use crate::{accounts, bench, stress, telemetry};
@@ -101,12 +101,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts {
             command: AccountsCommand::Create { name },
         } => {
+            accounts::check_name(name.as_deref())
+                .map_err(|error| anyhow::anyhow!("--name: {error}"))?;
             let db = open_database(&settings.database_url).await?;
             let created = accounts::create(&db, name, clock.now()).await?;
-            println!(
-                "{}",
-                json!({"id": created.account.id, "api_key": created.api_key, "created_at": created.account.created_at})
-            );
+            println!("{}", serde_json::to_string(&AccountCreated::from(created))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Grants {
@@ -120,19 +119,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let credits = Credits::parse(credits).context("--credits")?;
             let db = open_database(&settings.database_url).await?;
-            let ledger = Ledger::start(LedgerStore::new(db, clock), settings.ledger.max_batch);
+            let ledger = Ledger::start(
+                LedgerStore::new(db, clock.clone()),
+                settings.ledger.max_batch,
+            );
             let expires_at = expires_at.map(atelier_actors::clock::truncate_to_micros);
             match ledger
                 .grant(account, credits, expires_at, reference)
                 .await?
             {
                 GrantOutcome::Created(package) | GrantOutcome::Existing(package) => {
-                    println!(
-                        "{}",
-                        json!({"id": package.id, "account_id": package.account_id, "credits": package.credits,
-                               "remaining": package.remaining, "expires_at": package.expires_at,
-                               "reference": package.reference, "created_at": package.created_at})
-                    );
+                    let view = GrantView::new(package, clock.now());
+                    println!("{}", serde_json::to_string(&view)?);
                     Ok(ExitCode::SUCCESS)
                 }
                 GrantOutcome::ReferenceConflict => {
@@ -153,7 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
     let admin_token = match settings.admin_token.clone() {
-        Some(token) => token,
+        Some(token) => token.expose().to_owned(),
         None => {
             let token = accounts::random_token("adm_");
             println!(

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use atelier_actors::credits::MAX_CREDITS;
+use atelier_actors::config_check::{check_base_url, check_range};
 use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::secret::SecretString;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,10 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// `ATELIER_BIND`
     pub bind: SocketAddr,
-    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`.
-    pub database_url: String,
+    /// `DATABASE_URL`: `sqlite://...` or `postgres://...`. It may hold a password.
+    pub database_url: SecretString,
     /// `ATELIER_ADMIN_TOKEN`; generated and printed at start when absent.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
     /// `ATELIER_DATA_DIR`: local object storage.
     pub data_dir: PathBuf,
     /// `ATELIER_PUBLIC_URL`: base URL providers call back to; `http://` + bind when absent.
@@ -30,7 +31,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Secret for signed download URLs; when absent one is generated and kept in
     /// `data_dir/signing.key`, so that URLs stay valid across restarts.
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<SecretString>,
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
@@ -70,7 +71,7 @@ pub struct SimulatorSettings {
     pub result_ttl_secs: i64,
     /// The key Atelier's simulator adapter sends and the simulator's task routes want; when
     /// absent, a random one is made at every start (both live in this process).
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretString>,
     /// Most tasks the simulator holds; a submission past that gets 429.
     pub max_tasks: usize,
     /// Seconds after its submission a task (and its result) is forgotten.
@@ -311,7 +312,7 @@ const ENV_KEYS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration file {0} does not exist")]
+    #[error("invalid configuration: ATELIER_CONFIG names {0}, which does not exist")]
     MissingFile(PathBuf),
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -345,155 +346,53 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let url = self.database_url.as_str();
+        self.check().map_err(ConfigError::Invalid)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let url = self.database_url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
             || url.starts_with("postgresql://"))
         {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "DATABASE_URL must start with sqlite:, postgres:// or postgresql://, got {url:?}"
-            )));
-        }
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|token| token.len() < 16)
-        {
-            return Err(ConfigError::Invalid(
-                "ATELIER_ADMIN_TOKEN must be at least 16 characters".into(),
             ));
         }
-        if self.ledger.max_batch == 0 || self.ledger.expiry_sweep_interval_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "ledger.max_batch and ledger.expiry_sweep_interval_secs must be positive".into(),
-            ));
+        check_len("ATELIER_ADMIN_TOKEN", self.admin_token.as_deref(), 16)?;
+        check_len("signing_secret", self.signing_secret.as_deref(), 32)?;
+        if let Some(public_url) = &self.public_url {
+            check_base_url("public_url", public_url)?;
         }
         if !self.providers.contains_key(&self.default_provider) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "default_provider {:?} is not among the configured providers",
                 self.default_provider
-            )));
-        }
-        if let Some((name, _)) = self
-            .providers
-            .iter()
-            .find(|(_, provider)| provider.cost <= 0 || provider.cost > MAX_CREDITS)
-        {
-            return Err(ConfigError::Invalid(format!(
-                "providers.{name}.cost must be between 1 and {MAX_CREDITS}"
-            )));
+            ));
         }
         if let Some(name) = self.providers.chain.iter().find(|name| {
             name.as_str() == "chain" || !self.providers.by_name.contains_key(name.as_str())
         }) {
-            return Err(ConfigError::Invalid(format!(
+            return Err(format!(
                 "providers.chain names {name:?}, which is not a configured provider"
-            )));
-        }
-        if let Some((name, _)) = self.providers.iter().find(|(_, provider)| {
-            provider.max_concurrency == 0
-                || provider.breaker_threshold == 0
-                || provider.requests_per_second == Some(0)
-                || provider
-                    .credits_per_second
-                    .is_some_and(|rate| !rate.is_finite() || rate < 0.0)
-        }) {
-            return Err(ConfigError::Invalid(format!(
-                "providers.{name}: max_concurrency, breaker_threshold and requests_per_second \
-                 must be positive, credits_per_second not negative"
-            )));
-        }
-        let workflow = &self.workflow;
-        if [
-            workflow.overall_deadline_secs,
-            workflow.submit_deadline_secs,
-            workflow.callback_deadline_secs,
-            workflow.url_ttl_secs,
-            workflow.download_timeout_secs,
-            workflow.step_timeout_secs,
-        ]
-        .contains(&0)
-        {
-            return Err(ConfigError::Invalid(
-                "workflow deadlines, url_ttl_secs, download_timeout_secs and step_timeout_secs \
-                 must be positive"
-                    .into(),
             ));
         }
-        self.validate_timeouts()?;
-        if self
-            .signing_secret
-            .as_deref()
-            .is_some_and(|secret| secret.len() < 32)
-        {
-            return Err(ConfigError::Invalid(
-                "signing_secret must be at least 32 characters".into(),
-            ));
+        for (name, provider) in self.providers.iter() {
+            provider.validate(name)?;
         }
-        let simulator = &self.simulator;
-        if simulator.max_tasks == 0 || simulator.task_ttl_secs == 0 {
-            return Err(ConfigError::Invalid(
-                "simulator.max_tasks and simulator.task_ttl_secs must be positive".into(),
-            ));
-        }
-        if simulator
-            .api_key
-            .as_deref()
-            .is_some_and(|key| key.len() < 16)
-        {
-            return Err(ConfigError::Invalid(
-                "simulator.api_key must be at least 16 characters".into(),
-            ));
-        }
-        let images = &self.images;
-        if images.max_width == 0 || images.max_height == 0 || images.max_alloc_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "images.max_width, max_height and max_alloc_bytes must be positive".into(),
-            ));
-        }
-        if self.http.json_limit_bytes < 1024 {
-            return Err(ConfigError::Invalid(
-                "http.json_limit_bytes must be at least 1024".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Timeouts on the database and on outgoing calls: each positive and at most a day (an
-    /// hour for the database's), so that none can wedge the service or overflow a clock.
-    fn validate_timeouts(&self) -> Result<(), ConfigError> {
-        const HOUR_MS: u64 = 3_600_000;
-        const DAY_SECS: u64 = 86_400;
-        let database = &self.database;
-        let in_range = |value: u64, max: u64| (1..=max).contains(&value);
-        if ![
-            database.statement_timeout_ms,
-            database.lock_timeout_ms,
-            database.sqlite_busy_timeout_ms,
-            database.batch_deadline_ms,
-        ]
-        .iter()
-        .all(|value| in_range(*value, HOUR_MS))
-        {
-            return Err(ConfigError::Invalid(format!(
-                "database timeouts must be between 1 and {HOUR_MS} ms"
-            )));
-        }
-        let outbound = &self.outbound;
-        if ![
-            outbound.connect_timeout_secs,
-            outbound.read_timeout_secs,
-            outbound.request_timeout_secs,
-            self.workflow.step_timeout_secs,
-        ]
-        .iter()
-        .all(|value| in_range(*value, DAY_SECS))
-        {
-            return Err(ConfigError::Invalid(format!(
-                "outbound timeouts and workflow.step_timeout_secs must be between 1 and {DAY_SECS} s"
-            )));
-        }
-        Ok(())
+        self.http.check()?;
+        self.workflow.check()?;
+        self.simulator.check()?;
+        self.database.check()?;
+        self.outbound.check()?;
+        self.images.check()?;
+        check_range("ledger.max_batch", self.ledger.max_batch, 1, MAX_BATCH)?;
+        check_range(
+            "ledger.expiry_sweep_interval_secs",
+            self.ledger.expiry_sweep_interval_secs,
+            1,
+            MAX_SECS,
+        )
     }
 
     /// The database timeouts, for `db::connect_with`.
@@ -518,10 +417,140 @@ impl Settings {
         hosts
     }
 
+    /// The base URL providers call back to, without a trailing slash (so that paths appended
+    /// to it have one slash).
     pub fn public_url(&self) -> String {
         self.public_url
-            .clone()
+            .as_deref()
+            .map(|url| url.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+}
+
+/// Longest any configured wait, interval or validity may be, in seconds (30 days): beyond any
+/// sensible setting, and far from where sums with `Instant` or `chrono` overflow.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// Longest a simulator delay may be, in milliseconds (an hour).
+const MAX_DELAY_MS: u64 = 3600 * 1000;
+/// Body limits: at least 1 KiB (a limit of 0 refuses everything), at most 1 GiB (held in
+/// memory).
+const MIN_BODY_BYTES: usize = 1024;
+const MAX_BODY_BYTES: usize = 1 << 30;
+const MAX_WORKERS: usize = 1024;
+const MAX_BATCH: usize = 10_000;
+/// Longest secret accepted, in characters: a bound, not a policy.
+const MAX_SECRET_LEN: usize = 1024;
+
+impl HttpSettings {
+    fn check(&self) -> Result<(), String> {
+        check_range("http.workers", self.workers, 0, MAX_WORKERS)?;
+        for (key, value) in [
+            ("http.json_limit_bytes", self.json_limit_bytes),
+            ("http.generation_limit_bytes", self.generation_limit_bytes),
+            ("http.upload_limit_bytes", self.upload_limit_bytes),
+            ("http.callback_limit_bytes", self.callback_limit_bytes),
+        ] {
+            check_range(key, value, MIN_BODY_BYTES, MAX_BODY_BYTES)?;
+        }
+        Ok(())
+    }
+}
+
+impl WorkflowSettings {
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("workflow.overall_deadline_secs", self.overall_deadline_secs),
+            ("workflow.submit_deadline_secs", self.submit_deadline_secs),
+            (
+                "workflow.callback_deadline_secs",
+                self.callback_deadline_secs,
+            ),
+            ("workflow.url_ttl_secs", self.url_ttl_secs),
+            ("workflow.download_timeout_secs", self.download_timeout_secs),
+            ("workflow.step_timeout_secs", self.step_timeout_secs),
+        ] {
+            check_range(key, value, 1, MAX_SECS)?;
+        }
+        Ok(())
+    }
+}
+
+impl SimulatorSettings {
+    fn check(&self) -> Result<(), String> {
+        check_len("simulator.api_key", self.api_key.as_deref(), 16)?;
+        check_range("simulator.max_tasks", self.max_tasks, 1, 1_000_000)?;
+        check_range("simulator.task_ttl_secs", self.task_ttl_secs, 1, MAX_SECS)?;
+        check_range("simulator.delay_ms", self.delay_ms, 0, MAX_DELAY_MS)?;
+        check_range(
+            "simulator.result_delay_ms",
+            self.result_delay_ms,
+            0,
+            MAX_DELAY_MS,
+        )?;
+        check_range(
+            "simulator.result_ttl_secs",
+            self.result_ttl_secs,
+            1,
+            MAX_SECS as i64,
+        )?;
+        if !(0.0..=1.0).contains(&self.failure_rate) {
+            return Err(format!(
+                "simulator.failure_rate must be between 0.0 and 1.0, got {}",
+                self.failure_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl DatabaseSettings {
+    /// Each database wait between 1 ms and an hour: none may wedge the service.
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("database.statement_timeout_ms", self.statement_timeout_ms),
+            ("database.lock_timeout_ms", self.lock_timeout_ms),
+            (
+                "database.sqlite_busy_timeout_ms",
+                self.sqlite_busy_timeout_ms,
+            ),
+            ("database.batch_deadline_ms", self.batch_deadline_ms),
+        ] {
+            check_range(key, value, 1, MAX_DELAY_MS)?;
+        }
+        Ok(())
+    }
+}
+
+impl OutboundSettings {
+    /// Each outgoing call's timeout between 1 s and a day.
+    fn check(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("outbound.connect_timeout_secs", self.connect_timeout_secs),
+            ("outbound.read_timeout_secs", self.read_timeout_secs),
+            ("outbound.request_timeout_secs", self.request_timeout_secs),
+        ] {
+            check_range(key, value, 1, 86_400)?;
+        }
+        Ok(())
+    }
+}
+
+impl ImageSettings {
+    fn check(&self) -> Result<(), String> {
+        check_range("images.max_width", self.max_width, 1, 1 << 16)?;
+        check_range("images.max_height", self.max_height, 1, 1 << 16)?;
+        check_range("images.max_alloc_bytes", self.max_alloc_bytes, 1, 1 << 36)?;
+        check_range("images.workers", self.workers, 0, MAX_WORKERS)
+    }
+}
+
+/// A secret, when set, of `min` to `MAX_SECRET_LEN` characters.
+fn check_len(key: &str, secret: Option<&str>, min: usize) -> Result<(), String> {
+    match secret.map(|secret| secret.chars().count()) {
+        Some(len) if len < min || len > MAX_SECRET_LEN => Err(format!(
+            "{key} must be {min} to {MAX_SECRET_LEN} characters"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -552,6 +581,148 @@ mod tests {
                 .unwrap_or_else(|error| panic!("{error}\n{block}"));
             assert_ne!(settings.default_provider, "simulator");
         }
+    }
+
+    /// The settings the defaults and `toml` make, or the validation's message.
+    fn from_toml(toml: &str) -> Result<Settings, String> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|error| error.to_string())?;
+        settings.validate().map_err(|error| error.to_string())?;
+        Ok(settings)
+    }
+
+    /// Settings that would panic a handler, kill an actor, refuse every request or build
+    /// broken URLs are refused at start, naming the key.
+    #[test]
+    fn out_of_bounds_settings_are_refused_naming_the_key() {
+        for (toml, key) in [
+            (
+                "workflow.url_ttl_secs = 100000000000000",
+                "workflow.url_ttl_secs",
+            ),
+            (
+                "workflow.overall_deadline_secs = 0",
+                "workflow.overall_deadline_secs",
+            ),
+            (
+                "workflow.download_timeout_secs = 9223372036854775807",
+                "workflow.download_timeout_secs",
+            ),
+            (
+                "providers.simulator.breaker_cooldown_secs = 10000000000000",
+                "providers.simulator.breaker_cooldown_secs",
+            ),
+            (
+                "providers.simulator.max_concurrency = 0",
+                "providers.simulator.max_concurrency",
+            ),
+            ("providers.simulator.cost = 0", "providers.simulator.cost"),
+            (
+                "providers.simulator.credits_per_second = -1.0",
+                "providers.simulator.credits_per_second",
+            ),
+            (
+                "providers.simulator.base_url = \"notaurl\"",
+                "providers.simulator.base_url",
+            ),
+            ("http.upload_limit_bytes = 0", "http.upload_limit_bytes"),
+            ("http.callback_limit_bytes = 0", "http.callback_limit_bytes"),
+            (
+                "http.generation_limit_bytes = 0",
+                "http.generation_limit_bytes",
+            ),
+            ("http.json_limit_bytes = 100", "http.json_limit_bytes"),
+            (
+                "http.upload_limit_bytes = 100000000000",
+                "http.upload_limit_bytes",
+            ),
+            ("http.workers = 100000", "http.workers"),
+            ("ledger.max_batch = 0", "ledger.max_batch"),
+            (
+                "ledger.expiry_sweep_interval_secs = 100000000000000",
+                "ledger.expiry_sweep_interval_secs",
+            ),
+            ("simulator.failure_rate = 2.0", "simulator.failure_rate"),
+            ("simulator.delay_ms = 100000000000000", "simulator.delay_ms"),
+            (
+                "simulator.result_ttl_secs = -5",
+                "simulator.result_ttl_secs",
+            ),
+            ("public_url = \"notaurl\"", "public_url"),
+            ("public_url = \"ftp://example.com\"", "public_url"),
+            ("admin_token = \"short\"", "ATELIER_ADMIN_TOKEN"),
+            ("signing_secret = \"short\"", "signing_secret"),
+            ("database.lock_timeout_ms = 0", "database.lock_timeout_ms"),
+            (
+                "database.batch_deadline_ms = 100000000000",
+                "database.batch_deadline_ms",
+            ),
+            (
+                "outbound.request_timeout_secs = 0",
+                "outbound.request_timeout_secs",
+            ),
+            (
+                "outbound.connect_timeout_secs = 100000000000",
+                "outbound.connect_timeout_secs",
+            ),
+            (
+                "workflow.step_timeout_secs = 0",
+                "workflow.step_timeout_secs",
+            ),
+            ("images.max_width = 0", "images.max_width"),
+            ("simulator.max_tasks = 0", "simulator.max_tasks"),
+            ("simulator.api_key = \"short\"", "simulator.api_key"),
+        ] {
+            let error = from_toml(toml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {toml}"));
+            assert!(error.starts_with("invalid configuration: "), "{error}");
+            assert!(error.contains(key), "{toml}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_public_url_with_a_trailing_slash_is_used_without_it() {
+        let settings = from_toml("public_url = \"https://atelier.example.com/\"").unwrap();
+        assert_eq!(settings.public_url(), "https://atelier.example.com");
+    }
+
+    /// A debug log of the settings shows no secret: not the admin token, the signing secret,
+    /// the database password, a provider's API token or its webhook secrets.
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut settings = Settings {
+            admin_token: Some("admin-secret-0123456789".into()),
+            signing_secret: Some("signing-secret-0123456789-0123456789".into()),
+            database_url: "postgres://atelier:db-password-123@db:5432/atelier".into(),
+            ..Settings::default()
+        };
+        settings.simulator.api_key = Some("simulator-key-0123456789".into());
+        let mut replicate = ProviderConfig::costing(2);
+        replicate.api_token = Some("r8_api-token-123".into());
+        replicate.webhook_secrets = vec!["whsec_webhook-secret-123".into()];
+        settings
+            .providers
+            .by_name
+            .insert("replicate".into(), replicate);
+        let debug = format!("{settings:?} {settings:#?}");
+        for secret in [
+            "admin-secret",
+            "signing-secret",
+            "db-password",
+            "api-token",
+            "webhook-secret",
+            "simulator-key",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(
+            debug.contains("breaker_cooldown_secs"),
+            "the rest is shown: {debug}"
+        );
     }
 
     /// `atelier.example.toml` documents every key with its default: it must parse, and say

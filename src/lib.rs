@@ -1,5 +1,6 @@
 //! The Atelier service: configuration, the HTTP API and the command line around the engine in
 //! `atelier-actors`.
+pub mod access_log;
 pub mod accounts;
 pub mod api;
 pub mod bench;

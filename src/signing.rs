@@ -12,6 +12,9 @@ use crate::accounts::{hex, random_token};
 
 const KEY_FILE: &str = "signing.key";
 
+/// Shortest key accepted, in bytes: 256 bits, the HMAC-SHA256 output size.
+pub const MIN_SECRET_LEN: usize = 32;
+
 #[derive(Clone)]
 pub struct UrlSigner {
     secret: Vec<u8>,
@@ -31,21 +34,47 @@ impl UrlSigner {
     }
 
     /// The configured secret, else the one kept in `data_dir` (created on first use, readable
-    /// by its owner only).
+    /// by its owner only). A kept key shorter than `MIN_SECRET_LEN` is refused: an empty file
+    /// would make every signed URL forgeable.
     pub fn load_or_create(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
         if let Some(secret) = secret {
             return Ok(Self::new(secret));
         }
         let path = data_dir.join(KEY_FILE);
-        if let Ok(secret) = std::fs::read_to_string(&path) {
-            return Ok(Self::new(secret.trim()));
+        match std::fs::read_to_string(&path) {
+            Ok(secret) => return Self::kept(&path, secret.trim()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
         }
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let secret = random_token("sig_");
-        write_private(&path, &secret)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Self::new(&secret))
+        match write_new_private(&path, &secret) {
+            Ok(()) => Ok(Self::new(&secret)),
+            // Another process starting on the same data dir wrote it first: use that one.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let kept = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Self::kept(&path, kept.trim())
+            }
+            Err(error) => Err(error).with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+
+    /// The key read from `path`, when it is long enough to be one.
+    fn kept(path: &Path, secret: &str) -> anyhow::Result<Self> {
+        if secret.len() < MIN_SECRET_LEN {
+            anyhow::bail!(
+                "{} holds {} bytes; a signing key needs at least {MIN_SECRET_LEN}. Delete the \
+                 file to have a new key generated (signed URLs handed out so far stop working), \
+                 or set signing_secret",
+                path.display(),
+                secret.len()
+            );
+        }
+        Ok(Self::new(secret))
     }
 
     fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
@@ -94,21 +123,51 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes `contents` to `path` atomically and durably, failing with `AlreadyExists` when the
+/// file is there: a temporary file is written and synced, then linked into place (a link,
+/// unlike a rename, never replaces a key another process has just written), and the directory
+/// is synced so that the name survives a crash.
+fn write_new_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temporary = dir.join(format!(".{KEY_FILE}.{}", uuid::Uuid::new_v4()));
+    let written = (|| {
+        let mut file = create_private(&temporary)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&temporary, path)
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    written?;
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
+        .open(path)
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,5 +209,45 @@ mod tests {
             other.verify("results/abc", expires, signature, now),
             Err(SignatureError::Invalid)
         );
+    }
+
+    fn temp_dir() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("atelier-signing-{}", uuid::Uuid::new_v4()))
+    }
+
+    #[test]
+    fn an_empty_or_short_key_file_is_refused() {
+        for kept in ["", "\n", "short-key"] {
+            let dir = temp_dir();
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(KEY_FILE), kept).unwrap();
+            let error = UrlSigner::load_or_create(None, &dir)
+                .err()
+                .expect("a short key is refused")
+                .to_string();
+            assert!(error.contains("signing.key holds"), "{error}");
+            assert!(error.contains("at least 32"), "{error}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_fresh_data_dir_gets_a_long_private_key_that_is_kept() {
+        let dir = temp_dir();
+        let first = UrlSigner::load_or_create(None, &dir).unwrap();
+        let path = dir.join(KEY_FILE);
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.len() >= MIN_SECRET_LEN, "{kept:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = UrlSigner::load_or_create(None, &dir).unwrap();
+        assert_eq!(again.secret, first.secret);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only signing.key: {leftovers:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

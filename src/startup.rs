@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
+use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::{Drain, Engine};
 use atelier_actors::engine::{Deps, EngineConfig, FetchClients, StepHook, UrlForKey};
 use atelier_actors::images::ImagePool;
@@ -32,7 +33,7 @@ use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
 use crate::api::{self, error::ApiError, json::JsonLimit};
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
 use crate::state::AppState;
@@ -47,12 +48,17 @@ pub async fn open_database_with(
     url: &str,
     timeouts: db::DbTimeouts,
 ) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect_with(url, timeouts)
-        .await
-        .with_context(|| format!("cannot open database {}", redact(url)))?;
+    // One line each, without anyhow's chain: the database errors repeat their own text.
+    let db = db::connect_with(url, timeouts).await.map_err(|error| {
+        anyhow::anyhow!(
+            "cannot open database {}: {}",
+            redact(url),
+            db::describe(&error)
+        )
+    })?;
     Migrator::up(&db, None)
         .await
-        .context("cannot apply migrations")?;
+        .map_err(|error| anyhow::anyhow!("cannot apply migrations: {}", db::describe(&error)))?;
     Ok(db)
 }
 
@@ -130,8 +136,9 @@ impl Application {
         let simulator_key = settings
             .simulator
             .api_key
-            .get_or_insert_with(crate::simulator::random_token)
-            .clone();
+            .get_or_insert_with(|| crate::simulator::random_token().into())
+            .expose()
+            .to_owned();
         let simulator = web::Data::new(Simulator::new(
             settings.simulator.clone(),
             format!("{public_url}/simulator"),
@@ -155,9 +162,10 @@ impl Application {
             let url_signer = signer.clone();
             let url_clock = clock.clone();
             let url_base = public_url.clone();
-            let ttl = chrono::Duration::seconds(settings.workflow.url_ttl_secs as i64);
-            let url_for_key: UrlForKey =
-                Arc::new(move |key: &str| url_signer.url(&url_base, key, url_clock.now() + ttl));
+            let ttl = settings.workflow.url_ttl_secs;
+            let url_for_key: UrlForKey = Arc::new(move |key: &str| {
+                url_signer.url(&url_base, key, saturating_after(url_clock.now(), ttl))
+            });
             Engine::start_on_own_thread(Deps {
                 db: db.clone(),
                 workflows: workflows.clone(),
@@ -217,7 +225,7 @@ impl Application {
                 .app_data(web::QueryConfig::default().error_handler(|error, _| {
                     ApiError::malformed("malformed_query", format!("query string: {error}")).into()
                 }))
-                .wrap(request_log())
+                .wrap(crate::access_log::middleware())
                 .configure(|config| {
                     if serve_simulator {
                         Simulator::routes(config);
@@ -297,11 +305,6 @@ async fn drain(engine: &actix::Addr<Engine>, limit: Duration) {
     }
 }
 
-/// Request logging: method, path, status and latency, one line per request.
-fn request_log() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%r %s %Dms").log_target("atelier::http")
-}
-
 /// The client for calls to providers and downloads: no call waits forever on a host that
 /// accepts and never answers.
 fn outbound_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
@@ -342,8 +345,9 @@ fn providers(
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
     for (name, config) in settings.providers.iter() {
+        // An adapter refuses the settings it cannot work with: a configuration error.
         let adapter =
-            adapter(name, config, settings, public_url, http).map_err(anyhow::Error::msg)?;
+            adapter(name, config, settings, public_url, http).map_err(ConfigError::Invalid)?;
         let limits = Limits {
             max_concurrency: config.max_concurrency,
             requests_per_second: config.requests_per_second.and_then(NonZeroU32::new),
@@ -374,7 +378,12 @@ fn adapter(
     Ok(match config.adapter_name(name) {
         "simulator" => Arc::new(SimulatorProvider::new(
             format!("{public_url}/simulator"),
-            settings.simulator.api_key.clone().unwrap_or_default(),
+            settings
+                .simulator
+                .api_key
+                .as_ref()
+                .map(|key| key.expose().to_owned())
+                .unwrap_or_default(),
             http,
         )),
         "cog" => Arc::new(CogProvider::new(name, config, http)?),

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 use atelier_actors::Clock;
+use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
 use atelier_actors::providers::Providers;
@@ -30,8 +31,11 @@ pub struct AppState {
 impl AppState {
     /// A signed URL for the object under `key`, valid for `workflow.url_ttl_secs`.
     pub fn signed_url(&self, key: &str) -> String {
-        let ttl = chrono::Duration::seconds(self.settings.workflow.url_ttl_secs as i64);
-        self.signer
-            .url(&self.settings.public_url(), key, self.clock.now() + ttl)
+        let ttl = self.settings.workflow.url_ttl_secs;
+        self.signer.url(
+            &self.settings.public_url(),
+            key,
+            saturating_after(self.clock.now(), ttl),
+        )
     }
 }

@@ -63,7 +63,13 @@ async fn without_credits_nothing_is_created(url: String) {
     let response = app
         .post_generation(&key, &generation_body(), Some("k1"))
         .await;
-    assert_eq!(error_code(response, 402).await, "insufficient_credits");
+    assert_eq!(response.status(), 402);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "insufficient_credits");
+    assert_eq!(
+        error["error"]["message"],
+        "this generation needs 1 credit; 0 available"
+    );
     let list: Value = app.get_json("/v1/generations", &key).await;
     assert_eq!(list["items"], json!([]));
     let ledger: Value = app.get_json("/v1/ledger", &key).await;
@@ -323,7 +329,10 @@ async fn uploads_can_be_used_as_inputs(url: String) {
     let not_png = upload("image/png", b"GIF89a....".to_vec(), key.clone())
         .await
         .unwrap();
-    assert_eq!(error_code(not_png, 422).await, "invalid_image");
+    assert_eq!(not_png.status(), 422);
+    let error: Value = not_png.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_image");
+    assert_eq!(error["error"]["message"], "the body is not valid image/png");
 
     let (_, other_key) = app.funded_account(1).await;
     let mut body = generation_body();

@@ -36,7 +36,7 @@ fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
     config.base_url = Some(emulator.url.clone());
     config.api_token = Some(REPLICATE_TOKEN.into());
     config.model = Some("cuuupid/idm-vton".into());
-    config.webhook_secrets = vec![emulator.secret_text.clone()];
+    config.webhook_secrets = vec![emulator.secret_text.clone().into()];
     config
 }
 
@@ -233,7 +233,7 @@ async fn replicate_callbacks_must_carry_a_valid_signature(url: String) {
         row.callback_token
     ));
     let response = post_callback(&app, &nobody, &body, &old, now, None).await;
-    assert_eq!(response.status(), 404);
+    assert_eq!(error_code(response, 401).await, "invalid_token");
     let stored = webhook_inbox::Entity::find()
         .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
         .all(&app.state.db)

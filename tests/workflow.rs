@@ -233,15 +233,35 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .await
         .unwrap();
     assert_eq!(error_code(untokened, 401).await, "invalid_token");
-    let unknown = uuid::Uuid::new_v4();
-    let response = app
+    // An unknown id, a malformed one and another provider's path answer exactly as a wrong
+    // token does: nothing tells a guesser which ids exist.
+    let wrong_token: serde_json::Value = app
         .client
-        .post(app.url(&format!("/webhooks/simulator/{unknown}?token=x")))
+        .post(app.url(&format!("/webhooks/simulator/{id}?token=x")))
         .json(&forged_body)
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(error_code(response, 404).await, "generation_not_found");
+    let unknown = uuid::Uuid::new_v4();
+    for path in [
+        format!("/webhooks/simulator/{unknown}?token=x"),
+        "/webhooks/simulator/not-a-uuid?token=x".to_owned(),
+        format!("/webhooks/replicate/{id}?token=x"),
+    ] {
+        let response = app
+            .client
+            .post(app.url(&path))
+            .json(&forged_body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body, wrong_token, "{path}");
+    }
     let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
     assert_eq!(generation["state"], "awaiting_callback");
     let inbox = atelier_entities::webhook_inbox::Entity::find()

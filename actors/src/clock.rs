@@ -39,7 +39,33 @@ impl Clock for ManualClock {
     }
 }
 
+/// `secs` seconds after `at`, saturating at the latest time `chrono` can hold: a setting or a
+/// provider's answer can name any number, and none may make a handler panic.
+pub fn saturating_after(at: DateTime<Utc>, secs: u64) -> DateTime<Utc> {
+    i64::try_from(secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|wait| at.checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 pub fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     let nanos = at.timestamp_subsec_nanos();
     at - Duration::nanoseconds(i64::from(nanos % 1_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturating_after_never_overflows() {
+        let now = Utc::now();
+        assert_eq!(saturating_after(now, 60), now + Duration::seconds(60));
+        assert_eq!(saturating_after(now, u64::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            saturating_after(now, 100_000_000_000_000),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
 }

@@ -35,6 +35,15 @@ impl Credits {
     }
 }
 
+/// `amount` with the unit, in the singular for one: "1 credit", "3 credits".
+pub fn amount(amount: i64) -> String {
+    if amount == 1 {
+        "1 credit".to_owned()
+    } else {
+        format!("{amount} credits")
+    }
+}
+
 impl fmt::Display for Credits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

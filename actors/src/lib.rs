@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod clock;
+pub mod config_check;
 pub mod credits;
 pub mod db;
 pub mod engine;
@@ -11,6 +12,7 @@ pub mod ledger;
 pub mod net;
 pub mod outbound;
 pub mod providers;
+pub mod secret;
 pub mod storage;
 pub mod workflow;
 

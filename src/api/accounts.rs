@@ -15,7 +15,6 @@ use super::json::ApiJson;
 use crate::accounts;
 use crate::state::AppState;
 
-const MAX_NAME_LEN: usize = 200;
 const MAX_REFERENCE_LEN: usize = 255;
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,12 +24,24 @@ pub struct CreateAccount {
     name: Option<String>,
 }
 
+/// A new account as the API and the CLI show it: the only time its key is shown.
 #[derive(Debug, Serialize)]
-struct AccountCreated {
+pub struct AccountCreated {
     id: Uuid,
     name: Option<String>,
     api_key: String,
     created_at: DateTime<Utc>,
+}
+
+impl From<accounts::NewAccount> for AccountCreated {
+    fn from(created: accounts::NewAccount) -> Self {
+        Self {
+            id: created.account.id,
+            name: created.account.name,
+            api_key: created.api_key,
+            created_at: created.account.created_at,
+        }
+    }
 }
 
 pub async fn create(
@@ -38,23 +49,12 @@ pub async fn create(
     state: web::Data<AppState>,
     body: ApiJson<CreateAccount>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = match body.0.name {
-        Some(name) if name.trim().is_empty() || name.chars().count() > MAX_NAME_LEN => {
-            return Err(ApiError::invalid(
-                "invalid_name",
-                format!("name: must be 1 to {MAX_NAME_LEN} characters"),
-            ));
-        }
-        name => name,
-    };
+    let name = body.0.name;
+    accounts::check_name(name.as_deref())
+        .map_err(|error| ApiError::invalid("invalid_name", format!("name: {error}")))?;
     let created = accounts::create(&state.db, name, state.clock.now()).await?;
     tracing::info!(account_id = %created.account.id, "account created");
-    Ok(HttpResponse::Created().json(AccountCreated {
-        id: created.account.id,
-        name: created.account.name,
-        api_key: created.api_key,
-        created_at: created.account.created_at,
-    }))
+    Ok(HttpResponse::Created().json(AccountCreated::from(created)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -227,8 +227,10 @@ pub async fn create(
             aspect_ratio: body.aspect_ratio.clone(),
         };
         let now = state.clock.now();
-        let deadline =
-            chrono::Duration::seconds(state.settings.workflow.overall_deadline_secs as i64);
+        let deadline_at = atelier_actors::clock::saturating_after(
+            now,
+            state.settings.workflow.overall_deadline_secs,
+        );
         let new = NewWorkflow {
             id,
             account_id: account.id,
@@ -236,7 +238,7 @@ pub async fn create(
             cost: Credits::parse(cost).map_err(ApiError::internal)?,
             inputs: inputs.to_json(),
             callback_token: random_token("cb_"),
-            deadline_at: now + deadline,
+            deadline_at,
             idempotency: key.map(|key| (key, request_hash)),
         };
         Ok::<_, ApiError>(state.workflows.create(new).await?)
@@ -268,7 +270,10 @@ pub async fn create(
         } => Err(ApiError::new(
             actix_web::http::StatusCode::PAYMENT_REQUIRED,
             "insufficient_credits",
-            format!("this generation needs {requested} credits; {available} available"),
+            format!(
+                "this generation needs {}; {available} available",
+                atelier_actors::credits::amount(requested)
+            ),
         )),
     }
 }

@@ -63,7 +63,7 @@ pub async fn create(
         _ => {
             return Err(ApiError::invalid(
                 "invalid_image",
-                format!("the body is not a {} image", declared.mime()),
+                format!("the body is not valid {}", declared.mime()),
             ));
         }
     }

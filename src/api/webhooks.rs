@@ -26,27 +26,27 @@ pub async fn receive(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (provider_name, raw_id) = path.into_inner();
-    let unknown = || ApiError::not_found("generation_not_found", "no such generation");
-    let id = Uuid::parse_str(&raw_id).map_err(|_| unknown())?;
+    // An unknown id (or another provider's) gets the same answer as a wrong token: the answer
+    // must not tell a guesser which generation ids exist.
+    let refused = || ApiError::unauthorized("invalid_token", "the callback token is not valid");
+    let id = Uuid::parse_str(&raw_id).map_err(|_| refused())?;
     let row = workflow::Entity::find_by_id(id)
         .one(&state.db)
         .await?
-        .filter(|row| row.provider == provider_name)
-        .ok_or_else(unknown)?;
+        .filter(|row| row.provider == provider_name);
     let token = query.get("token").map(String::as_str).unwrap_or_default();
-    if !bool::from(token.as_bytes().ct_eq(row.callback_token.as_bytes())) {
-        tracing::warn!(generation_id = %id, provider = %provider_name, "webhook with a wrong token refused");
-        return Err(ApiError::unauthorized(
-            "invalid_token",
-            "the callback token is not valid",
-        ));
-    }
+    let Some(row) =
+        row.filter(|row| bool::from(token.as_bytes().ct_eq(row.callback_token.as_bytes())))
+    else {
+        tracing::warn!(generation_id = %id, provider = %provider_name, "webhook with a wrong token or for no such generation refused");
+        return Err(refused());
+    };
     let body = read_limited(
         &mut payload.into_inner(),
         state.settings.http.callback_limit_bytes,
     )
     .await?;
-    let provider = state.providers.get(&provider_name).ok_or_else(unknown)?;
+    let provider = state.providers.get(&provider_name).ok_or_else(refused)?;
     if let Err(rejected) =
         provider.verify_callback(&headers(&request), &body, state.clock.now().timestamp())
     {

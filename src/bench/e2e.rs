@@ -66,11 +66,11 @@ async fn bench(
     };
     let token = accounts::random_token("adm_");
     let mut bench_settings = settings.clone();
-    bench_settings.database_url = database_url.to_owned();
+    bench_settings.database_url = database_url.into();
     bench_settings.bind = "127.0.0.1:0".parse()?;
     bench_settings.public_url = None;
     bench_settings.data_dir = data_dir.to_owned();
-    bench_settings.admin_token = Some(token.clone());
+    bench_settings.admin_token = Some(token.clone().into());
     bench_settings.workflow.run_engine = true;
     bench_settings.simulator = crate::config::Settings::default().simulator;
     bench_settings.simulator.delay_ms = 0;

@@ -97,8 +97,8 @@ macro_rules! database_tests {
 pub fn settings(database_url: &str) -> Settings {
     let mut settings = Settings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        database_url: database_url.to_owned(),
-        admin_token: Some(ADMIN_TOKEN.to_owned()),
+        database_url: database_url.into(),
+        admin_token: Some(ADMIN_TOKEN.into()),
         ..Settings::default()
     };
     settings.http.workers = 1;

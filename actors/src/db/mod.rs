@@ -4,7 +4,10 @@
 //! timeout, and IMMEDIATE write transactions so that two writers queue on the lock instead of
 //! failing when a read transaction tries to upgrade. PostgreSQL: read committed plus explicit
 //! row locks taken by the code that needs them.
+mod probe;
 mod tcp_nodelay;
+
+pub use probe::describe;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -49,6 +52,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
 pub async fn connect_with(url: &str, timeouts: DbTimeouts) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     let is_sqlite = url.starts_with("sqlite:");
+    if !is_sqlite {
+        probe::postgres(url).await?;
+    }
     options
         .sqlx_logging(false)
         .max_connections(if is_sqlite { 8 } else { 16 })

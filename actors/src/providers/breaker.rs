@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use super::ProviderError;
+use super::config::MAX_BREAKER_COOLDOWN_SECS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Circuit {
@@ -42,7 +43,8 @@ impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold: threshold.max(1),
-            cooldown,
+            // Bounded as the setting is, so that `now + cooldown` cannot overflow.
+            cooldown: cooldown.min(Duration::from_secs(MAX_BREAKER_COOLDOWN_SECS)),
             circuit: Circuit::Closed { failures: 0 },
         }
     }

@@ -5,6 +5,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::{check_base_url, check_range};
+use crate::credits::MAX_CREDITS;
+use crate::secret::SecretString;
+
+/// Longest an open circuit may stay open, in seconds (a day).
+pub const MAX_BREAKER_COOLDOWN_SECS: u64 = 24 * 3600;
+/// Bounds of the call limits: far above any provider's real limits.
+const MAX_CONCURRENCY: usize = 100_000;
+const MAX_BREAKER_THRESHOLD: u32 = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -36,7 +46,7 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// API token (Replicate: `Bearer`, fal: `Key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_token: Option<String>,
+    pub api_token: Option<SecretString>,
     /// Replicate: `owner/name`; fal: the model path, e.g. `fal-ai/idm-vton`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -45,7 +55,7 @@ pub struct ProviderConfig {
     pub version: Option<String>,
     /// Replicate: `whsec_...` secrets callbacks are signed with; several during a rotation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
     /// The model's input field names, where the adapter's defaults do not fit the deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person_input: Option<String>,
@@ -91,6 +101,45 @@ impl ProviderConfig {
             prompt_input: None,
             extra_input: BTreeMap::new(),
         }
+    }
+
+    /// Every setting within its bounds, or a message naming the first that is not.
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        let key = |field: &str| format!("providers.{name}.{field}");
+        check_range(&key("cost"), self.cost, 1, MAX_CREDITS)?;
+        check_range(
+            &key("max_concurrency"),
+            self.max_concurrency,
+            1,
+            MAX_CONCURRENCY,
+        )?;
+        check_range(
+            &key("breaker_threshold"),
+            self.breaker_threshold,
+            1,
+            MAX_BREAKER_THRESHOLD,
+        )?;
+        check_range(
+            &key("breaker_cooldown_secs"),
+            self.breaker_cooldown_secs,
+            0,
+            MAX_BREAKER_COOLDOWN_SECS,
+        )?;
+        if let Some(rate) = self.requests_per_second {
+            check_range(&key("requests_per_second"), rate, 1, u32::MAX)?;
+        }
+        if let Some(rate) = self.credits_per_second
+            && !(rate.is_finite() && rate >= 0.0)
+        {
+            return Err(format!(
+                "{} must be a number not below 0, got {rate}",
+                key("credits_per_second")
+            ));
+        }
+        if let Some(base_url) = &self.base_url {
+            check_base_url(&key("base_url"), base_url)?;
+        }
+        Ok(())
     }
 
     /// The input object a model receives: the configured (or the adapter's default) field
@@ -146,14 +195,15 @@ impl ProviderConfig {
     }
 
     /// A required key, or a message naming it.
-    pub fn required<'a>(
+    pub fn required<'a, T: AsRef<str>>(
         &self,
         name: &str,
         key: &str,
-        value: &'a Option<String>,
+        value: &'a Option<T>,
     ) -> Result<&'a str, String> {
         value
-            .as_deref()
+            .as_ref()
+            .map(AsRef::as_ref)
             .filter(|value| !value.trim().is_empty())
             .ok_or_else(|| format!("providers.{name}.{key} is required"))
     }

@@ -161,16 +161,29 @@ pub fn transport_error(error: reqwest::Error) -> ProviderError {
     ProviderError::Retryable(error.to_string())
 }
 
+/// The longest wait a provider may ask of us: beyond it we do not believe the number, and an
+/// unbounded one would overflow the clocks it is added to.
+pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
 /// `Retry-After` in seconds (the HTTP-date form is rare from APIs and read as absent).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    provider_wait(
+        headers
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim(),
+    )
+}
+
+/// A wait in whole seconds as a provider writes it, at most `MAX_PROVIDER_WAIT` (a number too
+/// large for a `u64` is one too).
+pub fn provider_wait(seconds: &str) -> Option<Duration> {
+    if seconds.is_empty() || !seconds.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = seconds.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_PROVIDER_WAIT))
 }
 
 #[cfg(test)]
@@ -218,5 +231,15 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_clamped_to_an_hour() {
+        let mut headers = HeaderMap::new();
+        for huge in ["10000000000000", "99999999999999999999999999"] {
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(huge).unwrap());
+            assert_eq!(retry_after(&headers), Some(MAX_PROVIDER_WAIT), "{huge}");
+        }
+        assert_eq!(provider_wait("-5"), None);
     }
 }

@@ -97,7 +97,7 @@ fn throttle_reset(body: &str) -> Option<Duration> {
         .trim()
         .trim_start_matches('~');
     let seconds: String = after.chars().take_while(char::is_ascii_digit).collect();
-    seconds.parse().ok().map(Duration::from_secs)
+    super::provider_wait(&seconds)
 }
 
 #[async_trait::async_trait]
@@ -198,6 +198,9 @@ mod tests {
     fn the_throttling_message_says_when_to_come_back() {
         let body = r#"{"detail":"Request was throttled. Your rate limit resets in ~30s."}"#;
         assert_eq!(throttle_reset(body), Some(Duration::from_secs(30)));
+        let huge =
+            r#"{"detail":"Request was throttled. Your rate limit resets in ~10000000000000s."}"#;
+        assert_eq!(throttle_reset(huge), Some(super::super::MAX_PROVIDER_WAIT));
         assert_eq!(
             classify(reqwest::StatusCode::TOO_MANY_REQUESTS, None, body),
             ProviderError::RateLimited {
