@@ -36,6 +36,7 @@ database_tests!(
     accepted_and_waiting_in_one_batch_keep_their_own_states,
     callbacks_from_a_provider_left_behind_decide_nothing,
     a_lock_held_elsewhere_fails_writes_cleanly_and_they_recover,
+    readyz_reports_a_wedged_writer,
 );
 
 /// A TCP listener that accepts every connection and never answers: a hung provider.
@@ -441,4 +442,45 @@ async fn assert_recovers(app: &TestApp, key: &str) {
     );
     let rows = workflow::Entity::find().all(&app.state.db).await.unwrap();
     assert_eq!(rows.len(), 1, "the refused request wrote nothing");
+}
+
+/// A write that blocks the workflow writer's thread (past any deadline it could enforce):
+/// `/readyz` says so while it lasts, and is ready again afterwards.
+async fn readyz_reports_a_wedged_writer(url: String) {
+    let wedge = Arc::new(AtomicUsize::new(1));
+    let fault: BatchFault = Arc::new(move |command: &WriteCommand| {
+        if matches!(command, WriteCommand::Create(_))
+            && wedge
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        false
+    });
+    let app = TestApp::spawn_engine_with_fault(
+        &url,
+        |settings| settings.database.batch_deadline_ms = 200,
+        fault,
+    )
+    .await;
+    let ready = |app: &TestApp| {
+        let request = app.client.get(app.url("/readyz")).send();
+        async move { request.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ready(&app).await, 200);
+    let (_, key) = app.funded_account(1).await;
+    let body = common::generation_body();
+    let create = app.post_generation(&key, &body, None);
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        ready(&app).await
+    };
+    let (created, during) = futures::join!(create, watch);
+    assert_eq!(during, 503, "a writer stuck for 1.5 s past a 200 ms deadline");
+    // Unblocked past its deadline, the batch was abandoned: nothing written, try again.
+    assert_eq!(created.status(), 503);
+    assert_eq!(ready(&app).await, 200);
+    let again = app.post_generation(&key, &body, None).await;
+    assert_eq!(again.status(), 202);
 }
