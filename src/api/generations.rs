@@ -72,8 +72,8 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
     };
     let error = match (row.state, row.error_code) {
         (WorkflowState::Released, Some(code)) => Some(ErrorView {
+            message: failure_message(&code).to_owned(),
             code,
-            message: row.error_message.unwrap_or_default(),
         }),
         _ => None,
     };
@@ -87,6 +87,22 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         updated_at: row.updated_at,
         result_url,
         error,
+    }
+}
+
+/// What a client reads about a failure: one fixed sentence per code. The row's
+/// `error_message` (often a provider's raw HTTP answer, with its status and body) stays in the
+/// timeline (`GET …/events`) and the logs; it is not ours to pass on and may say too much.
+fn failure_message(code: &str) -> &'static str {
+    match code {
+        "provider_failed" => "the provider could not complete the generation",
+        "provider_rejected" => "the provider refused the generation request",
+        "timeout" => "the generation did not finish in time",
+        "canceled" => "the generation was canceled",
+        "upload_failed" => "the result could not be stored",
+        "invalid_result" => "an image was too large or not a PNG, JPEG or WebP image",
+        "input_unavailable" => "an input image could not be fetched or read",
+        _ => "the generation failed",
     }
 }
 
