@@ -88,7 +88,8 @@ enum GrantsCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load()?;
-    telemetry::init(settings.log_format);
+    let quiet = matches!(cli.command, Some(Command::Bench { .. }));
+    telemetry::init(settings.log_format, quiet);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings, clock).await,

@@ -12,6 +12,7 @@ database_tests!(
     client_endpoints_need_an_account_key,
     grants_show_in_balance_in_consumption_order,
     grant_is_idempotent_by_reference,
+    two_accounts_can_each_have_a_welcome_grant,
     bad_grants_get_their_error_and_change_nothing,
     oversized_and_non_json_bodies_are_refused,
     another_accounts_resources_are_not_found,
@@ -166,11 +167,38 @@ async fn grant_is_idempotent_by_reference(url: String) {
         )
         .await;
     assert_eq!(error_code(other_expiry, 409).await, "reference_conflict");
-    let (other_account, _) = app.create_account().await;
-    let other_owner = app.grant(&other_account, &body).await;
-    assert_eq!(error_code(other_owner, 409).await, "reference_conflict");
-
     assert_eq!(app.balance(&api_key).await["available"], 7);
+}
+
+/// References are scoped per account: the README's `"welcome"` works for every account, and
+/// each keeps the idempotent behaviour on its own.
+async fn two_accounts_can_each_have_a_welcome_grant(url: String) {
+    let app = TestApp::spawn(&url).await;
+    let (first_account, first_key) = app.create_account().await;
+    let (second_account, second_key) = app.create_account().await;
+    let welcome = json!({"credits": 10, "reference": "welcome"});
+    let first = app.grant(&first_account, &welcome).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let second = app
+        .grant(
+            &second_account,
+            &json!({"credits": 3, "reference": "welcome"}),
+        )
+        .await;
+    assert_eq!(second.status(), 201);
+    let second: Value = second.json().await.unwrap();
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(second["account_id"], second_account.as_str());
+
+    let again = app.grant(&first_account, &welcome).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    let other_amount = app.grant(&second_account, &welcome).await;
+    assert_eq!(error_code(other_amount, 409).await, "reference_conflict");
+
+    assert_eq!(app.balance(&first_key).await["available"], 10);
+    assert_eq!(app.balance(&second_key).await["available"], 3);
 }
 
 async fn bad_grants_get_their_error_and_change_nothing(url: String) {

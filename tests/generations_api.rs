@@ -14,6 +14,7 @@ use uuid::Uuid;
 database_tests!(
     a_generation_holds_its_cost_until_it_ends,
     without_credits_nothing_is_created,
+    without_credits_nothing_is_written_to_storage,
     twenty_concurrent_submissions_on_five_credits,
     idempotency_keys_replay_or_conflict,
     bad_generation_requests_change_nothing,
@@ -89,6 +90,39 @@ async fn without_credits_nothing_is_created(url: String) {
         .post_generation(&key, &generation_body(), Some("k1"))
         .await;
     assert_eq!(retried.status(), 202);
+}
+
+/// An account that cannot pay writes nothing: its `data:` inputs are refused before they are
+/// decoded and stored, not stored and removed again. A replay of a generation it already made
+/// still answers with that generation, and stores nothing either. To see that storage is not
+/// touched at all, the inputs directory is replaced by a file: any write there fails (500).
+async fn without_credits_nothing_is_written_to_storage(url: String) {
+    let app = TestApp::spawn(&url).await;
+    let (_, key) = app.funded_account(1).await;
+    let body = generation_body();
+    let first = app.post_generation(&key, &body, Some("only-one")).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+
+    let inputs = app.state.settings.data_dir.join("inputs");
+    std::fs::rename(&inputs, app.state.settings.data_dir.join("inputs-before")).unwrap();
+    std::fs::write(&inputs, b"not a directory").unwrap();
+    let (_, broke) = app.funded_account(0).await;
+    let refused = app.post_generation(&broke, &body, Some("k1")).await;
+    assert_eq!(error_code(refused, 402).await, "insufficient_credits");
+    let refused = app.post_generation(&key, &body, None).await;
+    assert_eq!(error_code(refused, 402).await, "insufficient_credits");
+    let replayed = app.post_generation(&key, &body, Some("only-one")).await;
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(replayed.json::<Value>().await.unwrap()["id"], first["id"]);
+    let mut other = body.clone();
+    other["prompt"] = json!("another request");
+    let reused = app.post_generation(&key, &other, Some("only-one")).await;
+    assert_eq!(error_code(reused, 409).await, "idempotency_key_reused");
+
+    assert_eq!(std::fs::read(&inputs).unwrap(), b"not a directory");
+    let list: Value = app.get_json("/v1/generations", &broke).await;
+    assert_eq!(list["items"], json!([]));
 }
 
 async fn twenty_concurrent_submissions_on_five_credits(url: String) {

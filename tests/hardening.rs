@@ -477,7 +477,10 @@ async fn readyz_reports_a_wedged_writer(url: String) {
         ready(&app).await
     };
     let (created, during) = futures::join!(create, watch);
-    assert_eq!(during, 503, "a writer stuck for 1.5 s past a 200 ms deadline");
+    assert_eq!(
+        during, 503,
+        "a writer stuck for 1.5 s past a 200 ms deadline"
+    );
     // Unblocked past its deadline, the batch was abandoned: nothing written, try again.
     assert_eq!(created.status(), 503);
     assert_eq!(ready(&app).await, 200);

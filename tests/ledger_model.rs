@@ -33,10 +33,12 @@ enum Step {
         credits: i64,
         expires_in_secs: Option<i64>,
     },
-    /// Grants again under an earlier grant's reference, with the same fields or not.
+    /// Grants again under an earlier grant's reference, with the same fields or not, to the
+    /// same account or (`account`) to any account: references are unique per account.
     RepeatGrant {
         pick: usize,
         same_fields: bool,
+        account: Option<usize>,
     },
     Hold {
         account: usize,
@@ -63,8 +65,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (account.clone(), 1..20_i64, proptest::option::weighted(0.7, 1..1_200_i64))
             .prop_map(|(account, credits, expires_in_secs)| Step::Grant { account, credits, expires_in_secs }),
-        1 => (any::<usize>(), any::<bool>())
-            .prop_map(|(pick, same_fields)| Step::RepeatGrant { pick, same_fields }),
+        1 => (any::<usize>(), any::<bool>(), proptest::option::weighted(0.3, account.clone()))
+            .prop_map(|(pick, same_fields, account)| Step::RepeatGrant { pick, same_fields, account }),
         4 => (account.clone(), 1..25_i64).prop_map(|(account, credits)| Step::Hold { account, credits }),
         3 => (any::<usize>(), 0..14_i64).prop_map(|(pick, amount)| Step::Settle { pick, amount }),
         2 => any::<usize>().prop_map(|pick| Step::Release { pick }),
@@ -264,14 +266,18 @@ impl Case {
                 let expires_at = expires_in_secs.map(|secs| now + Duration::seconds(secs));
                 self.plan_grant(account, credits, expires_at, reference, now)
             }
-            Step::RepeatGrant { pick, same_fields } => {
+            Step::RepeatGrant {
+                pick,
+                same_fields,
+                account,
+            } => {
                 if self.model.packages.is_empty() {
                     return Ok(());
                 }
                 let original = self.model.packages[pick % self.model.packages.len()].clone();
                 let credits = original.credits + if same_fields { 0 } else { 1 };
                 self.plan_grant(
-                    original.account,
+                    account.unwrap_or(original.account),
                     credits,
                     original.expires_at,
                     original.reference,
@@ -359,13 +365,9 @@ impl Case {
             .model
             .packages
             .iter()
-            .find(|p| p.reference == reference)
+            .find(|p| p.account == account && p.reference == reference)
         {
-            Some(existing)
-                if existing.account == account
-                    && existing.credits == credits
-                    && existing.expires_at == expires_at =>
-            {
+            Some(existing) if existing.credits == credits && existing.expires_at == expires_at => {
                 Expected::Existing(existing.reference.clone())
             }
             Some(_) => Expected::ReferenceConflict,
@@ -420,15 +422,21 @@ impl Case {
     fn observe(&mut self, command: &Command, outcome: Outcome) -> Expected {
         match outcome {
             Outcome::Grant(GrantOutcome::Created(row)) => {
-                let Command::Grant { reference, .. } = command else {
+                let Command::Grant {
+                    account_id,
+                    reference,
+                    ..
+                } = command
+                else {
                     unreachable!()
                 };
                 let account = self.account_index(row.account_id);
+                let asked = self.account_index(*account_id);
                 if let Some(package) = self
                     .model
                     .packages
                     .iter_mut()
-                    .find(|p| &p.reference == reference && p.id.is_nil())
+                    .find(|p| p.account == asked && &p.reference == reference && p.id.is_nil())
                 {
                     package.id = row.id;
                     assert_eq!(package.account, account, "granted to the wrong account");

@@ -23,6 +23,7 @@ database_tests!(
     replicate_unknown_statuses_keep_the_generation_waiting,
     fal_callbacks_are_confirmed_before_anything_happens,
     fal_completed_with_an_error_is_released,
+    a_providers_raw_answer_stays_out_of_the_clients_error,
     fal_throttling_honours_retry_after,
     a_failing_provider_fails_over_and_its_circuit_opens_and_closes,
     an_account_problem_fails_over_at_once,
@@ -340,8 +341,35 @@ async fn fal_completed_with_an_error_is_released(url: String) {
     assert_eq!(generation["state"], "released", "{generation}");
     assert_eq!(generation["error"]["code"], "provider_failed");
     let message = generation["error"]["message"].as_str().unwrap();
-    assert!(message.contains("no garment found"), "{message}");
+    assert_eq!(message, "the provider could not complete the generation");
+    let (_, _, reason) = app.timeline(&key, &id).await.pop().unwrap();
+    assert!(reason.contains("no garment found"), "{reason}");
     assert_eq!(available(&app, &key).await, 2);
+}
+
+/// A provider's HTTP answer (status and body) is detail for our logs and the timeline, not
+/// for the client: the generation's error says what happened in a sentence of ours.
+async fn a_providers_raw_answer_stays_out_of_the_clients_error(url: String) {
+    let emulator = Emulator::start(Mode::NotFound).await;
+    let app = app_with(&url, vec![("replicate", replicate(&emulator, 1))], |_| {}).await;
+    let (_, key) = app.funded_account(1).await;
+    let id = generate(&app, &key).await;
+    let generation = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;
+    assert_eq!(generation["state"], "released", "{generation}");
+    let error = generation["error"].to_string();
+    assert!(
+        !error.contains("404")
+            && !error.contains("could not be found")
+            && !error.contains("model-b4c9"),
+        "{error}"
+    );
+    let (_, to, reason) = app.timeline(&key, &id).await.pop().unwrap();
+    assert_eq!(to, "released");
+    assert!(
+        reason.contains("HTTP 404") && reason.contains("model-b4c9"),
+        "{reason}"
+    );
+    assert_eq!(available(&app, &key).await, 1);
 }
 
 async fn fal_throttling_honours_retry_after(url: String) {

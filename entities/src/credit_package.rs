@@ -9,8 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub account_id: Uuid,
-    /// Caller-chosen idempotency reference, unique across all accounts.
-    #[sea_orm(unique)]
+    /// Caller-chosen idempotency reference, unique within the account (two accounts may each
+    /// have a grant named "welcome").
     pub reference: String,
     pub credits: i64,
     pub remaining: i64,

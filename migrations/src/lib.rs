@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_ledger;
 mod m20261124_000002_workflows;
 mod m20261124_000003_provider_charge;
+mod m20261201_000001_grant_reference_per_account;
 mod m20261201_000010_event_versions;
 
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_ledger::Migration),
             Box::new(m20261124_000002_workflows::Migration),
             Box::new(m20261124_000003_provider_charge::Migration),
+            Box::new(m20261201_000001_grant_reference_per_account::Migration),
             Box::new(m20261201_000010_event_versions::Migration),
         ]
     }

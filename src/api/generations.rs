@@ -3,11 +3,13 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::Credits;
+use atelier_actors::ledger::read;
 use atelier_actors::storage::Bytes;
+use atelier_actors::workflow::batch::IDEMPOTENCY_SCOPE;
 use atelier_actors::workflow::inputs::{InputImage, Inputs, input_key};
 use atelier_actors::workflow::store::{self, CreateOutcome, NewWorkflow, TransitionOutcome};
 use atelier_actors::workflow::{Event, FailureCode, WorkflowState};
-use atelier_entities::{upload, workflow};
+use atelier_entities::{idempotency_key, upload, workflow};
 use chrono::{DateTime, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
@@ -70,8 +72,8 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
     };
     let error = match (row.state, row.error_code) {
         (WorkflowState::Released, Some(code)) => Some(ErrorView {
+            message: failure_message(&code).to_owned(),
             code,
-            message: row.error_message.unwrap_or_default(),
         }),
         _ => None,
     };
@@ -85,6 +87,22 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         updated_at: row.updated_at,
         result_url,
         error,
+    }
+}
+
+/// What a client reads about a failure: one fixed sentence per code. The row's
+/// `error_message` (often a provider's raw HTTP answer, with its status and body) stays in the
+/// timeline (`GET …/events`) and the logs; it is not ours to pass on and may say too much.
+fn failure_message(code: &str) -> &'static str {
+    match code {
+        "provider_failed" => "the provider could not complete the generation",
+        "provider_rejected" => "the provider refused the generation request",
+        "timeout" => "the generation did not finish in time",
+        "canceled" => "the generation was canceled",
+        "upload_failed" => "the result could not be stored",
+        "invalid_result" => "an image was too large or not a PNG, JPEG or WebP image",
+        "input_unavailable" => "an input image could not be fetched or read",
+        _ => "the generation failed",
     }
 }
 
@@ -199,6 +217,11 @@ pub async fn create(
         serde_json::to_vec(&body).expect("serialises"),
     ));
 
+    let idempotency = key.map(|key| (key, request_hash));
+    if let Some(answer) = answer_without_storing(&state, account.id, cost, &idempotency).await? {
+        return Ok(answer);
+    }
+
     let id = Uuid::now_v7();
     let mut stored = Vec::new();
     let outcome = async {
@@ -239,7 +262,7 @@ pub async fn create(
             inputs: inputs.to_json(),
             callback_token: random_token("cb_"),
             deadline_at,
-            idempotency: key.map(|key| (key, request_hash)),
+            idempotency,
         };
         Ok::<_, ApiError>(state.workflows.create(new).await?)
     }
@@ -260,22 +283,64 @@ pub async fn create(
             Ok(HttpResponse::Accepted().json(view(&state, row)))
         }
         CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
-        CreateOutcome::KeyConflict => Err(ApiError::conflict(
-            "idempotency_key_reused",
-            "Idempotency-Key: already used for a different request",
-        )),
+        CreateOutcome::KeyConflict => Err(key_reused()),
         CreateOutcome::InsufficientCredits {
             available,
             requested,
-        } => Err(ApiError::new(
-            actix_web::http::StatusCode::PAYMENT_REQUIRED,
-            "insufficient_credits",
-            format!(
-                "this generation needs {}; {available} available",
-                atelier_actors::credits::amount(requested)
-            ),
-        )),
+        } => Err(insufficient_credits(requested, available)),
     }
+}
+
+fn key_reused() -> ApiError {
+    ApiError::conflict(
+        "idempotency_key_reused",
+        "Idempotency-Key: already used for a different request",
+    )
+}
+
+fn insufficient_credits(requested: i64, available: i64) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+        format!(
+            "this generation needs {}; {available} available",
+            atelier_actors::credits::amount(requested)
+        ),
+    )
+}
+
+/// The answer to a request that needs no inputs stored: a replayed Idempotency-Key (the
+/// generation it made, or 409 for another body), or 402 when the balance cannot cover the cost.
+/// Checked before any `data:` input is decoded and written, so that an account without credits
+/// cannot write to our storage. Only a shortcut: the create transaction decides again, under
+/// lock (a concurrent request may take the credits in between; its inputs are then removed).
+async fn answer_without_storing(
+    state: &AppState,
+    account_id: Uuid,
+    cost: i64,
+    idempotency: &Option<(String, String)>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    if let Some((key, request_hash)) = idempotency {
+        let id = (account_id, IDEMPOTENCY_SCOPE.to_owned(), key.clone());
+        if let Some(used) = idempotency_key::Entity::find_by_id(id)
+            .one(&state.db)
+            .await?
+        {
+            if &used.request_hash != request_hash {
+                return Err(key_reused());
+            }
+            if let Some(row) = store::find_owned(&state.db, account_id, used.resource_id).await? {
+                return Ok(Some(HttpResponse::Ok().json(view(state, row))));
+            }
+        }
+    }
+    let available = read::balance(&state.db, account_id, state.clock.now())
+        .await?
+        .available;
+    if available < cost {
+        return Err(insufficient_credits(cost, available));
+    }
+    Ok(None)
 }
 
 /// The caller's generation named in the path; anything else (another account's, an unknown or

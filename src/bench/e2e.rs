@@ -5,6 +5,8 @@
 //!    the last one settled;
 //! 2. latency: `rate` generations per second for `seconds`; p50/p99 from the moment the
 //!    simulator's callback was stored to the moment the generation settled;
+//!    the throughput phase also reports what it cost per generation in CPU time, write
+//!    transactions, commits and bytes written (`usage`), which do not vary with the host's load;
 //! 3. memory: `parked` workflows waiting in `awaiting_callback` (created directly, with their
 //!    holds), then the process's resident set size.
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::usage::Usage;
 use crate::accounts;
 use crate::config::Settings;
 use crate::scratch::ScratchDatabase;
@@ -116,6 +119,7 @@ async fn bench(
     };
 
     // 1. Throughput.
+    let before = Usage::now(&state.db).await?;
     let started = Instant::now();
     let per_worker = plan.generations.div_ceil(plan.concurrency);
     let workers = (0..plan.concurrency).map(|worker| {
@@ -134,7 +138,11 @@ async fn bench(
     }
     wait_settled(&state, plan.generations as u64).await?;
     let throughput = plan.generations as f64 / started.elapsed().as_secs_f64();
+    let (usage, usage_line) = Usage::now(&state.db)
+        .await?
+        .per_generation(&before, plan.generations);
     println!("  throughput: {throughput:>8.0} generations/s end to end");
+    println!("  {usage_line}");
 
     // 2. Latency at a steady rate.
     let total = (plan.rate * plan.seconds) as usize;
@@ -170,14 +178,15 @@ async fn bench(
             .send(atelier_actors::engine::registry::Shutdown)
             .await?;
     }
-    println!(
-        "{}",
-        json!({"bench": "e2e", "database": kind, "generations": plan.generations,
+    let mut summary = json!({"bench": "e2e", "database": kind, "generations": plan.generations,
                "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
                "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
                "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,
-               "parked_workflows": plan.parked, "rss_mib_parked": after.round()})
-    );
+               "parked_workflows": plan.parked, "rss_mib_parked": after.round()});
+    if let (Some(summary), Value::Object(usage)) = (summary.as_object_mut(), usage) {
+        summary.extend(usage);
+    }
+    println!("{summary}");
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! (the configured database itself is never touched). Each benchmark ends with one JSON line.
 mod e2e;
 mod ledger;
+mod usage;
 
 use clap::Subcommand;
 

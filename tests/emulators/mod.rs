@@ -24,6 +24,8 @@ pub enum Mode {
     Unavailable,
     /// Every submission: 402, out of credit at the provider.
     OutOfCredit,
+    /// Every submission: 404 with a JSON body, as for a model that does not exist.
+    NotFound,
     /// The next `n` submissions are throttled (429; Replicate says when in its message, fal
     /// in `Retry-After`), after which it behaves normally.
     Throttled { n: usize, secs: u64 },
@@ -156,6 +158,11 @@ impl Emulator {
             Mode::OutOfCredit => {
                 return Err(Box::new(HttpResponse::PaymentRequired().json(
                     json!({"detail": "You have insufficient credit to run this model."}),
+                )));
+            }
+            Mode::NotFound => {
+                return Err(Box::new(HttpResponse::NotFound().json(
+                    json!({"detail": "The requested resource could not be found: model-b4c9"}),
                 )));
             }
             Mode::Throttled { n, secs } if n > 0 => {

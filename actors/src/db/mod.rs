@@ -11,6 +11,7 @@ pub use probe::describe;
 
 use std::future::Future;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -90,6 +91,20 @@ pub async fn connect_with(url: &str, timeouts: DbTimeouts) -> Result<DatabaseCon
 /// milliseconds of latency for nothing. Other processes still queue on the file lock.
 static SQLITE_WRITERS: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
 
+/// Write transactions begun and committed by this process, for `atelier bench` (a figure that
+/// does not depend on the host's load, unlike throughput). A single-statement write through
+/// `with_write_turn` counts as one of each.
+static WRITES_BEGUN: AtomicU64 = AtomicU64::new(0);
+static WRITES_COMMITTED: AtomicU64 = AtomicU64::new(0);
+
+/// (write transactions begun, commits) since the process started.
+pub fn write_counts() -> (u64, u64) {
+    (
+        WRITES_BEGUN.load(Ordering::Relaxed),
+        WRITES_COMMITTED.load(Ordering::Relaxed),
+    )
+}
+
 /// A write transaction, holding this process's SQLite writer turn until it ends.
 pub struct WriteTxn {
     txn: DatabaseTransaction,
@@ -106,7 +121,9 @@ impl Deref for WriteTxn {
 
 impl WriteTxn {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        self.txn.commit().await?;
+        WRITES_COMMITTED.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -121,6 +138,8 @@ where
     } else {
         Some(SQLITE_WRITERS.lock().await)
     };
+    WRITES_BEGUN.fetch_add(1, Ordering::Relaxed);
+    WRITES_COMMITTED.fetch_add(1, Ordering::Relaxed);
     write.await
 }
 
@@ -138,6 +157,7 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
             ..Default::default()
         })
         .await?;
+    WRITES_BEGUN.fetch_add(1, Ordering::Relaxed);
     Ok(WriteTxn { txn, _turn: turn })
 }
 

@@ -70,7 +70,8 @@ pub struct Book {
     accounts: HashMap<Uuid, Totals>,
     packages: HashMap<Uuid, Package>,
     packages_by_account: HashMap<Uuid, Vec<Uuid>>,
-    references: HashMap<String, Uuid>,
+    /// Packages by (account, reference): references are unique per account.
+    references: HashMap<(Uuid, String), Uuid>,
     holds: HashMap<Uuid, HoldRecord>,
     pub changes: Changes,
 }
@@ -106,7 +107,7 @@ impl Book {
             return;
         }
         self.references
-            .insert(package.reference.clone(), package.id);
+            .insert((package.account_id, package.reference.clone()), package.id);
         if let Some(totals) = self.accounts.get_mut(&package.account_id) {
             totals.available += package.remaining;
             totals.held += package.held;
@@ -187,10 +188,9 @@ impl Book {
         if !self.accounts.contains_key(&account_id) {
             return GrantOutcome::AccountNotFound;
         }
-        if let Some(existing) = self.references.get(reference).map(|id| &self.packages[id]) {
-            let same = existing.account_id == account_id
-                && existing.credits == credits.get()
-                && existing.expires_at == expires_at;
+        let key = (account_id, reference.to_owned());
+        if let Some(existing) = self.references.get(&key).map(|id| &self.packages[id]) {
+            let same = existing.credits == credits.get() && existing.expires_at == expires_at;
             return if same {
                 GrantOutcome::Existing(existing.clone())
             } else {

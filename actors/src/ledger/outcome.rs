@@ -6,9 +6,10 @@ use super::book::HoldRecord;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantOutcome {
     Created(Package),
-    /// The same reference with the same fields: the grant that already exists.
+    /// The same reference on the same account with the same fields: the grant that already
+    /// exists.
     Existing(Package),
-    /// The reference is taken by a grant with other fields (or another account).
+    /// The account already has a grant with this reference and other fields.
     ReferenceConflict,
     AlreadyExpired,
     AccountNotFound,

@@ -139,15 +139,22 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
         }
     }
 
-    let references: Vec<&str> = commands
+    // References are unique per account; this may load a few more packages than the pairs
+    // asked for (another granted account's reference), which the book keys by pair anyway.
+    let (granted_accounts, references): (BTreeSet<Uuid>, BTreeSet<&str>) = commands
         .iter()
         .filter_map(|command| match command {
-            Command::Grant { reference, .. } => Some(reference.as_str()),
+            Command::Grant {
+                account_id,
+                reference,
+                ..
+            } => Some((*account_id, reference.as_str())),
             _ => None,
         })
-        .collect();
+        .unzip();
     if !references.is_empty() {
         let granted = credit_package::Entity::find()
+            .filter(credit_package::Column::AccountId.is_in(granted_accounts))
             .filter(credit_package::Column::Reference.is_in(references))
             .all(txn)
             .await?;
