@@ -26,9 +26,24 @@ fn request_line(request: &ServiceRequest) -> String {
     format!(
         "{} {}{query} {:?}",
         request.method(),
-        request.path(),
+        redact_path(request.path()),
         request.version()
     )
+}
+
+/// Paths that carry a credential: the simulator's result URLs end in their token.
+const SECRET_PATH_PREFIXES: &[&str] = &["/simulator/v1/results/"];
+
+/// The path with any credential it carries masked.
+fn redact_path(path: &str) -> String {
+    for prefix in SECRET_PATH_PREFIXES {
+        if let Some(rest) = path.strip_prefix(prefix)
+            && let Some((id, _token)) = rest.split_once('/')
+        {
+            return format!("{prefix}{id}/[redacted]");
+        }
+    }
+    path.to_owned()
 }
 
 /// The query with the value of every secret-looking parameter replaced by `[redacted]`.
@@ -51,6 +66,15 @@ fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_in_paths_are_masked() {
+        assert_eq!(
+            redact_path("/simulator/v1/results/0196/tok_abc"),
+            "/simulator/v1/results/0196/[redacted]"
+        );
+        assert_eq!(redact_path("/v1/generations/0196"), "/v1/generations/0196");
+    }
 
     #[test]
     fn secret_query_values_are_masked_and_the_rest_kept() {

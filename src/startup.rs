@@ -172,7 +172,6 @@ impl Application {
                 storage: storage.clone(),
                 providers: providers.clone(),
                 clock: clock.clone(),
-                http: http_client.clone(),
                 fetch: fetch_clients.clone(),
                 url_for_key,
                 config: EngineConfig {

@@ -164,10 +164,11 @@ fn slow_image_server() -> String {
 
 async fn sigterm_drains_the_engine_before_http_stops(url: String) {
     let data_dir = std::env::temp_dir().join(format!("atelier-term-{}", uuid::Uuid::new_v4()));
+    // The image server binds first: a port `free_port` just let go of could be its.
+    let image_url = slow_image_server();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let image_url = slow_image_server();
     let mut child = atelier_command(&url)
         .env("ATELIER_BIND", format!("127.0.0.1:{port}"))
         .env("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)

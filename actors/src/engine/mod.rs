@@ -76,7 +76,6 @@ pub struct Deps {
     pub storage: Storage,
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,
-    pub http: reqwest::Client,
     /// Everything fetched from a URL goes through these (`crate::outbound`).
     pub fetch: FetchClients,
     pub url_for_key: UrlForKey,
