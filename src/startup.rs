@@ -107,18 +107,7 @@ impl Application {
         let step_hook = seams.step_hook;
         let db = open_database_with(&settings.database_url, settings.db_timeouts()).await?;
         let batch_deadline = Duration::from_millis(settings.database.batch_deadline_ms);
-        let ledger = Ledger::start_with(
-            LedgerStore::new(db.clone(), clock.clone()),
-            BatchLimits {
-                max_batch: settings.ledger.max_batch,
-                deadline: batch_deadline,
-            },
-        );
-        sweeper::spawn(
-            ledger.clone(),
-            Duration::from_secs(settings.ledger.expiry_sweep_interval_secs),
-        );
-
+        let ledger = start_ledger(settings, &db, &clock, batch_deadline);
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
@@ -131,21 +120,7 @@ impl Application {
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
         let public_url = settings.public_url();
-        // The simulator and its adapter both live here: a key made now is shared by both, and
-        // never written anywhere.
-        let simulator_key = settings
-            .simulator
-            .api_key
-            .get_or_insert_with(|| crate::simulator::random_token().into())
-            .expose()
-            .to_owned();
-        let simulator = web::Data::new(Simulator::new(
-            settings.simulator.clone(),
-            format!("{public_url}/simulator"),
-            simulator_key,
-            settings.images.limits(),
-            ImagePool::new(settings.images.workers),
-        ));
+        let simulator = simulator(&mut settings, &public_url);
         let http_client = outbound_client(&settings)?;
         let providers = providers(&settings, &public_url, &http_client)?;
         let fetch_clients = fetch_clients(&settings, &public_url)?;
@@ -159,39 +134,20 @@ impl Application {
             seams.batch_fault,
         );
         let engine = settings.workflow.run_engine.then(|| {
-            let url_signer = signer.clone();
-            let url_clock = clock.clone();
-            let url_base = public_url.clone();
-            let ttl = settings.workflow.url_ttl_secs;
-            let url_for_key: UrlForKey = Arc::new(move |key: &str| {
-                url_signer.url(&url_base, key, saturating_after(url_clock.now(), ttl))
-            });
             Engine::start_on_own_thread(Deps {
                 db: db.clone(),
                 workflows: workflows.clone(),
                 storage: storage.clone(),
                 providers: providers.clone(),
                 clock: clock.clone(),
-                fetch: fetch_clients.clone(),
-                url_for_key,
-                config: EngineConfig {
-                    public_url: public_url.clone(),
-                    submit_deadline: Duration::from_secs(settings.workflow.submit_deadline_secs),
-                    callback_deadline: Duration::from_secs(
-                        settings.workflow.callback_deadline_secs,
-                    ),
-                    max_input_bytes: settings.http.upload_limit_bytes,
-                    download_timeout: Duration::from_secs(settings.workflow.download_timeout_secs),
-                    step_timeout: Duration::from_secs(settings.workflow.step_timeout_secs),
-                    image_limits: settings.images.limits(),
-                    chain: settings.providers.chain.clone(),
-                    prices: settings
-                        .providers
-                        .iter()
-                        .map(|(name, config)| (name.clone(), config.cost))
-                        .collect(),
-                    ..EngineConfig::default()
-                },
+                fetch: fetch_clients,
+                url_for_key: url_for_key(
+                    &signer,
+                    &public_url,
+                    &clock,
+                    settings.workflow.url_ttl_secs,
+                ),
+                config: engine_config(&settings, &public_url),
                 step_hook,
                 draining: Arc::default(),
             })
@@ -208,37 +164,7 @@ impl Application {
             engine,
             workflows,
         });
-        let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
-        let app_state = state.clone();
-        let http = settings.http.clone();
-        // Mounted only where it is a configured provider.
-        let serve_simulator = settings
-            .providers
-            .iter()
-            .any(|(name, config)| config.adapter_name(name) == "simulator");
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(simulator.clone())
-                .app_data(json_limit.clone())
-                .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                    ApiError::malformed("malformed_query", format!("query string: {error}")).into()
-                }))
-                .wrap(crate::access_log::middleware())
-                .configure(|config| {
-                    if serve_simulator {
-                        Simulator::routes(config);
-                    }
-                })
-                .configure(|config| api::routes(config, &http))
-        })
-        .shutdown_timeout(10)
-        // Signals are ours (`run_until_stopped`): the engine must drain before HTTP stops.
-        .disable_signals();
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server.listen(listener)?.run();
+        let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
             port,
             server,
@@ -271,6 +197,114 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// The ledger's writer, each batch within `deadline`, and its expiry sweeper.
+fn start_ledger(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    deadline: Duration,
+) -> Ledger {
+    let ledger = Ledger::start_with(
+        LedgerStore::new(db.clone(), clock.clone()),
+        BatchLimits {
+            max_batch: settings.ledger.max_batch,
+            deadline,
+        },
+    );
+    let every = Duration::from_secs(settings.ledger.expiry_sweep_interval_secs);
+    sweeper::spawn(ledger.clone(), every);
+    ledger
+}
+
+/// The built-in simulator's server state. It and its adapter both live in this process: a key
+/// made now (when none is configured) is shared by both, and never written anywhere.
+fn simulator(settings: &mut Settings, public_url: &str) -> web::Data<Simulator> {
+    let key = settings
+        .simulator
+        .api_key
+        .get_or_insert_with(|| crate::simulator::random_token().into())
+        .expose()
+        .to_owned();
+    web::Data::new(Simulator::new(
+        settings.simulator.clone(),
+        format!("{public_url}/simulator"),
+        key,
+        settings.images.limits(),
+        ImagePool::new(settings.images.workers),
+    ))
+}
+
+/// Signs a storage key into a URL valid for `ttl_secs` from when it is handed out.
+fn url_for_key(
+    signer: &UrlSigner,
+    public_url: &str,
+    clock: &Arc<dyn Clock>,
+    ttl_secs: u64,
+) -> UrlForKey {
+    let (signer, base, clock) = (signer.clone(), public_url.to_owned(), clock.clone());
+    Arc::new(move |key: &str| signer.url(&base, key, saturating_after(clock.now(), ttl_secs)))
+}
+
+/// The engine's configuration, from `[workflow]`, `[http]`, `[images]` and `[providers]`.
+fn engine_config(settings: &Settings, public_url: &str) -> EngineConfig {
+    let workflow = &settings.workflow;
+    EngineConfig {
+        public_url: public_url.to_owned(),
+        submit_deadline: Duration::from_secs(workflow.submit_deadline_secs),
+        callback_deadline: Duration::from_secs(workflow.callback_deadline_secs),
+        max_input_bytes: settings.http.upload_limit_bytes,
+        download_timeout: Duration::from_secs(workflow.download_timeout_secs),
+        step_timeout: Duration::from_secs(workflow.step_timeout_secs),
+        image_limits: settings.images.limits(),
+        chain: settings.providers.chain.clone(),
+        prices: settings
+            .providers
+            .iter()
+            .map(|(name, config)| (name.clone(), config.cost))
+            .collect(),
+        ..EngineConfig::default()
+    }
+}
+
+/// The actix server on `listener`, running.
+fn http_server(
+    settings: &Settings,
+    app_state: web::Data<AppState>,
+    simulator: web::Data<Simulator>,
+    listener: TcpListener,
+) -> anyhow::Result<Server> {
+    let json_limit = web::Data::new(JsonLimit(settings.http.json_limit_bytes));
+    let http = settings.http.clone();
+    // Mounted only where it is a configured provider.
+    let serve_simulator = settings
+        .providers
+        .iter()
+        .any(|(name, config)| config.adapter_name(name) == "simulator");
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(simulator.clone())
+            .app_data(json_limit.clone())
+            .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                ApiError::malformed("malformed_query", format!("query string: {error}")).into()
+            }))
+            .wrap(crate::access_log::middleware())
+            .configure(|config| {
+                if serve_simulator {
+                    Simulator::routes(config);
+                }
+            })
+            .configure(|config| api::routes(config, &http))
+    })
+    .shutdown_timeout(10)
+    // Signals are ours (`run_until_stopped`): the engine must drain before HTTP stops.
+    .disable_signals();
+    if settings.http.workers > 0 {
+        server = server.workers(settings.http.workers);
+    }
+    Ok(server.listen(listener)?.run())
 }
 
 /// Longest a shutdown waits for running workflow steps.

@@ -175,7 +175,54 @@ pub async fn create(
     body: ApiJson<CreateGeneration>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&request)?;
-    let body = body.0;
+    let mut body = body.0;
+    let (provider, cost) = checked_provider(&state, &body)?;
+    // Hashed before anything is resolved, so a replay compares what the client sent — with
+    // the provider it meant, so that naming the default or leaving it out is the same request.
+    body.provider = Some(provider.clone());
+    let request_hash = hex(&Sha256::digest(
+        serde_json::to_vec(&body).expect("serialises"),
+    ));
+    let idempotency = key.map(|key| (key, request_hash));
+    if let Some(answer) = answer_without_storing(&state, account.id, cost, &idempotency).await? {
+        return Ok(answer);
+    }
+
+    let id = Uuid::now_v7();
+    let mut stored = Vec::new();
+    let new = Pending {
+        id,
+        account_id: account.id,
+        provider,
+        cost,
+        idempotency,
+    };
+    let outcome = store_and_create(&state, new, &body, &mut stored).await;
+    if !matches!(outcome, Ok(CreateOutcome::Created(_))) {
+        // Inputs stored for a generation that was not created are nobody's.
+        for key in &stored {
+            if let Err(error) = state.storage.delete(key).await {
+                tracing::warn!(%key, %error, "could not remove an orphaned input");
+            }
+        }
+    }
+    match outcome? {
+        CreateOutcome::Created(row) => {
+            tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
+            Ok(HttpResponse::Accepted().json(view(&state, row)))
+        }
+        CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
+        CreateOutcome::KeyConflict => Err(key_reused()),
+        CreateOutcome::InsufficientCredits {
+            available,
+            requested,
+        } => Err(insufficient_credits(requested, available)),
+    }
+}
+
+/// The provider the request names (or the default) and its cost, once the prompt and the
+/// aspect ratio are found valid.
+fn checked_provider(state: &AppState, body: &CreateGeneration) -> Result<(String, i64), ApiError> {
     let provider = body
         .provider
         .clone()
@@ -209,86 +256,66 @@ pub async fn create(
             format!("aspect_ratio: one of {}", ASPECT_RATIOS.join(", ")),
         ));
     }
-    // Hashed before anything is resolved, so a replay compares what the client sent — with
-    // the provider it meant, so that naming the default or leaving it out is the same request.
-    let mut body = body;
-    body.provider = Some(provider.clone());
-    let request_hash = hex(&Sha256::digest(
-        serde_json::to_vec(&body).expect("serialises"),
-    ));
+    Ok((provider, cost))
+}
 
-    let idempotency = key.map(|key| (key, request_hash));
-    if let Some(answer) = answer_without_storing(&state, account.id, cost, &idempotency).await? {
-        return Ok(answer);
-    }
+/// What a new generation is, before its inputs are stored.
+struct Pending {
+    id: Uuid,
+    account_id: Uuid,
+    provider: String,
+    cost: i64,
+    idempotency: Option<(String, String)>,
+}
 
-    let id = Uuid::now_v7();
-    let mut stored = Vec::new();
-    let outcome = async {
-        let person_image = resolve_image(
-            &state,
-            account.id,
-            id,
-            "person_image",
-            &body.person_image,
-            &mut stored,
-        )
-        .await?;
-        let garment_image = resolve_image(
-            &state,
-            account.id,
-            id,
-            "garment_image",
-            &body.garment_image,
-            &mut stored,
-        )
-        .await?;
-        let inputs = Inputs {
-            person_image,
-            garment_image,
-            prompt: body.prompt.clone(),
-            aspect_ratio: body.aspect_ratio.clone(),
-        };
-        let now = state.clock.now();
-        let deadline_at = atelier_actors::clock::saturating_after(
-            now,
-            state.settings.workflow.overall_deadline_secs,
-        );
-        let new = NewWorkflow {
-            id,
-            account_id: account.id,
-            provider: provider.clone(),
-            cost: Credits::parse(cost).map_err(ApiError::internal)?,
-            inputs: inputs.to_json(),
-            callback_token: random_token("cb_"),
-            deadline_at,
-            idempotency,
-        };
-        Ok::<_, ApiError>(state.workflows.create(new).await?)
-    }
-    .await;
-
-    let created = matches!(outcome, Ok(CreateOutcome::Created(_)));
-    if !created {
-        // Inputs stored for a generation that was not created are nobody's.
-        for key in &stored {
-            if let Err(error) = state.storage.delete(key).await {
-                tracing::warn!(%key, %error, "could not remove an orphaned input");
-            }
-        }
-    }
-    match outcome? {
-        CreateOutcome::Created(row) => {
-            tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
-            Ok(HttpResponse::Accepted().json(view(&state, row)))
-        }
-        CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
-        CreateOutcome::KeyConflict => Err(key_reused()),
-        CreateOutcome::InsufficientCredits {
-            available,
-            requested,
-        } => Err(insufficient_credits(requested, available)),
-    }
+/// Stores the request's inputs (their keys go to `stored`, for the caller to remove should
+/// the create not happen), then creates the workflow with its hold in one transaction.
+async fn store_and_create(
+    state: &AppState,
+    new: Pending,
+    body: &CreateGeneration,
+    stored: &mut Vec<String>,
+) -> Result<CreateOutcome, ApiError> {
+    let (id, account_id) = (new.id, new.account_id);
+    let person_image = resolve_image(
+        state,
+        account_id,
+        id,
+        "person_image",
+        &body.person_image,
+        stored,
+    )
+    .await?;
+    let garment_image = resolve_image(
+        state,
+        account_id,
+        id,
+        "garment_image",
+        &body.garment_image,
+        stored,
+    )
+    .await?;
+    let inputs = Inputs {
+        person_image,
+        garment_image,
+        prompt: body.prompt.clone(),
+        aspect_ratio: body.aspect_ratio.clone(),
+    };
+    let deadline_at = atelier_actors::clock::saturating_after(
+        state.clock.now(),
+        state.settings.workflow.overall_deadline_secs,
+    );
+    let new = NewWorkflow {
+        id,
+        account_id,
+        provider: new.provider,
+        cost: Credits::parse(new.cost).map_err(ApiError::internal)?,
+        inputs: inputs.to_json(),
+        callback_token: random_token("cb_"),
+        deadline_at,
+        idempotency: new.idempotency,
+    };
+    Ok(state.workflows.create(new).await?)
 }
 
 fn key_reused() -> ApiError {

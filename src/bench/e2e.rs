@@ -67,6 +67,58 @@ async fn bench(
     } else {
         "postgres"
     };
+    let (state, base) = start(settings, database_url, data_dir).await?;
+    println!(
+        "bench e2e: {kind}, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
+        plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
+    );
+    let account = accounts::create(&state.db, Some("bench-e2e".into()), SystemClock.now()).await?;
+    state
+        .ledger
+        .grant(
+            account.account.id,
+            Credits::parse(1_000_000_000)?,
+            None,
+            format!("bench-{}", account.account.id),
+        )
+        .await?;
+    let submitter = Submitter {
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        url: format!("{base}/v1/generations"),
+        key: account.api_key.clone(),
+        body: request_body(),
+    };
+
+    let (throughput, usage) = throughput(&state, &submitter, plan).await?;
+    let (p50, p99) = latency(&state, &submitter, plan).await?;
+    let rss = memory(&state, account.account.id, plan.parked).await?;
+    if let Some(engine) = &state.engine {
+        // The scratch database goes away next; the engine must not look for work in it.
+        engine
+            .send(atelier_actors::engine::registry::Shutdown)
+            .await?;
+    }
+    let mut summary = json!({"bench": "e2e", "database": kind, "generations": plan.generations,
+               "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
+               "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
+               "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,
+               "parked_workflows": plan.parked, "rss_mib_parked": rss.round()});
+    if let (Some(summary), Value::Object(usage)) = (summary.as_object_mut(), usage) {
+        summary.extend(usage);
+    }
+    println!("{summary}");
+    Ok(())
+}
+
+/// The real service on a free port, on the scratch database and data directory, with the
+/// engine and a zero-delay simulator: its state and base URL.
+async fn start(
+    settings: &Settings,
+    database_url: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(actix_web::web::Data<AppState>, String)> {
     let token = accounts::random_token("adm_");
     let mut bench_settings = settings.clone();
     bench_settings.database_url = database_url.into();
@@ -81,113 +133,102 @@ async fn bench(
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state.clone();
     actix_web::rt::spawn(app.into_server());
-    println!(
-        "bench e2e: {kind}, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
-        plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
-    );
+    Ok((state, base))
+}
 
-    let now = SystemClock.now();
-    let account = accounts::create(&state.db, Some("bench-e2e".into()), now).await?;
-    let credits = Credits::parse(1_000_000_000)?;
-    state
-        .ledger
-        .grant(
-            account.account.id,
-            credits,
-            None,
-            format!("bench-{}", account.account.id),
-        )
-        .await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
-    let body = request_body();
-    let submit = |client: reqwest::Client| {
-        let url = format!("{base}/v1/generations");
-        let key = account.api_key.clone();
-        let body = body.clone();
+/// Submits generations as the bench account, like a client.
+struct Submitter {
+    client: reqwest::Client,
+    url: String,
+    key: String,
+    body: Value,
+}
+
+impl Submitter {
+    fn submit(&self) -> impl std::future::Future<Output = anyhow::Result<Uuid>> + 'static {
+        let request = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.key)
+            .json(&self.body);
         async move {
-            let response = client.post(url).bearer_auth(key).json(&body).send().await?;
+            let response = request.send().await?;
             ensure!(
                 response.status() == 202,
                 "submission answered {}",
                 response.status()
             );
             let created: Value = response.json().await?;
-            Ok::<Uuid, anyhow::Error>(Uuid::parse_str(created["id"].as_str().unwrap_or_default())?)
+            Ok(Uuid::parse_str(created["id"].as_str().unwrap_or_default())?)
         }
-    };
+    }
+}
 
-    // 1. Throughput.
+/// 1. Throughput: generations per second end to end, and what they cost.
+async fn throughput(
+    state: &AppState,
+    submitter: &Submitter,
+    plan: &Plan,
+) -> anyhow::Result<(f64, Value)> {
     let before = Usage::now(&state.db).await?;
     let started = Instant::now();
     let per_worker = plan.generations.div_ceil(plan.concurrency);
-    let workers = (0..plan.concurrency).map(|worker| {
-        let submit = &submit;
-        let client = client.clone();
-        async move {
-            let count = per_worker.min(plan.generations.saturating_sub(worker * per_worker));
-            for _ in 0..count {
-                submit(client.clone()).await?;
-            }
-            Ok::<(), anyhow::Error>(())
+    let workers = (0..plan.concurrency).map(|worker| async move {
+        let count = per_worker.min(plan.generations.saturating_sub(worker * per_worker));
+        for _ in 0..count {
+            submitter.submit().await?;
         }
+        Ok::<(), anyhow::Error>(())
     });
     for outcome in join_all(workers).await {
         outcome?;
     }
-    wait_settled(&state, plan.generations as u64).await?;
+    wait_settled(state, plan.generations as u64).await?;
     let throughput = plan.generations as f64 / started.elapsed().as_secs_f64();
     let (usage, usage_line) = Usage::now(&state.db)
         .await?
         .per_generation(&before, plan.generations);
     println!("  throughput: {throughput:>8.0} generations/s end to end");
     println!("  {usage_line}");
+    Ok((throughput, usage))
+}
 
-    // 2. Latency at a steady rate.
+/// 2. Latency at a steady rate: p50 and p99 from the stored callback to the settle.
+async fn latency(
+    state: &AppState,
+    submitter: &Submitter,
+    plan: &Plan,
+) -> anyhow::Result<(f64, f64)> {
     let total = (plan.rate * plan.seconds) as usize;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate as f64));
     let mut pending = Vec::with_capacity(total);
     for _ in 0..total {
         ticker.tick().await;
-        pending.push(actix_web::rt::spawn(submit(client.clone())));
+        pending.push(actix_web::rt::spawn(submitter.submit()));
     }
     let mut ids = Vec::with_capacity(total);
     for handle in pending {
         ids.push(handle.await??);
     }
-    wait_settled(&state, (plan.generations + total) as u64).await?;
-    let (p50, p99) = webhook_to_settled(&state, &ids).await?;
+    wait_settled(state, (plan.generations + total) as u64).await?;
+    let (p50, p99) = webhook_to_settled(state, &ids).await?;
     println!(
         "  at {}/s, webhook stored -> settled: p50 {p50:.1} ms, p99 {p99:.1} ms",
         plan.rate
     );
+    Ok((p50, p99))
+}
 
-    // 3. Memory with parked workflows.
+/// 3. Memory with `parked` workflows waiting in `awaiting_callback`.
+async fn memory(state: &AppState, account_id: Uuid, parked: usize) -> anyhow::Result<f64> {
     let before = rss_mib();
-    park(&state, account.account.id, plan.parked).await?;
+    park(state, account_id, parked).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_mib();
     println!(
-        "  resident memory: {after:.0} MiB with {} workflows parked in awaiting_callback ({before:.0} MiB before)",
-        plan.parked
+        "  resident memory: {after:.0} MiB with {parked} workflows parked in awaiting_callback ({before:.0} MiB before)"
     );
-    if let Some(engine) = &state.engine {
-        // The scratch database goes away next; the engine must not look for work in it.
-        engine
-            .send(atelier_actors::engine::registry::Shutdown)
-            .await?;
-    }
-    let mut summary = json!({"bench": "e2e", "database": kind, "generations": plan.generations,
-               "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
-               "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
-               "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,
-               "parked_workflows": plan.parked, "rss_mib_parked": after.round()});
-    if let (Some(summary), Value::Object(usage)) = (summary.as_object_mut(), usage) {
-        summary.extend(usage);
-    }
-    println!("{summary}");
-    Ok(())
+    Ok(after)
 }
 
 fn request_body() -> Value {

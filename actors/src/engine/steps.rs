@@ -208,9 +208,20 @@ async fn fail(
     code: FailureCode,
     message: impl Into<String>,
 ) -> Result<Step, DbErr> {
-    let message = message.into();
+    fail_consuming(deps, row, code, message.into(), Vec::new()).await
+}
+
+/// As `fail`, marking the callbacks that reported the failure processed with it.
+async fn fail_consuming(
+    deps: &Deps,
+    row: &workflow::Model,
+    code: FailureCode,
+    message: String,
+    consumes: Vec<i64>,
+) -> Result<Step, DbErr> {
     tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
-    let step = apply(deps, row, Event::Failed { code, message }, None).await?;
+    let event = Event::Failed { code, message };
+    let step = apply_consuming(deps, row, event, None, consumes).await?;
     // A task we gave up on may still be running at the provider: ask it to stop (best effort;
     // the credits are back either way).
     if code == FailureCode::Timeout
@@ -305,31 +316,10 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         )
         .await;
     };
-    let mut urls = Vec::with_capacity(2);
-    for (field, image) in [
-        ("person_image", &inputs.person_image),
-        ("garment_image", &inputs.garment_image),
-    ] {
-        let key = match image {
-            InputImage::Stored(key) => key.clone(),
-            InputImage::Url(url) => match copy_input(deps, row, field, url).await {
-                Ok(key) => key,
-                Err(Download::Refused(code, message)) => {
-                    return fail(deps, row, code, format!("{field}: {message}")).await;
-                }
-                Err(Download::Transient(error)) => {
-                    let error = format!("{field}: {error}");
-                    return retry_later(deps, row, FailureCode::InputUnavailable, &error, None)
-                        .await;
-                }
-                Err(Download::Image(_)) => unreachable!("copy_input returns images as Ok"),
-            },
-        };
-        // Providers get our signed URL, never the client's.
-        urls.push((deps.url_for_key)(&key));
-    }
-    let garment_image_url = urls.pop().expect("two inputs");
-    let person_image_url = urls.pop().expect("two inputs");
+    let (person_image_url, garment_image_url) = match input_urls(deps, row, &inputs).await? {
+        Ok(urls) => urls,
+        Err(step) => return Ok(step),
+    };
     let task = Task {
         generation_id: row.id,
         person_image_url,
@@ -345,34 +335,80 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         ),
     };
     match provider.submit(&task).await {
-        Ok(task_id) if task_id.len() > MAX_TASK_ID || task_id.is_empty() => {
-            // Stored, it would fail every write of this workflow (and resubmit a paid task
-            // on every retry): the provider's answer is unusable.
-            let message = format!("the provider answered a task id of {} bytes", task_id.len());
-            let step = fail(deps, row, FailureCode::ProviderRejected, message).await;
-            if !task_id.is_empty()
-                && let Err(error) = provider.cancel(&task_id).await
-            {
-                tracing::info!(generation_id = %row.id, %error, "could not cancel the unusable task");
-            }
-            step
-        }
-        Ok(task_id) => {
-            // Accepted, then waiting: sent together so that they share a transaction.
-            let waiting_until = now + chrono_duration(deps.config.callback_deadline);
-            let accepted = apply(deps, row, Event::Accepted { task_id }, Some(now));
-            let waiting = deps.workflows.transition(
-                row.id,
-                Some(row.version + 1),
-                Event::Waiting,
-                Some(waiting_until),
-            );
-            let (accepted, waiting) = futures::join!(accepted, waiting);
-            accepted?;
-            Ok(moved_on(waiting.map_err(batch_error)?))
-        }
+        Ok(task_id) => accepted(deps, row, provider, task_id, now).await,
         Err(error) => submit_failed(deps, row, error, now).await,
     }
+}
+
+/// Our signed URLs for the person and garment images (providers never get the client's),
+/// copying URL inputs into our storage first; or, when a copy fails, the step that follows.
+async fn input_urls(
+    deps: &Deps,
+    row: &workflow::Model,
+    inputs: &Inputs,
+) -> Result<Result<(String, String), Step>, DbErr> {
+    let mut urls = Vec::with_capacity(2);
+    for (field, image) in [
+        ("person_image", &inputs.person_image),
+        ("garment_image", &inputs.garment_image),
+    ] {
+        let key = match image {
+            InputImage::Stored(key) => key.clone(),
+            InputImage::Url(url) => match copy_input(deps, row, field, url).await {
+                Ok(key) => key,
+                Err(Download::Refused(code, message)) => {
+                    return fail(deps, row, code, format!("{field}: {message}"))
+                        .await
+                        .map(Err);
+                }
+                Err(Download::Transient(error)) => {
+                    let error = format!("{field}: {error}");
+                    let step = retry_later(deps, row, FailureCode::InputUnavailable, &error, None);
+                    return step.await.map(Err);
+                }
+                Err(Download::Image(_)) => unreachable!("copy_input returns images as Ok"),
+            },
+        };
+        urls.push((deps.url_for_key)(&key));
+    }
+    let garment = urls.pop().expect("two inputs");
+    let person = urls.pop().expect("two inputs");
+    Ok(Ok((person, garment)))
+}
+
+/// The provider accepted the task as `task_id`: record it and start waiting, in one
+/// transaction — unless the id is unusable.
+async fn accepted(
+    deps: &Deps,
+    row: &workflow::Model,
+    provider: &dyn Provider,
+    task_id: String,
+    now: DateTime<Utc>,
+) -> Result<Step, DbErr> {
+    if task_id.len() > MAX_TASK_ID || task_id.is_empty() {
+        // Stored, it would fail every write of this workflow (and resubmit a paid task on
+        // every retry): the provider's answer is unusable.
+        let message = format!("the provider answered a task id of {} bytes", task_id.len());
+        let step = fail(deps, row, FailureCode::ProviderRejected, message).await;
+        if !task_id.is_empty()
+            && let Err(error) = provider.cancel(&task_id).await
+        {
+            tracing::info!(generation_id = %row.id, %error, "could not cancel the unusable task");
+        }
+        return step;
+    }
+    // Accepted, then waiting: sent together so that they share a transaction.
+    let waiting_until = now + chrono_duration(deps.config.callback_deadline);
+    let accepted = apply(deps, row, Event::Accepted { task_id }, Some(now));
+    let waiting = deps.workflows.transition(
+        row.id,
+        Some(row.version + 1),
+        Event::Waiting,
+        Some(waiting_until),
+    );
+    let (accepted, waiting) = futures::join!(accepted, waiting);
+    accepted?;
+    Ok(moved_on(waiting.map_err(batch_error)?))
 }
 
 /// No provider has the task yet: fail over along the chain when another provider can take
@@ -592,32 +628,29 @@ async fn act_on(
     via: Via,
     consumes: Vec<i64>,
 ) -> Result<Step, DbErr> {
-    let event = match status {
+    let (code, message) = match status {
         TaskStatus::Pending => return Ok(Step::Wait),
         TaskStatus::Succeeded { output_url, charge } => {
             match result_source(deps, row, output_url).await {
-                Ok(source) => Event::ResultReady {
-                    source,
-                    charge,
-                    via,
-                },
-                Err(Download::Refused(code, message)) => Event::Failed { code, message },
+                Ok(source) => {
+                    let event = Event::ResultReady {
+                        source,
+                        charge,
+                        via,
+                    };
+                    let next = Some(deps.clock.now());
+                    return apply_consuming(deps, row, event, next, consumes).await;
+                }
+                Err(Download::Refused(code, message)) => (code, message),
                 Err(Download::Transient(error)) => {
                     return retry_later(deps, row, FailureCode::UploadFailed, &error, None).await;
                 }
                 Err(Download::Image(_)) => unreachable!("result_source stores images"),
             }
         }
-        TaskStatus::Failed { message } => Event::Failed {
-            code: FailureCode::ProviderFailed,
-            message,
-        },
+        TaskStatus::Failed { message } => (FailureCode::ProviderFailed, message),
     };
-    if let Event::Failed { code, message } = &event {
-        tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
-    }
-    let next = Some(deps.clock.now());
-    apply_consuming(deps, row, event, next, consumes).await
+    fail_consuming(deps, row, code, message, consumes).await
 }
 
 /// Where the upload step will find the result. A URL is kept (bounded in length); a result

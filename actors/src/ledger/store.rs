@@ -97,8 +97,25 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
             other => other.resolves_hold(),
         })
         .collect();
+    let mut book = Book::default();
+    let locked = lock_accounts(txn, commands, &hold_ids).await?;
+    for account_id in &locked {
+        book.add_account(*account_id);
+    }
+    load_packages(txn, commands, &locked, &mut book).await?;
+    load_holds(txn, &hold_ids, &mut book).await?;
+    Ok(book)
+}
+
+/// Locks, in id order, every account the commands name or whose holds they resolve; returns
+/// the ones that exist.
+async fn lock_accounts(
+    txn: &DatabaseTransaction,
+    commands: &[Command],
+    hold_ids: &BTreeSet<Uuid>,
+) -> Result<Vec<Uuid>, DbErr> {
     // A hold's account never changes, so reading it before the lock is safe; its state is
-    // read again below, under the lock.
+    // read again later, under the lock.
     let mut account_ids: BTreeSet<Uuid> = commands.iter().filter_map(Command::account_id).collect();
     if !hold_ids.is_empty() {
         let owners: Vec<Uuid> = hold::Entity::find()
@@ -110,9 +127,7 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
             .await?;
         account_ids.extend(owners);
     }
-
-    let mut book = Book::default();
-    let locked: Vec<Uuid> = account::Entity::find()
+    account::Entity::find()
         .select_only()
         .column(account::Column::Id)
         .filter(account::Column::Id.is_in(account_ids.iter().copied()))
@@ -120,10 +135,16 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
         .lock_exclusive()
         .into_tuple()
         .all(txn)
-        .await?;
-    for account_id in &locked {
-        book.add_account(*account_id);
-    }
+        .await
+}
+
+/// The locked accounts' live packages, and the packages the grants' references name.
+async fn load_packages(
+    txn: &DatabaseTransaction,
+    commands: &[Command],
+    locked: &[Uuid],
+    book: &mut Book,
+) -> Result<(), DbErr> {
     if !locked.is_empty() {
         let live = credit_package::Entity::find()
             .filter(credit_package::Column::AccountId.is_in(locked.iter().copied()))
@@ -138,7 +159,6 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
             book.add_package(package);
         }
     }
-
     // References are unique per account; this may load a few more packages than the pairs
     // asked for (another granted account's reference), which the book keys by pair anyway.
     let (granted_accounts, references): (BTreeSet<Uuid>, BTreeSet<&str>) = commands
@@ -162,24 +182,33 @@ pub async fn load(txn: &DatabaseTransaction, commands: &[Command]) -> Result<Boo
             book.add_package(package);
         }
     }
+    Ok(())
+}
 
-    if !hold_ids.is_empty() {
-        let holds = hold::Entity::find()
-            .filter(hold::Column::Id.is_in(hold_ids.iter().copied()))
-            .all(txn)
-            .await?;
-        let mut allocations = hold_allocation::Entity::find()
-            .filter(hold_allocation::Column::HoldId.is_in(hold_ids.iter().copied()))
-            .all(txn)
-            .await?;
-        for row in holds {
-            let (own, rest): (Vec<_>, Vec<_>) =
-                allocations.into_iter().partition(|a| a.hold_id == row.id);
-            allocations = rest;
-            book.add_hold(row, own);
-        }
+/// The holds the commands name, with their allocations.
+async fn load_holds(
+    txn: &DatabaseTransaction,
+    hold_ids: &BTreeSet<Uuid>,
+    book: &mut Book,
+) -> Result<(), DbErr> {
+    if hold_ids.is_empty() {
+        return Ok(());
     }
-    Ok(book)
+    let holds = hold::Entity::find()
+        .filter(hold::Column::Id.is_in(hold_ids.iter().copied()))
+        .all(txn)
+        .await?;
+    let mut allocations = hold_allocation::Entity::find()
+        .filter(hold_allocation::Column::HoldId.is_in(hold_ids.iter().copied()))
+        .all(txn)
+        .await?;
+    for row in holds {
+        let (own, rest): (Vec<_>, Vec<_>) =
+            allocations.into_iter().partition(|a| a.hold_id == row.id);
+        allocations = rest;
+        book.add_hold(row, own);
+    }
+    Ok(())
 }
 
 /// Writes a batch's changes: packages and holds as upserts, allocations and entries as inserts,

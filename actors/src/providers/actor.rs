@@ -112,63 +112,78 @@ impl ProviderActor {
             }
             self.in_flight += 1;
             let adapter = self.adapter.clone();
-            let limit = self.call_timeout;
-            let work: BoxFuture<'static, Result<(), ProviderError>> = Box::pin(async move {
-                // A caller that gave up dropped its receiver; the answer is then nobody's.
-                match call {
-                    Call::Submit(task, reply) => {
-                        let outcome = within(limit, adapter.submit(&task)).await;
-                        let health = outcome.as_ref().map(drop).map_err(Clone::clone);
-                        drop(reply.send(outcome));
-                        health
-                    }
-                    Call::Poll(id, reply) => {
-                        let outcome = within(limit, adapter.poll(&id)).await;
-                        let health = outcome.as_ref().map(drop).map_err(Clone::clone);
-                        drop(reply.send(outcome));
-                        health
-                    }
-                    Call::Cancel(id, reply) => {
-                        let outcome = within(limit, adapter.cancel(&id)).await;
-                        let health = outcome.clone();
-                        drop(reply.send(outcome));
-                        health
-                    }
-                }
-            });
+            let work = run(adapter, call, self.call_timeout);
             ctx.spawn(work.into_actor(self).map(|health, actor, ctx| {
                 actor.in_flight -= 1;
-                let name = actor.adapter.name().to_owned();
-                match &health {
-                    Err(ProviderError::RateLimited {
-                        retry_after: Some(wait),
-                    }) => {
-                        let wait = (*wait).min(MAX_PAUSE);
-                        tracing::warn!(provider = %name, ?wait, "provider throttles us: pausing calls to it");
-                        actor.paused_until = Some(Instant::now() + wait);
-                    }
-                    Err(ProviderError::Account(detail)) => tracing::error!(
-                        provider = %name,
-                        %detail,
-                        "provider refuses our account (credentials or credit): an operator must act; it is in cooldown meanwhile"
-                    ),
-                    _ => {}
-                }
-                match actor.breaker.record(&health, Instant::now()) {
-                    Some(Circuit::Open { until }) => tracing::warn!(
-                        provider = %name,
-                        cooldown = ?until.saturating_duration_since(Instant::now()),
-                        "circuit open: the provider keeps failing; calls are refused until a probe succeeds"
-                    ),
-                    Some(Circuit::Closed { .. }) => {
-                        tracing::info!(provider = %name, "circuit closed: the provider answers again");
-                    }
-                    _ => {}
-                }
+                actor.record(&health);
                 actor.start_next(ctx);
             }));
         }
     }
+
+    /// What a finished call says about the provider: a pause after a 429 with a known wait,
+    /// an operator alert on an account problem, and the breaker's count.
+    fn record(&mut self, health: &Result<(), ProviderError>) {
+        let name = self.adapter.name().to_owned();
+        match health {
+            Err(ProviderError::RateLimited {
+                retry_after: Some(wait),
+            }) => {
+                let wait = (*wait).min(MAX_PAUSE);
+                tracing::warn!(provider = %name, ?wait, "provider throttles us: pausing calls to it");
+                self.paused_until = Some(Instant::now() + wait);
+            }
+            Err(ProviderError::Account(detail)) => tracing::error!(
+                provider = %name,
+                %detail,
+                "provider refuses our account (credentials or credit): an operator must act; it is in cooldown meanwhile"
+            ),
+            _ => {}
+        }
+        match self.breaker.record(health, Instant::now()) {
+            Some(Circuit::Open { until }) => tracing::warn!(
+                provider = %name,
+                cooldown = ?until.saturating_duration_since(Instant::now()),
+                "circuit open: the provider keeps failing; calls are refused until a probe succeeds"
+            ),
+            Some(Circuit::Closed { .. }) => {
+                tracing::info!(provider = %name, "circuit closed: the provider answers again");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Makes `call` to `adapter` within `limit`, answers its caller and returns what it says
+/// about the provider's health.
+fn run(
+    adapter: Arc<dyn Provider>,
+    call: Call,
+    limit: Duration,
+) -> BoxFuture<'static, Result<(), ProviderError>> {
+    Box::pin(async move {
+        // A caller that gave up dropped its receiver; the answer is then nobody's.
+        match call {
+            Call::Submit(task, reply) => {
+                let outcome = within(limit, adapter.submit(&task)).await;
+                let health = outcome.as_ref().map(drop).map_err(Clone::clone);
+                drop(reply.send(outcome));
+                health
+            }
+            Call::Poll(id, reply) => {
+                let outcome = within(limit, adapter.poll(&id)).await;
+                let health = outcome.as_ref().map(drop).map_err(Clone::clone);
+                drop(reply.send(outcome));
+                health
+            }
+            Call::Cancel(id, reply) => {
+                let outcome = within(limit, adapter.cancel(&id)).await;
+                let health = outcome.clone();
+                drop(reply.send(outcome));
+                health
+            }
+        }
+    })
 }
 
 /// `call`, or a retryable failure once `limit` has passed.

@@ -2,6 +2,7 @@
 //! workflow's state asks `next` first; a pair missing from the table is not a transition. What
 //! a transition does to the row (`apply_event`) and to the ledger (`ledger_command`) is decided
 //! here too, so that a transition and its effects are read together.
+use atelier_entities::hold::HoldState;
 use atelier_entities::workflow::Model as Row;
 use atelier_entities::workflow::WorkflowState::{self, *};
 use chrono::{DateTime, Utc};
@@ -156,6 +157,15 @@ pub fn next(from: WorkflowState, event: &Event) -> Option<WorkflowState> {
 
 /// The states a workflow still has work in.
 pub const LIVE: [WorkflowState; 4] = [Reserved, Submitted, AwaitingCallback, Uploading];
+
+/// The state of its hold that a workflow's state implies (what `verify` checks).
+pub fn hold_state(state: WorkflowState) -> HoldState {
+    match state {
+        Settled => HoldState::Settled,
+        Released => HoldState::Released,
+        Reserved | Submitted | AwaitingCallback | Uploading => HoldState::Open,
+    }
+}
 
 /// The credit effect of moving `row` by `event`: a terminal transition settles or releases
 /// the workflow's hold, in the same transaction.

@@ -7,7 +7,7 @@
 //! 6. every non-terminal workflow has a deadline, and none is past it by more than `grace`;
 //! 8. a workflow's events form a chain: the first `from` is null, each `from` is the previous
 //!    `to`, the last `to` is the current state, and versions run 0, 1, … up to the row's.
-use atelier_entities::hold::{self, HoldState};
+use atelier_entities::hold;
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use sea_orm::{
 };
 use std::collections::HashMap;
 
+use super::machine;
 use crate::ledger::verify::Violation;
 use crate::storage::Storage;
 
@@ -48,81 +49,73 @@ pub async fn verify_workflows<C: ConnectionTrait>(
             .collect();
         let mut timelines = timelines(db, &page).await?;
         for row in page {
-            let subject = format!("workflow {}", row.id);
             let events = timelines.remove(&row.id).unwrap_or_default();
-            if let Some(detail) = broken_chain(&row, &events) {
-                violations.push(Violation {
-                    invariant: 8,
-                    subject: subject.clone(),
-                    detail,
-                });
-            }
-            let expected = match row.state {
-                WorkflowState::Settled => HoldState::Settled,
-                WorkflowState::Released => HoldState::Released,
-                _ => HoldState::Open,
-            };
-            match holds.get(&row.hold_id) {
-                None => violations.push(Violation {
-                    invariant: 4,
-                    subject: subject.clone(),
-                    detail: format!("its hold {} does not exist", row.hold_id),
-                }),
-                Some(hold) if hold.state != expected => violations.push(Violation {
-                    invariant: 4,
-                    subject: subject.clone(),
-                    detail: format!(
-                        "is {} but its hold is {}",
-                        row.state.as_str(),
-                        hold.state.as_str()
-                    ),
-                }),
-                Some(hold)
-                    if row.state == WorkflowState::Settled
-                        && hold.settled_amount != row.charge_due() =>
-                {
-                    violations.push(Violation {
-                        invariant: 4,
-                        subject: subject.clone(),
-                        detail: format!(
-                            "settled {} credits where {} were due",
-                            hold.settled_amount,
-                            row.charge_due()
-                        ),
-                    })
-                }
-                Some(_) => {}
-            }
-            if row.state == WorkflowState::Settled {
-                let stored = match &row.result_key {
-                    Some(key) => storage.exists(key).await.unwrap_or(false),
-                    None => false,
-                };
-                if !stored {
-                    violations.push(Violation {
-                        invariant: 5,
-                        subject: subject.clone(),
-                        detail: format!(
-                            "settled without its result in storage ({:?})",
-                            row.result_key
-                        ),
-                    });
-                }
-            }
-            if !row.state.is_terminal() && now > row.deadline_at + grace {
-                violations.push(Violation {
-                    invariant: 6,
-                    subject,
-                    detail: format!(
-                        "is still {} {}s past its deadline",
-                        row.state.as_str(),
-                        (now - row.deadline_at).num_seconds()
-                    ),
-                });
-            }
+            let found = [
+                (8, broken_chain(&row, &events)),
+                (4, wrong_hold(&row, holds.get(&row.hold_id))),
+                (5, missing_result(&row, storage).await),
+                (6, stuck(&row, now, grace)),
+            ];
+            violations.extend(found.into_iter().filter_map(|(invariant, detail)| {
+                Some(Violation {
+                    invariant,
+                    subject: format!("workflow {}", row.id),
+                    detail: detail?,
+                })
+            }));
         }
     }
     Ok(violations)
+}
+
+/// Invariant 4: the hold exists, is in the state the workflow's state implies, and a settled
+/// one consumed exactly the charge due.
+fn wrong_hold(row: &workflow::Model, hold: Option<&hold::Model>) -> Option<String> {
+    let Some(hold) = hold else {
+        return Some(format!("its hold {} does not exist", row.hold_id));
+    };
+    if hold.state != machine::hold_state(row.state) {
+        return Some(format!(
+            "is {} but its hold is {}",
+            row.state.as_str(),
+            hold.state.as_str()
+        ));
+    }
+    (row.state == WorkflowState::Settled && hold.settled_amount != row.charge_due()).then(|| {
+        format!(
+            "settled {} credits where {} were due",
+            hold.settled_amount,
+            row.charge_due()
+        )
+    })
+}
+
+/// Invariant 5: a settled workflow's result is in our storage.
+async fn missing_result(row: &workflow::Model, storage: &Storage) -> Option<String> {
+    if row.state != WorkflowState::Settled {
+        return None;
+    }
+    let stored = match &row.result_key {
+        Some(key) => storage.exists(key).await.unwrap_or(false),
+        None => false,
+    };
+    (!stored).then(|| {
+        format!(
+            "settled without its result in storage ({:?})",
+            row.result_key
+        )
+    })
+}
+
+/// Invariant 6: a live workflow is not past its deadline by more than `grace`.
+fn stuck(row: &workflow::Model, now: DateTime<Utc>, grace: chrono::Duration) -> Option<String> {
+    (!row.state.is_terminal() && now > row.deadline_at + grace).then(|| {
+        format!(
+            "is still {} {}s past its deadline",
+            row.state.as_str(),
+            (now - row.deadline_at).num_seconds()
+        )
+    })
 }
 
 /// The events of `page`'s workflows, each workflow's in order.
