@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{GrantOutcome, Ledger, verify};
 use atelier_actors::storage::Storage;
 use atelier_actors::workflow::verify::verify_workflows;

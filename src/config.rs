@@ -236,7 +236,7 @@ impl Default for Settings {
                 batch_deadline_ms: 15_000,
             },
             ledger: LedgerSettings {
-                max_batch: atelier_actors::ledger::actor::DEFAULT_MAX_BATCH,
+                max_batch: atelier_actors::ledger::DEFAULT_MAX_BATCH,
                 expiry_sweep_interval_secs: 60,
             },
             workflow: WorkflowSettings {

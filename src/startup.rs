@@ -13,7 +13,7 @@ use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::{Drain, Engine};
 use atelier_actors::engine::{Deps, EngineConfig, FetchClients, StepHook, UrlForKey};
 use atelier_actors::images::ImagePool;
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
 use atelier_actors::outbound::{Fetcher, host_of};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
@@ -25,9 +25,7 @@ use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
-use atelier_actors::workflow::writer::{
-    BatchFault, DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows,
-};
+use atelier_actors::workflow::{BatchFault, DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;

@@ -8,7 +8,7 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
 use atelier_actors::providers::Providers;
 use atelier_actors::storage::Storage;
-use atelier_actors::workflow::writer::Workflows;
+use atelier_actors::workflow::Workflows;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Settings;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{HoldOutcome, Ledger, SettleOutcome};
 use atelier_actors::{Clock, Credits, SystemClock};
 use clap::Subcommand;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use atelier::scratch::ScratchDatabase;
 use atelier::startup::open_database;
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::verify::verify_ledger;
 use atelier_actors::ledger::{
     Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome, read,

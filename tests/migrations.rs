@@ -3,7 +3,7 @@ mod common;
 
 use std::sync::Arc;
 
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::verify::verify_ledger;
 use atelier_actors::ledger::{Command, GrantOutcome, HoldOutcome, Outcome, SettleOutcome};
 use atelier_actors::{Credits, ManualClock};

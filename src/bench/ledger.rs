@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use atelier_actors::ledger::store::LedgerStore;
+use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{GrantOutcome, HoldOutcome, Ledger, SettleOutcome, verify};
 use atelier_actors::{Clock, Credits, SystemClock};
 use futures::future::join_all;

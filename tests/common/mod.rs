@@ -154,7 +154,7 @@ impl TestApp {
     pub async fn spawn_engine_with_fault(
         database_url: &str,
         configure: impl FnOnce(&mut Settings),
-        fault: atelier_actors::workflow::writer::BatchFault,
+        fault: atelier_actors::workflow::BatchFault,
     ) -> Self {
         let mut settings = settings(database_url);
         settings.workflow.run_engine = true;
@@ -167,7 +167,7 @@ impl TestApp {
         settings: Settings,
         clock: Option<Arc<ManualClock>>,
         step_hook: Option<atelier_actors::engine::StepHook>,
-        batch_fault: Option<atelier_actors::workflow::writer::BatchFault>,
+        batch_fault: Option<atelier_actors::workflow::BatchFault>,
     ) -> Self {
         init_logs();
         let app_clock: Arc<dyn Clock> = match &clock {

@@ -19,9 +19,10 @@ mod write_pg;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use actor::{Ledger, LedgerError};
+pub use actor::{DEFAULT_MAX_BATCH, Ledger, LedgerError};
 pub use book::HoldRecord;
 pub use outcome::{ExpireOutcome, GrantOutcome, HoldOutcome, ReleaseOutcome, SettleOutcome};
+pub use store::LedgerStore;
 
 use crate::Credits;
 

@@ -8,4 +8,7 @@ pub mod verify;
 pub mod writer;
 
 pub use atelier_entities::workflow::WorkflowState;
+pub use batch::{IDEMPOTENCY_SCOPE, WriteCommand, WriteOutcome};
 pub use machine::{Event, FailureCode, Via};
+pub use store::{CreateOutcome, NewWorkflow, TransitionOutcome};
+pub use writer::{BatchFault, DEFAULT_MAX_BATCH, Workflows};
