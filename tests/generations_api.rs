@@ -4,7 +4,7 @@
 mod common;
 
 use atelier_actors::storage::Bytes;
-use atelier_actors::workflow::store::{self, TransitionOutcome};
+use atelier_actors::workflow::TransitionOutcome;
 use atelier_actors::workflow::{Event, Via, WorkflowState};
 use common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use futures::future::join_all;
@@ -300,7 +300,6 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         .put(&key, Bytes::from(png(3, 3, [1, 2, 3])))
         .await
         .unwrap();
-    let now = app.state.clock.now();
     let steps = [
         Event::Accepted {
             task_id: "t-1".into(),
@@ -317,7 +316,10 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         },
     ];
     for event in steps {
-        let outcome = store::transition(&app.state.db, id, None, &event, None, now)
+        let outcome = app
+            .state
+            .workflows
+            .transition(id, None, event, None)
             .await
             .unwrap();
         assert!(
@@ -575,7 +577,6 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
 async fn cancel_in_every_live_state_releases_the_credits(url: String) {
     let app = TestApp::spawn(&url).await;
     let (_, key) = app.funded_account(1).await;
-    let now = app.state.clock.now();
     let path = [
         Event::Accepted {
             task_id: "t".into(),
@@ -591,7 +592,10 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
         let created = app.create_generation(&key).await;
         let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
         for event in &path[..steps] {
-            let outcome = store::transition(&app.state.db, id, None, event, None, now)
+            let outcome = app
+                .state
+                .workflows
+                .transition(id, None, event.clone(), None)
                 .await
                 .unwrap();
             assert!(matches!(outcome, TransitionOutcome::Applied(_)));

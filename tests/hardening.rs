@@ -14,7 +14,8 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use atelier::config::Settings;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::workflow::BatchFault;
-use atelier_actors::workflow::batch::{self, WriteCommand};
+use atelier_actors::workflow::WriteCommand;
+use atelier_actors::workflow::batch;
 use atelier_actors::workflow::verify::verify_workflows;
 use atelier_actors::workflow::{Event, WorkflowState};
 use atelier_entities::{webhook_inbox, workflow};
@@ -301,7 +302,7 @@ async fn accepted_and_waiting_in_one_batch_keep_their_own_states(url: String) {
     batch::apply(&app.state.db, &commands, app.state.clock.now())
         .await
         .unwrap();
-    let events = atelier_actors::workflow::store::events(&app.state.db, id)
+    let events = atelier_actors::workflow::read::events(&app.state.db, id)
         .await
         .unwrap();
     let chain: Vec<_> = events

@@ -59,6 +59,37 @@ pub enum BatchError {
     Panicked(String),
     #[error("the batching writer is not running")]
     Unavailable,
+    #[error("the write failed on a bug: {0}")]
+    WrongOutcome(#[from] WrongOutcome),
+}
+
+/// An outcome of another kind than its command's: the store answered out of order, a bug.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{expected} was answered with {got}")]
+pub struct WrongOutcome {
+    pub expected: &'static str,
+    pub got: String,
+}
+
+/// Implements the one conversion from a store's outcome to the outcome one kind of command
+/// expects: `outcome_conversion!(Outcome, Target, Outcome::Variant(inner) => inner)`.
+#[macro_export]
+macro_rules! outcome_conversion {
+    ($outcome:ty, $target:ty, $pattern:pat => $value:expr) => {
+        impl TryFrom<$outcome> for $target {
+            type Error = $crate::batcher::WrongOutcome;
+
+            fn try_from(outcome: $outcome) -> Result<Self, Self::Error> {
+                match outcome {
+                    $pattern => Ok($value),
+                    got => Err($crate::batcher::WrongOutcome {
+                        expected: stringify!($target),
+                        got: format!("{got:?}"),
+                    }),
+                }
+            }
+        }
+    };
 }
 
 /// How a batcher is run.
@@ -283,6 +314,18 @@ pub async fn execute<S: BatchStore>(
     // A dead actor drops the message, and with it `reply`: the await below then fails.
     batcher.do_send(Submit { command, reply });
     outcome.await.map_err(|_| BatchError::Unavailable)?
+}
+
+/// As `execute`, converted to the outcome the command's kind answers with.
+pub async fn execute_as<S, T>(
+    batcher: &Addr<Batcher<S>>,
+    command: S::Command,
+) -> Result<T, BatchError>
+where
+    S: BatchStore,
+    T: TryFrom<S::Outcome, Error = WrongOutcome>,
+{
+    Ok(T::try_from(execute(batcher, command).await?)?)
 }
 
 #[cfg(test)]

@@ -99,7 +99,9 @@ impl From<atelier_actors::batcher::BatchError> for ApiError {
         let stalled = match &error {
             BatchError::TimedOut(_) => true,
             BatchError::Database(db) => atelier_actors::db::is_stall(db),
-            BatchError::Panicked(_) | BatchError::Unavailable => false,
+            BatchError::Panicked(_) | BatchError::Unavailable | BatchError::WrongOutcome(_) => {
+                false
+            }
         };
         if stalled {
             tracing::warn!(%error, "write refused: the database is busy");

@@ -5,14 +5,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::Credits;
 use atelier_actors::ledger::read;
 use atelier_actors::storage::Bytes;
-use atelier_actors::workflow::IDEMPOTENCY_SCOPE;
 use atelier_actors::workflow::inputs::{InputImage, Inputs, input_key};
-use atelier_actors::workflow::store;
+use atelier_actors::workflow::read as workflows;
 use atelier_actors::workflow::{CreateOutcome, NewWorkflow, TransitionOutcome};
 use atelier_actors::workflow::{Event, FailureCode, WorkflowState};
-use atelier_entities::{idempotency_key, upload, workflow};
+use atelier_entities::workflow;
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -21,6 +19,7 @@ use super::auth::Client;
 use super::error::ApiError;
 use super::images::{self, ImageRef};
 use super::json::ApiJson;
+use super::uploads;
 use crate::accounts::{hex, random_token};
 use crate::state::AppState;
 
@@ -151,9 +150,7 @@ async fn resolve_image(
     match parsed {
         ImageRef::Url(url) => Ok(InputImage::Url(url)),
         ImageRef::Upload(id) => {
-            let upload = upload::Entity::find_by_id(id)
-                .filter(upload::Column::AccountId.eq(account_id))
-                .one(&state.db)
+            let upload = uploads::find_owned(&state.db, account_id, id)
                 .await?
                 .ok_or_else(|| {
                     ApiError::invalid("unknown_upload", format!("{field}: no upload {id}"))
@@ -348,18 +345,15 @@ async fn answer_without_storing(
     cost: i64,
     idempotency: &Option<(String, String)>,
 ) -> Result<Option<HttpResponse>, ApiError> {
-    if let Some((key, request_hash)) = idempotency {
-        let id = (account_id, IDEMPOTENCY_SCOPE.to_owned(), key.clone());
-        if let Some(used) = idempotency_key::Entity::find_by_id(id)
-            .one(&state.db)
-            .await?
-        {
-            if &used.request_hash != request_hash {
-                return Err(key_reused());
-            }
-            if let Some(row) = store::find_owned(&state.db, account_id, used.resource_id).await? {
-                return Ok(Some(HttpResponse::Ok().json(view(state, row))));
-            }
+    if let Some((key, request_hash)) = idempotency
+        && let Some((claimed_hash, workflow_id)) =
+            workflows::claimed_key(&state.db, account_id, key).await?
+    {
+        if &claimed_hash != request_hash {
+            return Err(key_reused());
+        }
+        if let Some(row) = workflows::find_owned(&state.db, account_id, workflow_id).await? {
+            return Ok(Some(HttpResponse::Ok().json(view(state, row))));
         }
     }
     let available = read::balance(&state.db, account_id, state.clock.now())
@@ -379,7 +373,7 @@ async fn owned(
     raw_id: &str,
 ) -> Result<workflow::Model, ApiError> {
     let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
-    store::find_owned(&state.db, account_id, id)
+    workflows::find_owned(&state.db, account_id, id)
         .await?
         .ok_or_else(not_found)
 }
@@ -424,7 +418,7 @@ pub async fn list(
             )
         })?),
     };
-    let (rows, next) = store::list(&state.db, account.id, filter, before, limit).await?;
+    let (rows, next) = workflows::list(&state.db, account.id, filter, before, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
         items: rows.into_iter().map(|row| view(&state, row)).collect(),
         next_cursor: next,
@@ -474,7 +468,7 @@ pub async fn events(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = owned(&state, account.id, &path).await?.id;
-    let events: Vec<EventView> = store::events(&state.db, id)
+    let events: Vec<EventView> = workflows::events(&state.db, id)
         .await?
         .into_iter()
         .map(|event| EventView {

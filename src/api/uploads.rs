@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::storage::ImageKind;
 use atelier_entities::upload;
 use chrono::{DateTime, Utc};
-use sea_orm::ActiveModelTrait;
 use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -100,4 +100,16 @@ pub async fn create(
         size,
         created_at: row.created_at,
     }))
+}
+
+/// An upload the account made (the `uploads` table's one read).
+pub async fn find_owned<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    upload_id: Uuid,
+) -> Result<Option<upload::Model>, DbErr> {
+    upload::Entity::find_by_id(upload_id)
+        .filter(upload::Column::AccountId.eq(account_id))
+        .one(db)
+        .await
 }

@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use atelier_entities::{webhook_inbox, workflow};
-use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::EntityTrait;
-use sea_orm::sea_query::OnConflict;
+use atelier_actors::workflow::{NewCallback, read};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -30,8 +27,7 @@ pub async fn receive(
     // must not tell a guesser which generation ids exist.
     let refused = || ApiError::unauthorized("invalid_token", "the callback token is not valid");
     let id = Uuid::parse_str(&raw_id).map_err(|_| refused())?;
-    let row = workflow::Entity::find_by_id(id)
-        .one(&state.db)
+    let row = read::find(&state.db, id)
         .await?
         .filter(|row| row.provider == provider_name);
     let token = query.get("token").map(String::as_str).unwrap_or_default();
@@ -73,23 +69,14 @@ pub async fn receive(
         ));
     }
     let dedup_key = format!("{provider_name}:{id}:{}", hex(&Sha256::digest(&body)));
-    let insert = webhook_inbox::Entity::insert(webhook_inbox::ActiveModel {
-        id: NotSet,
-        workflow_id: Set(id),
-        provider: Set(provider_name.clone()),
-        dedup_key: Set(dedup_key),
-        payload: Set(String::from_utf8_lossy(&body).into_owned()),
-        received_at: Set(state.clock.now()),
-        processed_at: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(webhook_inbox::Column::DedupKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&state.db);
-    let stored = atelier_actors::db::with_write_turn(&state.db, insert).await?;
-    if stored == 0 {
+    let callback = NewCallback {
+        workflow_id: id,
+        provider: provider_name,
+        dedup_key,
+        payload: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let stored = state.workflows.store_callback(callback).await?;
+    if !stored {
         tracing::debug!(generation_id = %id, "replayed webhook ignored");
     } else if let Some(engine) = &state.engine {
         engine.do_send(atelier_actors::engine::registry::Wake(id));

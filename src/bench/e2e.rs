@@ -14,14 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use atelier_actors::ledger::{Command, HoldOutcome, Outcome};
-use atelier_actors::workflow::WorkflowState;
 use atelier_actors::workflow::inputs::{InputImage, Inputs};
+use atelier_actors::workflow::{WorkflowState, read, seed};
 use atelier_actors::{Clock, Credits, SystemClock};
-use atelier_entities::{webhook_inbox, workflow, workflow_event};
+use atelier_entities::workflow;
 use base64::Engine as _;
 use futures::future::join_all;
-use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -249,11 +247,7 @@ fn request_body() -> Value {
 async fn wait_settled(state: &AppState, expected: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let count = |wanted: WorkflowState| {
-            workflow::Entity::find()
-                .filter(workflow::Column::State.eq(wanted))
-                .count(&state.db)
-        };
+        let count = |wanted: WorkflowState| read::count_in(&state.db, wanted);
         let released = count(WorkflowState::Released).await?;
         if released > 0 {
             bail!("{released} generation(s) were released during the benchmark");
@@ -273,15 +267,8 @@ async fn wait_settled(state: &AppState, expected: u64) -> anyhow::Result<()> {
 async fn webhook_to_settled(state: &AppState, ids: &[Uuid]) -> anyhow::Result<(f64, f64)> {
     let mut latencies = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let callbacks = webhook_inbox::Entity::find()
-            .filter(webhook_inbox::Column::WorkflowId.is_in(chunk.iter().copied()))
-            .all(&state.db)
-            .await?;
-        let settled = workflow_event::Entity::find()
-            .filter(workflow_event::Column::WorkflowId.is_in(chunk.iter().copied()))
-            .filter(workflow_event::Column::ToState.eq(WorkflowState::Settled))
-            .all(&state.db)
-            .await?;
+        let callbacks = read::callbacks_of(&state.db, chunk).await?;
+        let settled = read::moves_to(&state.db, chunk, WorkflowState::Settled).await?;
         for event in settled {
             let received = callbacks
                 .iter()
@@ -329,31 +316,29 @@ async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Resul
                 "parking hold refused"
             );
         }
-        let rows = ids.iter().map(|(id, hold_id)| workflow::ActiveModel {
-            id: Set(*id),
-            account_id: Set(account_id),
-            state: Set(WorkflowState::AwaitingCallback),
-            version: Set(2),
-            provider: Set("simulator".into()),
-            cost: Set(1),
-            charge: Set(None),
-            hold_id: Set(*hold_id),
-            inputs: Set(inputs.clone()),
-            callback_token: Set(accounts::random_token("cb_")),
-            provider_task_id: Set(Some(id.to_string())),
-            result_source: Set(None),
-            result_key: Set(None),
-            attempt: Set(0),
-            next_attempt_at: Set(Some(now + chrono::Duration::hours(1))),
-            deadline_at: Set(now + chrono::Duration::hours(2)),
-            error_code: Set(None),
-            error_message: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+        let rows = ids.iter().map(|(id, hold_id)| workflow::Model {
+            id: *id,
+            account_id,
+            state: WorkflowState::AwaitingCallback,
+            version: 2,
+            provider: "simulator".into(),
+            cost: 1,
+            charge: None,
+            hold_id: *hold_id,
+            inputs: inputs.clone(),
+            callback_token: accounts::random_token("cb_"),
+            provider_task_id: Some(id.to_string()),
+            result_source: None,
+            result_key: None,
+            attempt: 0,
+            next_attempt_at: Some(now + chrono::Duration::hours(1)),
+            deadline_at: now + chrono::Duration::hours(2),
+            error_code: None,
+            error_message: None,
+            created_at: now,
+            updated_at: now,
         });
-        workflow::Entity::insert_many(rows)
-            .exec_without_returning(&state.db)
-            .await?;
+        seed::insert_parked(&state.db, rows.collect()).await?;
     }
     Ok(())
 }

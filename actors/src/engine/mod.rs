@@ -72,7 +72,7 @@ impl Default for EngineConfig {
 pub struct Deps {
     pub db: DatabaseConnection,
     /// Creates and moves workflows, batching concurrent writes.
-    pub workflows: crate::workflow::writer::Workflows,
+    pub workflows: crate::workflow::Workflows,
     pub storage: Storage,
     pub providers: Providers,
     pub clock: Arc<dyn Clock>,

@@ -17,12 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use atelier_entities::webhook_inbox;
-use atelier_entities::workflow;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::{Deps, steps};
+use crate::batcher::BatchError;
 
 /// Due workflows started per tick, so that a backlog is worked through in slices.
 const TICK_BATCH: u64 = 512;
@@ -146,40 +145,7 @@ impl Engine {
 /// Workflows with something to do now: due, past their deadline, or holding unprocessed
 /// callbacks.
 async fn due_workflows(deps: &Deps) -> Result<Vec<Uuid>, DbErr> {
-    let now = deps.clock.now();
-    let live = crate::workflow::machine::LIVE;
-    // Two queries, each served by its own index, soonest first so that a backlog is worked
-    // through in order.
-    let mut due: Vec<Uuid> = Vec::new();
-    for column in [
-        workflow::Column::NextAttemptAt,
-        workflow::Column::DeadlineAt,
-    ] {
-        let ids: Vec<Uuid> = workflow::Entity::find()
-            .select_only()
-            .column(workflow::Column::Id)
-            .filter(workflow::Column::State.is_in(live))
-            .filter(column.lte(now))
-            .order_by_asc(column)
-            .limit(TICK_BATCH)
-            .into_tuple()
-            .all(&deps.db)
-            .await?;
-        due.extend(ids);
-    }
-    let with_callbacks: Vec<Uuid> = webhook_inbox::Entity::find()
-        .select_only()
-        .column(webhook_inbox::Column::WorkflowId)
-        .distinct()
-        .filter(webhook_inbox::Column::ProcessedAt.is_null())
-        .limit(TICK_BATCH)
-        .into_tuple()
-        .all(&deps.db)
-        .await?;
-    due.extend(with_callbacks);
-    due.sort();
-    due.dedup();
-    Ok(due)
+    crate::workflow::read::due(&deps.db, deps.clock.now(), TICK_BATCH).await
 }
 
 impl Actor for Engine {
@@ -301,9 +267,12 @@ impl GenerationActor {
                     return actor.run(ctx);
                 }
                 Ok(()) => {}
+                // The row is unchanged; the engine's next tick retries when it is due.
+                Err(steps::StepError::Write(BatchError::TimedOut(_))) => {
+                    tracing::info!(generation_id = %actor.id, "step deferred: the workflow writer is busy");
+                }
                 Err(error) => {
-                    // The row is unchanged; the engine's next tick retries when it is due.
-                    tracing::warn!(generation_id = %actor.id, %error, "step failed on the database");
+                    tracing::warn!(generation_id = %actor.id, %error, "step failed");
                 }
             }
             if let Some(guard) = actor.guard.as_mut() {

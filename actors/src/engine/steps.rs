@@ -4,19 +4,18 @@
 //! anywhere leaves a row that the next `advance` continues from.
 use std::time::Duration;
 
-use atelier_entities::webhook_inbox;
 use atelier_entities::workflow::{self, WorkflowState};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::Deps;
 use super::fetch::{self, Download};
+use crate::batcher::BatchError;
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
 use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
-use crate::workflow::store::TransitionOutcome;
-use crate::workflow::{Event, FailureCode, Via};
+use crate::workflow::{Event, FailureCode, TransitionOutcome, Via, read};
 
 /// Attempts at one step before the workflow is released.
 const MAX_ATTEMPTS: i32 = 8;
@@ -30,6 +29,19 @@ const MAX_RESULT_URL: usize = 4096;
 /// The `result_source` of a result that came inline and is already in our storage.
 const INLINE_SOURCE: &str = "inline result, stored on arrival: ";
 
+/// Why a step could not run to its end: the workflow's row is as it was, and the engine's next
+/// tick tries again when it is due.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// A read failed.
+    #[error("reading the workflow failed: {0}")]
+    Read(#[from] DbErr),
+    /// The workflow writer did not write (the database failed or was busy, or the writer is
+    /// stopped).
+    #[error("writing the workflow failed: {0}")]
+    Write(#[from] BatchError),
+}
+
 enum Step {
     /// The row changed; look again — at this row when the write returned it.
     Continue(Option<Box<workflow::Model>>),
@@ -38,12 +50,12 @@ enum Step {
 }
 
 /// Advances the workflow as far as it can go now.
-pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), DbErr> {
+pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), StepError> {
     let mut known: Option<Box<workflow::Model>> = None;
     loop {
         let row = match known.take() {
             Some(row) => *row,
-            None => match workflow::Entity::find_by_id(id).one(&deps.db).await? {
+            None => match read::find(&deps.db, id).await? {
                 Some(row) => row,
                 None => return Ok(()),
             },
@@ -90,7 +102,7 @@ async fn bounded_step(
     deps: &Deps,
     row: &workflow::Model,
     now: DateTime<Utc>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let deadline = next_deadline(deps, row);
     let until_deadline = (deadline - now).to_std().unwrap_or_default();
     // A little past the deadline, so that the deadline has passed when the next turn looks.
@@ -159,7 +171,7 @@ async fn apply(
     row: &workflow::Model,
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     apply_consuming(deps, row, event, next_attempt_at, Vec::new()).await
 }
 
@@ -170,7 +182,7 @@ async fn apply_consuming(
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
     consumes: Vec<i64>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let outcome = deps
         .workflows
         .transition_consuming(
@@ -180,8 +192,7 @@ async fn apply_consuming(
             next_attempt_at,
             consumes,
         )
-        .await
-        .map_err(batch_error)?;
+        .await?;
     if let TransitionOutcome::Applied(applied) = &outcome {
         tracing::info!(
             generation_id = %row.id,
@@ -207,7 +218,7 @@ async fn fail(
     row: &workflow::Model,
     code: FailureCode,
     message: impl Into<String>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     fail_consuming(deps, row, code, message.into(), Vec::new()).await
 }
 
@@ -218,7 +229,7 @@ async fn fail_consuming(
     code: FailureCode,
     message: String,
     consumes: Vec<i64>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     tracing::warn!(generation_id = %row.id, code = code.as_str(), %message, "generation failed; releasing its credits");
     let event = Event::Failed { code, message };
     let step = apply_consuming(deps, row, event, None, consumes).await?;
@@ -240,7 +251,7 @@ async fn retry_later(
     code: FailureCode,
     error: &str,
     at_least: Option<Duration>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let attempt = row.attempt + 1;
     if attempt >= MAX_ATTEMPTS {
         return fail(
@@ -261,7 +272,7 @@ async fn schedule_attempt(
     row: &workflow::Model,
     reason: &str,
     at_least: Option<Duration>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let attempt = row.attempt + 1;
     let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
     let now = deps.clock.now();
@@ -270,8 +281,7 @@ async fn schedule_attempt(
     let next = (now + chrono_duration(delay)).min(next_deadline(deps, row));
     deps.workflows
         .reschedule(row.id, row.version, attempt, next)
-        .await
-        .map_err(batch_error)?;
+        .await?;
     Ok(Step::Wait)
 }
 
@@ -285,7 +295,7 @@ fn provider<'a>(deps: &'a Deps, row: &workflow::Model) -> Option<&'a dyn Provide
         .map(|provider| provider.as_ref())
 }
 
-async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, DbErr> {
+async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
@@ -346,7 +356,7 @@ async fn input_urls(
     deps: &Deps,
     row: &workflow::Model,
     inputs: &Inputs,
-) -> Result<Result<(String, String), Step>, DbErr> {
+) -> Result<Result<(String, String), Step>, StepError> {
     let mut urls = Vec::with_capacity(2);
     for (field, image) in [
         ("person_image", &inputs.person_image),
@@ -384,7 +394,7 @@ async fn accepted(
     provider: &dyn Provider,
     task_id: String,
     now: DateTime<Utc>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     if task_id.len() > MAX_TASK_ID || task_id.is_empty() {
         // Stored, it would fail every write of this workflow (and resubmit a paid task on
         // every retry): the provider's answer is unusable.
@@ -408,7 +418,7 @@ async fn accepted(
     );
     let (accepted, waiting) = futures::join!(accepted, waiting);
     accepted?;
-    Ok(moved_on(waiting.map_err(batch_error)?))
+    Ok(moved_on(waiting?))
 }
 
 /// No provider has the task yet: fail over along the chain when another provider can take
@@ -418,7 +428,7 @@ async fn submit_failed(
     row: &workflow::Model,
     error: ProviderError,
     now: DateTime<Utc>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let name = &row.provider;
     let why = match &error {
         ProviderError::Permanent(_) => {
@@ -485,7 +495,7 @@ async fn provider_error(
     deps: &Deps,
     row: &workflow::Model,
     error: ProviderError,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     match error {
         ProviderError::Retryable(detail) => {
             retry_later(deps, row, FailureCode::ProviderFailed, &detail, None).await
@@ -532,7 +542,7 @@ async fn await_result(
     deps: &Deps,
     row: &workflow::Model,
     now: DateTime<Utc>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let Some(provider) = provider(deps, row) else {
         return fail(
             deps,
@@ -588,12 +598,12 @@ async fn read_callbacks(
     deps: &Deps,
     row: &workflow::Model,
     provider: &dyn Provider,
-) -> Result<Callbacks, DbErr> {
+) -> Result<Callbacks, StepError> {
     let mut callbacks = Callbacks {
         seen: Vec::new(),
         decisive: None,
     };
-    for callback in pending_callbacks(deps, row).await? {
+    for callback in read::pending_callbacks(&deps.db, row.id).await? {
         callbacks.seen.push(callback.id);
         if callback.provider != row.provider {
             tracing::info!(generation_id = %row.id, from = %callback.provider, provider = %row.provider, "ignoring a callback from a provider this generation left");
@@ -627,7 +637,7 @@ async fn act_on(
     status: TaskStatus,
     via: Via,
     consumes: Vec<i64>,
-) -> Result<Step, DbErr> {
+) -> Result<Step, StepError> {
     let (code, message) = match status {
         TaskStatus::Pending => return Ok(Step::Wait),
         TaskStatus::Succeeded { output_url, charge } => {
@@ -695,20 +705,8 @@ async fn result_source(
     }
 }
 
-async fn pending_callbacks(
-    deps: &Deps,
-    row: &workflow::Model,
-) -> Result<Vec<webhook_inbox::Model>, DbErr> {
-    webhook_inbox::Entity::find()
-        .filter(webhook_inbox::Column::WorkflowId.eq(row.id))
-        .filter(webhook_inbox::Column::ProcessedAt.is_null())
-        .order_by_asc(webhook_inbox::Column::Id)
-        .all(&deps.db)
-        .await
-}
-
-async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), DbErr> {
-    let late: Vec<i64> = pending_callbacks(deps, row)
+async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), StepError> {
+    let late: Vec<i64> = read::pending_callbacks(&deps.db, row.id)
         .await?
         .into_iter()
         .map(|callback| callback.id)
@@ -720,19 +718,12 @@ async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), DbE
     mark_processed(deps, late).await
 }
 
-async fn mark_processed(deps: &Deps, inbox_ids: Vec<i64>) -> Result<(), DbErr> {
-    deps.workflows
-        .callbacks_processed(inbox_ids)
-        .await
-        .map_err(batch_error)
-}
-
-fn batch_error(error: crate::batcher::BatchError) -> DbErr {
-    DbErr::Custom(error.to_string())
+async fn mark_processed(deps: &Deps, inbox_ids: Vec<i64>) -> Result<(), StepError> {
+    Ok(deps.workflows.callbacks_processed(inbox_ids).await?)
 }
 
 /// Copies the result into our storage under its deterministic key, then settles.
-async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, DbErr> {
+async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }

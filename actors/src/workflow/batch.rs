@@ -1,93 +1,97 @@
 //! Workflow writes, many per transaction. Creating a workflow writes the row, its hold and its
 //! first event; a transition checks the version it was read at, moves the state, appends its
 //! event, marks the callbacks it consumed as processed and — for a terminal state — settles or
-//! releases the hold. A batch applies its commands in order inside ONE transaction, so each
+//! releases the hold; storing a callback keeps it in the inbox once. A batch applies its commands in order inside ONE transaction, so each
 //! command is exactly as atomic as alone while the commit is shared: SQLite admits one writer,
 //! and this is how it keeps up.
 //!
-//! A batch runs in three steps, as the ledger's does: load (every row and idempotency key the
+//! A batch runs in the ledger's shape: load (every row, idempotency key and callback the
 //! commands name, rows under lock), decide (each command in order against the rows as the
-//! earlier commands left them, in memory), write (what was decided, a few statements per
-//! table).
+//! earlier commands left them, in memory, as `machine` says), the ledger commands the decided
+//! transitions imply (in the same transaction), conclude (each outcome, given the ledger's
+//! answers) and write (what was decided, a few statements per table).
 //!
 //! A compare-and-set that does not match, or an event that is not a transition from the row's
 //! state, is an outcome (`Stale`), not an error: it writes nothing and the rest of the batch goes
 //! on. A database error fails the whole batch; the batcher then retries its commands one by
 //! one, so one bad command cannot hold back the others.
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
     QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
+use super::command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
 use super::machine::{self, Event};
-use super::store::{CreateOutcome, NewWorkflow, TransitionOutcome};
+use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
+use crate::Clock;
+use crate::batcher::BatchStore;
 use crate::db;
 use crate::ledger::{Command, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome};
 
-pub const IDEMPOTENCY_SCOPE: &str = "generation";
+/// Fault injection for tests: called with each command of a batch; `true` makes that command
+/// fail as a crash before its commit would: the commands before it in the batch commit on
+/// their own (as if in an earlier transaction), the rest of the batch does not.
+pub type BatchFault = Arc<dyn Fn(&WriteCommand) -> bool + Send + Sync>;
 
-#[derive(Debug, Clone)]
-pub enum WriteCommand {
-    Create(NewWorkflow),
-    Transition {
-        id: Uuid,
-        /// `None`: whatever version the row is at.
-        expected_version: Option<i64>,
-        event: Event,
-        /// When the engine should look at the workflow again (ignored when terminal).
-        next_attempt_at: Option<DateTime<Utc>>,
-        /// Inbox rows (callbacks) this transition acts on: marked processed in its
-        /// transaction, so that a crash can never keep the callback's news and lose its effect.
-        consumes: Vec<i64>,
-    },
-    /// Records another attempt in the current state and when to look again, if the row is
-    /// still at `expected_version`.
-    Reschedule {
-        id: Uuid,
-        expected_version: i64,
-        attempt: i32,
-        next_attempt_at: DateTime<Utc>,
-    },
-    /// Marks stored callbacks as dealt with (ones that decide nothing).
-    CallbacksProcessed {
-        inbox_ids: Vec<i64>,
-    },
+/// The workflow tables as a `BatchStore`: what the `Workflows` handle's batcher writes to.
+#[derive(Clone)]
+pub struct WorkflowStore {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    fault: Option<BatchFault>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Create(CreateOutcome),
-    Transition(TransitionOutcome),
-    /// Whether the row was still at the expected version.
-    Rescheduled(bool),
-    CallbacksProcessed,
+impl WorkflowStore {
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, fault: Option<BatchFault>) -> Self {
+        Self { db, clock, fault }
+    }
 }
 
-impl WriteCommand {
-    /// The idempotency key a create claims; a batch carries each key at most once.
-    pub fn claimed_key(&self) -> Option<(Uuid, &str)> {
-        match self {
-            WriteCommand::Create(new) => new
-                .idempotency
-                .as_ref()
-                .map(|(key, _)| (new.account_id, key.as_str())),
-            _ => None,
+#[async_trait::async_trait]
+impl BatchStore for WorkflowStore {
+    type Command = WriteCommand;
+    type Outcome = WriteOutcome;
+    const NAME: &'static str = "workflow";
+
+    async fn apply(&self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, DbErr> {
+        let now = self.clock.now();
+        if let Some(fault) = &self.fault
+            && let Some(at) = commands.iter().position(|command| fault(command))
+        {
+            if at > 0 {
+                apply(&self.db, &commands[..at], now).await?;
+            }
+            return Err(DbErr::Custom(format!(
+                "injected fault at {:?}",
+                commands[at]
+            )));
         }
+        apply(&self.db, commands, now).await
     }
 
-    /// The workflow row the command changes, if it names one.
-    fn row_id(&self) -> Option<Uuid> {
-        match self {
-            WriteCommand::Transition { id, .. } | WriteCommand::Reschedule { id, .. } => Some(*id),
-            WriteCommand::Create(_) | WriteCommand::CallbacksProcessed { .. } => None,
-        }
+    /// Two creates under one idempotency key (or two copies of one callback) go to separate
+    /// batches, so that the second one finds the first one's row.
+    fn fits(batch: &[WriteCommand], next: &WriteCommand) -> bool {
+        let same_key = match next.claimed_key() {
+            None => false,
+            Some(key) => batch.iter().any(|queued| queued.claimed_key() == Some(key)),
+        };
+        let same_callback = match next.claimed_callback() {
+            None => false,
+            Some(key) => batch
+                .iter()
+                .any(|queued| queued.claimed_callback() == Some(key)),
+        };
+        !same_key && !same_callback
     }
 }
 
@@ -130,6 +134,8 @@ struct Loaded {
     read_versions: HashMap<Uuid, i64>,
     /// Idempotency keys already claimed: (account, key) → (request hash, workflow).
     replays: HashMap<(Uuid, String), (String, Uuid)>,
+    /// Dedup keys of the callbacks the commands store that the inbox already has.
+    stored_callbacks: HashSet<String>,
 }
 
 async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Loaded, DbErr> {
@@ -166,11 +172,34 @@ async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Lo
             );
         }
     }
+    let stored_callbacks = stored_callbacks(txn, commands).await?;
     Ok(Loaded {
         rows,
         read_versions,
         replays,
+        stored_callbacks,
     })
+}
+
+async fn stored_callbacks(
+    txn: &DatabaseTransaction,
+    commands: &[WriteCommand],
+) -> Result<HashSet<String>, DbErr> {
+    let keys: Vec<&str> = commands
+        .iter()
+        .filter_map(WriteCommand::claimed_callback)
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found: Vec<String> = webhook_inbox::Entity::find()
+        .select_only()
+        .column(webhook_inbox::Column::DedupKey)
+        .filter(webhook_inbox::Column::DedupKey.is_in(keys))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// What one command will do, decided before the ledger has answered.
@@ -199,6 +228,8 @@ struct Decided {
     processed: Vec<i64>,
     /// Rows a command changed, in the order first changed.
     changed: Vec<Uuid>,
+    /// New callbacks for the inbox.
+    callbacks: Vec<NewCallback>,
 }
 
 impl Decided {
@@ -227,12 +258,20 @@ async fn decide(
         ledger: Vec::new(),
         processed: Vec::new(),
         changed: Vec::new(),
+        callbacks: Vec::new(),
     };
     for command in commands {
         let plan = match command {
             WriteCommand::CallbacksProcessed { inbox_ids } => {
                 decided.processed.extend(inbox_ids);
                 Plan::Done(WriteOutcome::CallbacksProcessed)
+            }
+            WriteCommand::StoreCallback(callback) => {
+                let new = !loaded.stored_callbacks.contains(&callback.dedup_key);
+                if new {
+                    decided.callbacks.push(callback.clone());
+                }
+                Plan::Done(WriteOutcome::CallbackStored(new))
             }
             WriteCommand::Reschedule {
                 id,
@@ -261,38 +300,66 @@ async fn decide(
                 next_attempt_at,
                 consumes,
             } => {
-                let Some(row) = loaded.rows.get_mut(id) else {
-                    decided.plans.push(Plan::Done(WriteOutcome::Transition(
-                        TransitionOutcome::NotFound,
-                    )));
-                    continue;
+                let asked = Move {
+                    id: *id,
+                    expected_version: *expected_version,
+                    event,
+                    next_attempt_at: *next_attempt_at,
+                    consumes,
                 };
-                let to = machine::next(row.state, event)
-                    .filter(|_| expected_version.is_none_or(|version| version == row.version));
-                let Some(to) = to else {
-                    let stale = TransitionOutcome::Stale(row.clone());
-                    decided
-                        .plans
-                        .push(Plan::Done(WriteOutcome::Transition(stale)));
-                    continue;
-                };
-                let from = Box::new(row.clone());
-                let ledger = machine::ledger_command(event, row)
-                    .map(|command| decided.ledger_command(command));
-                machine::apply_event(row, to, event, *next_attempt_at, now);
-                decided.touch(*id);
-                Plan::Transition {
-                    from,
-                    to: Box::new(row.clone()),
-                    event: event.clone(),
-                    ledger,
-                    consumes: consumes.clone(),
-                }
+                decide_transition(asked, loaded, &mut decided, now)
             }
         };
         decided.plans.push(plan);
     }
     Ok(decided)
+}
+
+/// A transition applies when the row is at the expected version and the machine has the
+/// move; then the machine says what it does to the row and to the hold.
+fn decide_transition(
+    asked: Move<'_>,
+    loaded: &mut Loaded,
+    decided: &mut Decided,
+    now: DateTime<Utc>,
+) -> Plan {
+    let Move {
+        id,
+        expected_version,
+        event,
+        next_attempt_at,
+        consumes,
+    } = asked;
+    let Some(row) = loaded.rows.get_mut(&id) else {
+        return Plan::Done(WriteOutcome::Transition(TransitionOutcome::NotFound));
+    };
+    let to = machine::next(row.state, event)
+        .filter(|_| expected_version.is_none_or(|version| version == row.version));
+    let Some(to) = to else {
+        return Plan::Done(WriteOutcome::Transition(TransitionOutcome::Stale(
+            row.clone(),
+        )));
+    };
+    let from = Box::new(row.clone());
+    let ledger = machine::ledger_command(event, row).map(|command| decided.ledger_command(command));
+    machine::apply_event(row, to, event, next_attempt_at, now);
+    decided.touch(id);
+    Plan::Transition {
+        from,
+        to: Box::new(row.clone()),
+        event: event.clone(),
+        ledger,
+        consumes: consumes.to_vec(),
+    }
+}
+
+/// A transition command's fields, as `decide_transition` reads them.
+struct Move<'a> {
+    id: Uuid,
+    expected_version: Option<i64>,
+    event: &'a Event,
+    next_attempt_at: Option<DateTime<Utc>>,
+    consumes: &'a [i64],
 }
 
 async fn decide_create(
@@ -343,6 +410,7 @@ struct Writes {
     keys: Vec<idempotency_key::ActiveModel>,
     processed: Vec<i64>,
     changed: Vec<Uuid>,
+    callbacks: Vec<NewCallback>,
 }
 
 /// Each command's outcome, and the rows that carry it out. A ledger answer that contradicts
@@ -356,6 +424,7 @@ fn conclude(
     let mut writes = Writes {
         processed: decided.processed,
         changed: decided.changed,
+        callbacks: decided.callbacks,
         ..Writes::default()
     };
     let mut outcomes = Vec::with_capacity(decided.plans.len());
@@ -457,21 +526,40 @@ async fn write(
     loaded: &Loaded,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if !writes.created.is_empty() {
-        let models = writes
-            .created
-            .into_iter()
-            .map(IntoActiveModel::into_active_model);
+    write_rows(txn, writes.created, &writes.changed, loaded).await?;
+    write_inbox(txn, writes.callbacks, writes.processed, now).await?;
+    if !writes.keys.is_empty() {
+        idempotency_key::Entity::insert_many(writes.keys)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !writes.events.is_empty() {
+        workflow_event::Entity::insert_many(writes.events)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// New workflow rows, and one compare-and-set UPDATE per changed row.
+async fn write_rows(
+    txn: &DatabaseTransaction,
+    created: Vec<workflow::Model>,
+    changed: &[Uuid],
+    loaded: &Loaded,
+) -> Result<(), DbErr> {
+    if !created.is_empty() {
+        let models = created.into_iter().map(IntoActiveModel::into_active_model);
         workflow::Entity::insert_many(models)
             .exec_without_returning(txn)
             .await?;
     }
-    for id in writes.changed {
-        let row = &loaded.rows[&id];
+    for id in changed {
+        let row = &loaded.rows[id];
         let update = workflow::Entity::update_many()
             .set(changed_columns(row))
-            .filter(workflow::Column::Id.eq(id))
-            .filter(workflow::Column::Version.eq(loaded.read_versions[&id]))
+            .filter(workflow::Column::Id.eq(*id))
+            .filter(workflow::Column::Version.eq(loaded.read_versions[id]))
             .exec(txn)
             .await?;
         if update.rows_affected != 1 {
@@ -481,24 +569,46 @@ async fn write(
             )));
         }
     }
-    if !writes.processed.is_empty() {
+    Ok(())
+}
+
+/// New callbacks, and the ones dealt with. A callback another process stored since `load`
+/// looked is left as it is (`DO NOTHING`): the inbox keeps one copy.
+async fn write_inbox(
+    txn: &DatabaseTransaction,
+    callbacks: Vec<NewCallback>,
+    processed: Vec<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if !callbacks.is_empty() {
+        let rows = callbacks
+            .into_iter()
+            .map(|callback| webhook_inbox::ActiveModel {
+                id: NotSet,
+                workflow_id: Set(callback.workflow_id),
+                provider: Set(callback.provider),
+                dedup_key: Set(callback.dedup_key),
+                payload: Set(callback.payload),
+                received_at: Set(now),
+                processed_at: Set(None),
+            });
+        webhook_inbox::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(webhook_inbox::Column::DedupKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    if !processed.is_empty() {
         webhook_inbox::Entity::update_many()
             .set(webhook_inbox::ActiveModel {
                 processed_at: Set(Some(now)),
                 ..Default::default()
             })
-            .filter(webhook_inbox::Column::Id.is_in(writes.processed))
+            .filter(webhook_inbox::Column::Id.is_in(processed))
             .exec(txn)
-            .await?;
-    }
-    if !writes.keys.is_empty() {
-        idempotency_key::Entity::insert_many(writes.keys)
-            .exec_without_returning(txn)
-            .await?;
-    }
-    if !writes.events.is_empty() {
-        workflow_event::Entity::insert_many(writes.events)
-            .exec_without_returning(txn)
             .await?;
     }
     Ok(())

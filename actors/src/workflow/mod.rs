@@ -1,14 +1,28 @@
-//! Generation workflows (DESIGN.md §1): the state machine, its persistence and the actors that
-//! drive each workflow through it.
+//! Generation workflows (docs/design.md §1): the state machine, and the one owner of the
+//! `workflows`, `workflow_events` and `webhook_inbox` tables.
+//!
+//! - `machine`: the states, the transition table and what each transition does to the row and
+//!   to the ledger;
+//! - `command` and `outcome`: what the writer is asked and what it answers;
+//! - `batch`: applies a batch of commands in one transaction (`WorkflowStore`);
+//! - `handle`: `Workflows`, the batching writer's handle, through which every write goes;
+//! - `read`: every read of the three tables;
+//! - `seed`: bulk loads for the benchmark;
+//! - `inputs`: a generation's inputs as persisted;
+//! - `verify`: the workflow invariants of docs/design.md §4.
 pub mod batch;
+pub mod command;
+pub mod handle;
 pub mod inputs;
 pub mod machine;
-pub mod store;
+pub mod outcome;
+pub mod read;
+pub mod seed;
 pub mod verify;
-pub mod writer;
 
 pub use atelier_entities::workflow::WorkflowState;
-pub use batch::{IDEMPOTENCY_SCOPE, WriteCommand, WriteOutcome};
+pub use batch::BatchFault;
+pub use command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
+pub use handle::{DEFAULT_MAX_BATCH, Workflows};
 pub use machine::{Event, FailureCode, Via};
-pub use store::{CreateOutcome, NewWorkflow, TransitionOutcome};
-pub use writer::{BatchFault, DEFAULT_MAX_BATCH, Workflows};
+pub use outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};

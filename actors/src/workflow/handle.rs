@@ -1,0 +1,114 @@
+//! `Workflows`: the handle through which the API, the webhook ingress and the engine write
+//! workflows, their timelines and their callbacks. A `Batcher` over `WorkflowStore` puts
+//! concurrent writes into shared transactions (see `batch`).
+use std::sync::Arc;
+
+use actix::Addr;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use uuid::Uuid;
+
+use super::batch::{BatchFault, WorkflowStore};
+use super::command::{NewCallback, NewWorkflow, WriteCommand};
+use super::machine::Event;
+use super::outcome::{
+    CallbackStored, CallbacksProcessed, CreateOutcome, Rescheduled, TransitionOutcome,
+};
+use crate::Clock;
+use crate::batcher::{self, BatchError, BatchLimits, Batcher, WriterHealth};
+
+/// Most workflow writes one transaction carries.
+pub const DEFAULT_MAX_BATCH: usize = 256;
+
+#[derive(Clone)]
+pub struct Workflows {
+    actor: Addr<Batcher<WorkflowStore>>,
+    health: Arc<WriterHealth>,
+}
+
+impl Workflows {
+    pub fn start(db: DatabaseConnection, clock: Arc<dyn Clock>, max_batch: usize) -> Self {
+        Self::start_with(db, clock, BatchLimits::new(max_batch), None)
+    }
+
+    pub fn start_with(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        limits: BatchLimits,
+        fault: Option<BatchFault>,
+    ) -> Self {
+        let (actor, health) = Batcher::start(WorkflowStore::new(db, clock, fault), limits);
+        Self { actor, health }
+    }
+
+    /// Whether the workflow writer runs and is not stuck.
+    pub fn health(&self) -> &WriterHealth {
+        &self.health
+    }
+
+    pub async fn create(&self, new: NewWorkflow) -> Result<CreateOutcome, BatchError> {
+        batcher::execute_as(&self.actor, WriteCommand::Create(new)).await
+    }
+
+    pub async fn transition(
+        &self,
+        id: Uuid,
+        expected_version: Option<i64>,
+        event: Event,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<TransitionOutcome, BatchError> {
+        self.transition_consuming(id, expected_version, event, next_attempt_at, Vec::new())
+            .await
+    }
+
+    /// As `transition`, marking the callbacks it acts on processed in the same transaction
+    /// (when it applies).
+    pub async fn transition_consuming(
+        &self,
+        id: Uuid,
+        expected_version: Option<i64>,
+        event: Event,
+        next_attempt_at: Option<DateTime<Utc>>,
+        consumes: Vec<i64>,
+    ) -> Result<TransitionOutcome, BatchError> {
+        let command = WriteCommand::Transition {
+            id,
+            expected_version,
+            event,
+            next_attempt_at,
+            consumes,
+        };
+        batcher::execute_as(&self.actor, command).await
+    }
+
+    /// Records another attempt and when to look again; false when the row has moved on.
+    pub async fn reschedule(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        attempt: i32,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<bool, BatchError> {
+        let command = WriteCommand::Reschedule {
+            id,
+            expected_version,
+            attempt,
+            next_attempt_at,
+        };
+        let Rescheduled(done) = batcher::execute_as(&self.actor, command).await?;
+        Ok(done)
+    }
+
+    /// Keeps a callback in the inbox; false when the same callback is already there.
+    pub async fn store_callback(&self, callback: NewCallback) -> Result<bool, BatchError> {
+        let command = WriteCommand::StoreCallback(callback);
+        let CallbackStored(new) = batcher::execute_as(&self.actor, command).await?;
+        Ok(new)
+    }
+
+    pub async fn callbacks_processed(&self, inbox_ids: Vec<i64>) -> Result<(), BatchError> {
+        let command = WriteCommand::CallbacksProcessed { inbox_ids };
+        let CallbacksProcessed = batcher::execute_as(&self.actor, command).await?;
+        Ok(())
+    }
+}

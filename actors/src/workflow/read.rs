@@ -1,0 +1,170 @@
+//! Every read of `workflows`, `workflow_events` and `webhook_inbox` (writes go through the
+//! `Workflows` handle). Nothing here locks or waits on anything but the database.
+use atelier_entities::workflow::{self, WorkflowState};
+use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::command::IDEMPOTENCY_SCOPE;
+use super::machine::LIVE;
+
+/// A workflow the account owns.
+pub async fn find_owned<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    workflow_id: Uuid,
+) -> Result<Option<workflow::Model>, DbErr> {
+    workflow::Entity::find_by_id(workflow_id)
+        .filter(workflow::Column::AccountId.eq(account_id))
+        .one(db)
+        .await
+}
+
+/// One page of an account's workflows, newest first; ids are UUIDv7, so id order is creation
+/// order. `before` is the last id of the previous page.
+pub async fn list<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    state: Option<WorkflowState>,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<(Vec<workflow::Model>, Option<Uuid>), DbErr> {
+    let mut query = workflow::Entity::find()
+        .filter(workflow::Column::AccountId.eq(account_id))
+        .order_by_desc(workflow::Column::Id)
+        .limit(limit + 1);
+    if let Some(state) = state {
+        query = query.filter(workflow::Column::State.eq(state));
+    }
+    if let Some(before) = before {
+        query = query.filter(workflow::Column::Id.lt(before));
+    }
+    let mut rows = query.all(db).await?;
+    let next = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|row| row.id)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+pub async fn events<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Vec<workflow_event::Model>, DbErr> {
+    workflow_event::Entity::find()
+        .filter(workflow_event::Column::WorkflowId.eq(workflow_id))
+        .order_by_asc(workflow_event::Column::Id)
+        .all(db)
+        .await
+}
+
+/// A workflow, whoever owns it.
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Option<workflow::Model>, DbErr> {
+    workflow::Entity::find_by_id(workflow_id).one(db).await
+}
+
+/// The callbacks stored for a workflow that nothing has acted on yet, oldest first.
+pub async fn pending_callbacks<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Vec<webhook_inbox::Model>, DbErr> {
+    webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::WorkflowId.eq(workflow_id))
+        .filter(webhook_inbox::Column::ProcessedAt.is_null())
+        .order_by_asc(webhook_inbox::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Live workflows with something to do at `now` (due, or past their deadline) and ones
+/// holding unprocessed callbacks; at most `limit` of each kind, soonest first, so that a
+/// backlog is worked through in order. Each query is served by its own index.
+pub async fn due<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut due: Vec<Uuid> = Vec::new();
+    for column in [
+        workflow::Column::NextAttemptAt,
+        workflow::Column::DeadlineAt,
+    ] {
+        let ids: Vec<Uuid> = workflow::Entity::find()
+            .select_only()
+            .column(workflow::Column::Id)
+            .filter(workflow::Column::State.is_in(LIVE))
+            .filter(column.lte(now))
+            .order_by_asc(column)
+            .limit(limit)
+            .into_tuple()
+            .all(db)
+            .await?;
+        due.extend(ids);
+    }
+    let with_callbacks: Vec<Uuid> = webhook_inbox::Entity::find()
+        .select_only()
+        .column(webhook_inbox::Column::WorkflowId)
+        .distinct()
+        .filter(webhook_inbox::Column::ProcessedAt.is_null())
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    due.extend(with_callbacks);
+    due.sort();
+    due.dedup();
+    Ok(due)
+}
+
+/// How many workflows are in `state`.
+pub async fn count_in<C: ConnectionTrait>(db: &C, state: WorkflowState) -> Result<u64, DbErr> {
+    workflow::Entity::find()
+        .filter(workflow::Column::State.eq(state))
+        .count(db)
+        .await
+}
+
+/// Every callback stored for these workflows (processed or not).
+pub async fn callbacks_of<C: ConnectionTrait>(
+    db: &C,
+    workflow_ids: &[Uuid],
+) -> Result<Vec<webhook_inbox::Model>, DbErr> {
+    webhook_inbox::Entity::find()
+        .filter(webhook_inbox::Column::WorkflowId.is_in(workflow_ids.iter().copied()))
+        .all(db)
+        .await
+}
+
+/// The timeline entries of these workflows that moved them to `state`.
+pub async fn moves_to<C: ConnectionTrait>(
+    db: &C,
+    workflow_ids: &[Uuid],
+    state: WorkflowState,
+) -> Result<Vec<workflow_event::Model>, DbErr> {
+    workflow_event::Entity::find()
+        .filter(workflow_event::Column::WorkflowId.is_in(workflow_ids.iter().copied()))
+        .filter(workflow_event::Column::ToState.eq(state))
+        .all(db)
+        .await
+}
+
+/// The `Idempotency-Key` an account's generation create claimed: the hash of the request that
+/// claimed it, and the workflow it made.
+pub async fn claimed_key<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<(String, Uuid)>, DbErr> {
+    let id = (account_id, IDEMPOTENCY_SCOPE.to_owned(), key.to_owned());
+    let claimed = idempotency_key::Entity::find_by_id(id).one(db).await?;
+    Ok(claimed.map(|claimed| (claimed.request_hash, claimed.resource_id)))
+}
