@@ -14,8 +14,10 @@ use atelier_entities::ledger_entry::EntryKind;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::outcome::{ExpireOutcome, GrantOutcome, HoldOutcome, ReleaseOutcome, SettleOutcome};
-use super::{Command, Outcome};
+use super::command::Command;
+use super::outcome::{
+    ExpireOutcome, GrantOutcome, HoldOutcome, HoldRecord, Outcome, ReleaseOutcome, SettleOutcome,
+};
 use crate::Credits;
 
 /// A ledger entry not yet written; the store assigns its id.
@@ -45,13 +47,6 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.packages.is_empty() && self.holds.is_empty() && self.entries.is_empty()
     }
-}
-
-/// An open or resolved hold with the allocations it took, in consumption order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HoldRecord {
-    pub row: HoldRow,
-    pub allocations: Vec<Allocation>,
 }
 
 /// An account's recorded balances: the sums over its packages' `remaining` and `held`.

@@ -1,7 +1,24 @@
 //! Typed results of ledger commands. A refusal is an outcome, not an error: it wrote nothing.
 use atelier_entities::credit_package::Model as Package;
+use atelier_entities::hold::Model as HoldRow;
+use atelier_entities::hold_allocation::Model as Allocation;
 
-use super::book::HoldRecord;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Grant(GrantOutcome),
+    Hold(HoldOutcome),
+    Settle(SettleOutcome),
+    Release(ReleaseOutcome),
+    Expire(ExpireOutcome),
+}
+
+/// An open or resolved hold with the allocations it took, in consumption order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    pub row: HoldRow,
+    pub allocations: Vec<Allocation>,
+}
+
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantOutcome {
@@ -45,3 +62,10 @@ pub enum ReleaseOutcome {
 pub struct ExpireOutcome {
     pub expired: i64,
 }
+
+// One conversion per outcome type, from the ledger's answer to what its command expects.
+crate::outcome_conversion!(Outcome, GrantOutcome, Outcome::Grant(outcome) => outcome);
+crate::outcome_conversion!(Outcome, HoldOutcome, Outcome::Hold(outcome) => outcome);
+crate::outcome_conversion!(Outcome, SettleOutcome, Outcome::Settle(outcome) => outcome);
+crate::outcome_conversion!(Outcome, ReleaseOutcome, Outcome::Release(outcome) => outcome);
+crate::outcome_conversion!(Outcome, ExpireOutcome, Outcome::Expire(outcome) => outcome);

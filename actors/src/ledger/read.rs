@@ -1,6 +1,8 @@
 //! Read-only views of the ledger. Expiry is applied here, at read time: a package past its
 //! `expires_at` contributes nothing available even before the sweeper has recorded it.
-use atelier_entities::{credit_package, ledger_entry};
+use std::collections::HashMap;
+
+use atelier_entities::{credit_package, hold, ledger_entry};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder,
@@ -87,4 +89,16 @@ pub async fn accounts_with_due_expiry<C: ConnectionTrait>(
         .into_tuple()
         .all(db)
         .await
+}
+
+/// These holds, by id (a missing one is absent from the map).
+pub async fn holds<C: ConnectionTrait>(
+    db: &C,
+    hold_ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, hold::Model>, DbErr> {
+    let rows = hold::Entity::find()
+        .filter(hold::Column::Id.is_in(hold_ids))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }

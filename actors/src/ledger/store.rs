@@ -23,8 +23,10 @@ use uuid::Uuid;
 
 use super::book::{Book, Changes};
 use super::write_pg;
-use super::{Command, Outcome};
+use super::command::Command;
+use super::outcome::Outcome;
 use crate::Clock;
+use crate::batcher::BatchStore;
 use crate::db;
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters at ≤ 12 columns.
@@ -73,6 +75,17 @@ impl LedgerStore {
 }
 
 /// Applies `commands` in order inside the caller's write transaction, for callers whose own
+#[async_trait::async_trait]
+impl BatchStore for LedgerStore {
+    type Command = Command;
+    type Outcome = Outcome;
+    const NAME: &'static str = "ledger";
+
+    async fn apply(&self, commands: &[Command]) -> Result<Vec<Outcome>, DbErr> {
+        LedgerStore::apply(self, commands).await
+    }
+}
+
 /// writes must commit together with the credit effect (a workflow and its hold).
 pub async fn apply_in(
     txn: &DatabaseTransaction,

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::{Ledger, LedgerError, read};
+use super::handle::{Ledger, LedgerError};
+use super::read;
 
 /// Expires what is due on every account; returns the credits recorded as expired.
 pub async fn sweep_once(ledger: &Ledger) -> Result<i64, LedgerError> {

@@ -40,13 +40,7 @@ pub async fn verify_workflows<C: ConnectionTrait>(
         let page = query.all(db).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
-        let holds: HashMap<uuid::Uuid, hold::Model> = hold::Entity::find()
-            .filter(hold::Column::Id.is_in(page.iter().map(|row| row.hold_id)))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|row| (row.id, row))
-            .collect();
+        let holds = crate::ledger::read::holds(db, page.iter().map(|row| row.hold_id)).await?;
         let mut timelines = timelines(db, &page).await?;
         for row in page {
             let events = timelines.remove(&row.id).unwrap_or_default();
