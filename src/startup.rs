@@ -1,5 +1,9 @@
-//! Builds the running service from `Settings`: database (migrated), ledger actor, expiry
-//! sweeper, HTTP server. Tests build the same thing on port 0.
+//! Builds the running service from `Settings`, in this order: the database (on PostgreSQL
+//! probed first; then migrated), the ledger's batching writer and the expiry sweeper, the
+//! listener (whose real port fills in a missing `public_url`), storage and the URL signer, the
+//! provider adapters behind their actors, the workflow writer, the engine (unless
+//! `workflow.run_engine` is off), and the HTTP server. Tests build the same thing on port 0,
+//! with `Seams`.
 use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::sync::Arc;

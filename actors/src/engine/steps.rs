@@ -295,6 +295,10 @@ fn provider<'a>(deps: &'a Deps, row: &workflow::Model) -> Option<&'a dyn Provide
         .map(|provider| provider.as_ref())
 }
 
+/// `reserved`: hands the task to the provider. Past the submit deadline it releases with
+/// `provider_failed`; an unconfigured provider is `provider_rejected`, unreadable inputs
+/// `input_unavailable`. The provider gets our signed URLs (URL inputs copied into our storage
+/// first) and a webhook URL carrying the generation's callback token.
 async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
@@ -538,6 +542,10 @@ async fn provider_error(
 
 /// Callbacks first (oldest first), then — once the callback deadline has passed — a poll. A
 /// provider whose callbacks are not signed is asked at once instead of believed.
+/// `awaiting_callback`: acts on the first stored callback that decides (consuming every
+/// callback read in the same transaction), unless the provider's callbacks need confirming;
+/// from the callback deadline on (or to confirm) it polls, with backoff and no cap on
+/// attempts, until the overall deadline ends the wait.
 async fn await_result(
     deps: &Deps,
     row: &workflow::Model,

@@ -172,6 +172,11 @@ impl Book {
         }
     }
 
+    /// A new package. An unknown account answers `AccountNotFound` first; then the reference
+    /// is looked up within the account (references are unique per account): with the same
+    /// credits and `expires_at` it answers `Existing` (also when that package has since expired
+    /// or been used), with other fields `ReferenceConflict`; then an `expires_at` at or before
+    /// `now` is `AlreadyExpired`.
     pub fn grant(
         &mut self,
         account_id: Uuid,
@@ -214,6 +219,10 @@ impl Book {
         GrantOutcome::Created(self.packages[&package_id].clone())
     }
 
+    /// Holds `credits` from the account's unexpired packages in `consumption_order`, one
+    /// allocation (and `hold` entry) per package. When the spendable sum is short it answers
+    /// `InsufficientCredits` and changes nothing, not even pending expiries; otherwise the
+    /// account's due expiries are recorded first, so the hold cannot take expired credits.
     pub fn place_hold(
         &mut self,
         hold_id: Uuid,
@@ -291,6 +300,10 @@ impl Book {
         HoldOutcome::Held(record)
     }
 
+    /// Consumes `amount` (0 to the held amount; 0 returns everything) from the hold's
+    /// allocations in the order the hold took them and returns the rest, after recording the
+    /// account's due expiries. A hold is resolved once: a second settle or release writes
+    /// nothing.
     pub fn settle(&mut self, hold_id: Uuid, amount: i64, now: DateTime<Utc>) -> SettleOutcome {
         let Some(record) = self.holds.get(&hold_id) else {
             return SettleOutcome::HoldNotFound;
@@ -315,6 +328,7 @@ impl Book {
         }
     }
 
+    /// Returns the whole hold to the packages it came from, as `settle` with nothing consumed.
     pub fn release(&mut self, hold_id: Uuid, now: DateTime<Utc>) -> ReleaseOutcome {
         let Some(record) = self.holds.get(&hold_id) else {
             return ReleaseOutcome::HoldNotFound;
