@@ -35,7 +35,7 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Check invariants 1-6 and 8 of DESIGN.md §4 over the whole database; exit 2 listing each violation
+    /// Check invariants 1-6 and 8 of docs/design.md §4 over the whole database; exit 2 listing each violation
     /// (1 when it cannot run at all).
     Verify,
     /// Manage accounts.

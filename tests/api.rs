@@ -1,4 +1,4 @@
-//! The HTTP contract of the foundation (shared/API.md): accounts, grants, balances, the ledger
+//! The HTTP contract of the foundation (docs/api.md): accounts, grants, balances, the ledger
 //! list, auth and the error shape, over real HTTP against each database.
 mod common;
 

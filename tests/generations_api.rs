@@ -1,4 +1,4 @@
-//! The generation endpoints of shared/API.md over real HTTP: creating holds the credits in the
+//! The generation endpoints of docs/api.md over real HTTP: creating holds the credits in the
 //! same transaction (402 creates nothing), idempotency keys, reading, listing, canceling, the
 //! timeline, uploads and signed result URLs — against each database.
 mod common;

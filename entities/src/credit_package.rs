@@ -1,5 +1,5 @@
 //! A credit package (grant). Its credits are always split over five buckets:
-//! `credits = remaining + held + consumed + expired + voided` (DESIGN.md §4, invariant 1).
+//! `credits = remaining + held + consumed + expired + voided` (docs/design.md §4, invariant 1).
 use sea_orm::entity::prelude::*;
 
 #[sea_orm::model]

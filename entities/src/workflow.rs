@@ -1,4 +1,4 @@
-//! A generation workflow: one paid try-on walking the state machine of DESIGN.md §1. The row is
+//! A generation workflow: one paid try-on walking the state machine of docs/design.md §1. The row is
 //! the truth; the generation actor is a cache of it.
 use sea_orm::entity::prelude::*;
 

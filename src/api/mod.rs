@@ -1,4 +1,4 @@
-//! The HTTP API (shared/API.md). Handlers stay thin: parse, call the engine, map outcomes.
+//! The HTTP API (docs/api.md). Handlers stay thin: parse, call the engine, map outcomes.
 pub mod accounts;
 pub mod auth;
 pub mod balance;

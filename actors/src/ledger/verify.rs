@@ -1,4 +1,4 @@
-//! Checks DESIGN.md §4 invariants 1–3 over the whole database, independently of `Book`: it
+//! Checks docs/design.md §4 invariants 1–3 over the whole database, independently of `Book`: it
 //! re-derives every package's buckets and every account's balances from the append-only
 //! entries and compares them with the stored rows.
 //!

@@ -1,4 +1,4 @@
-//! The workflow state machine of DESIGN.md §1, as one table. Everything that changes a
+//! The workflow state machine of docs/design.md §1, as one table. Everything that changes a
 //! workflow's state asks `next` first; a pair missing from the table is not a transition. What
 //! a transition does to the row (`apply_event`) and to the ledger (`ledger_command`) is decided
 //! here too, so that a transition and its effects are read together.

@@ -1,4 +1,4 @@
-//! Checks DESIGN.md §4 invariants 4–6 and 8 over the whole database (7, replay safety, is a
+//! Checks docs/design.md §4 invariants 4–6 and 8 over the whole database (7, replay safety, is a
 //! property of the code paths and is proven by tests):
 //!
 //! 4. a terminal workflow's hold is resolved (settled for `settled`, released for `released`),
