@@ -257,8 +257,31 @@ impl Book {
             created_at: now,
             resolved_at: None,
         };
+        let allocations = self.allocate(hold_id, account_id, credits.get());
+        let record = HoldRecord { row, allocations };
+        self.holds.insert(hold_id, record.clone());
+        self.changes.holds.insert(hold_id);
+        for allocation in &record.allocations {
+            self.move_credits(
+                allocation.package_id,
+                EntryKind::Hold,
+                allocation.amount,
+                Some(&record.row),
+                now,
+            );
+        }
+        self.changes
+            .allocations
+            .extend(record.allocations.iter().cloned());
+        HoldOutcome::Held(record)
+    }
+
+    /// Allocations for a hold of `amount` from the account's packages, in `consumption_order`.
+    /// The caller has checked that the spendable sum covers it: falling short is a broken
+    /// money invariant, and stops the process before anything is written.
+    fn allocate(&mut self, hold_id: Uuid, account_id: Uuid, amount: i64) -> Vec<Allocation> {
         let mut allocations = Vec::new();
-        let mut left = credits.get();
+        let mut left = amount;
         for package_id in self.ordered_package_ids(account_id) {
             if left == 0 {
                 break;
@@ -281,23 +304,7 @@ impl Book {
             "{}: available said there was enough for hold {hold_id}",
             crate::batcher::INVARIANT_VIOLATED
         );
-
-        let record = HoldRecord { row, allocations };
-        self.holds.insert(hold_id, record.clone());
-        self.changes.holds.insert(hold_id);
-        for allocation in &record.allocations {
-            self.move_credits(
-                allocation.package_id,
-                EntryKind::Hold,
-                allocation.amount,
-                Some(&record.row),
-                now,
-            );
-        }
-        self.changes
-            .allocations
-            .extend(record.allocations.iter().cloned());
-        HoldOutcome::Held(record)
+        allocations
     }
 
     /// Consumes `amount` (0 to the held amount; 0 returns everything) from the hold's

@@ -73,11 +73,11 @@ impl Ledger {
         batcher::execute_as(
             &self.actor,
             Command::Grant {
-                    account_id,
-                    credits,
-                    expires_at,
-                    reference,
-                },
+                account_id,
+                credits,
+                expires_at,
+                reference,
+            },
         )
         .await
     }
@@ -92,11 +92,11 @@ impl Ledger {
         batcher::execute_as(
             &self.actor,
             Command::Hold {
-                    hold_id,
-                    account_id,
-                    credits,
-                    generation_id,
-                },
+                hold_id,
+                account_id,
+                credits,
+                generation_id,
+            },
         )
         .await
     }

@@ -19,7 +19,6 @@ pub struct HoldRecord {
     pub allocations: Vec<Allocation>,
 }
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantOutcome {
     Created(Package),

@@ -21,10 +21,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::book::{Book, Changes};
-use super::write_pg;
+use super::book::{Book, Changes, NewEntry};
 use super::command::Command;
 use super::outcome::Outcome;
+use super::write_pg;
 use crate::Clock;
 use crate::batcher::BatchStore;
 use crate::db;
@@ -250,7 +250,13 @@ pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) ->
         )
         .await;
     }
+    upsert_packages(txn, packages).await?;
+    upsert_holds(txn, holds).await?;
+    insert_allocations(txn, &changes.allocations).await?;
+    insert_entries(txn, &changes.entries).await
+}
 
+async fn upsert_packages(txn: &DatabaseTransaction, packages: Vec<&Package>) -> Result<(), DbErr> {
     let packages: Vec<credit_package::ActiveModel> = packages
         .into_iter()
         .map(|package| package.clone().into_active_model())
@@ -271,7 +277,10 @@ pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) ->
             .exec_without_returning(txn)
             .await?;
     }
+    Ok(())
+}
 
+async fn upsert_holds(txn: &DatabaseTransaction, holds: Vec<&HoldRow>) -> Result<(), DbErr> {
     let holds: Vec<hold::ActiveModel> = holds
         .into_iter()
         .map(|row| row.clone().into_active_model())
@@ -290,9 +299,14 @@ pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) ->
             .exec_without_returning(txn)
             .await?;
     }
+    Ok(())
+}
 
-    let allocations: Vec<hold_allocation::ActiveModel> = changes
-        .allocations
+async fn insert_allocations(
+    txn: &DatabaseTransaction,
+    allocations: &[hold_allocation::Model],
+) -> Result<(), DbErr> {
+    let allocations: Vec<hold_allocation::ActiveModel> = allocations
         .iter()
         .cloned()
         .map(IntoActiveModel::into_active_model)
@@ -302,9 +316,11 @@ pub async fn write(txn: &DatabaseTransaction, book: &Book, changes: &Changes) ->
             .exec_without_returning(txn)
             .await?;
     }
+    Ok(())
+}
 
-    let entries: Vec<ledger_entry::ActiveModel> = changes
-        .entries
+async fn insert_entries(txn: &DatabaseTransaction, entries: &[NewEntry]) -> Result<(), DbErr> {
+    let entries: Vec<ledger_entry::ActiveModel> = entries
         .iter()
         .map(|entry| ledger_entry::ActiveModel {
             id: NotSet,
