@@ -92,8 +92,7 @@ pub async fn connect_with(url: &str, timeouts: DbTimeouts) -> Result<DatabaseCon
 static SQLITE_WRITERS: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(Arc::default);
 
 /// Write transactions begun and committed by this process, for `atelier bench` (a figure that
-/// does not depend on the host's load, unlike throughput). A single-statement write through
-/// `with_write_turn` counts as one of each.
+/// does not depend on the host's load, unlike throughput).
 static WRITES_BEGUN: AtomicU64 = AtomicU64::new(0);
 static WRITES_COMMITTED: AtomicU64 = AtomicU64::new(0);
 
@@ -125,22 +124,6 @@ impl WriteTxn {
         WRITES_COMMITTED.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// Runs a single writing statement in this process's SQLite writer turn (see
-/// `SQLITE_WRITERS`); on PostgreSQL it just runs.
-pub async fn with_write_turn<T, Fut>(db: &DatabaseConnection, write: Fut) -> T
-where
-    Fut: Future<Output = T>,
-{
-    let _turn = if is_postgres(db) {
-        None
-    } else {
-        Some(SQLITE_WRITERS.lock().await)
-    };
-    WRITES_BEGUN.fetch_add(1, Ordering::Relaxed);
-    WRITES_COMMITTED.fetch_add(1, Ordering::Relaxed);
-    write.await
 }
 
 /// A transaction that will write: IMMEDIATE on SQLite (after this process's writer turn), a
