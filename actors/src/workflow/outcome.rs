@@ -50,3 +50,26 @@ crate::outcome_conversion!(WriteOutcome, CallbackStored, WriteOutcome::CallbackS
 /// Callbacks marked processed.
 pub struct CallbacksProcessed;
 crate::outcome_conversion!(WriteOutcome, CallbacksProcessed, WriteOutcome::CallbacksProcessed => CallbacksProcessed);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_converts_to_its_own_kind_only() {
+        assert!(matches!(
+            Rescheduled::try_from(WriteOutcome::Rescheduled(true)),
+            Ok(Rescheduled(true))
+        ));
+        let wrong = TransitionOutcome::try_from(WriteOutcome::CallbackStored(false))
+            .err()
+            .expect("a stored callback is no transition");
+        assert_eq!(wrong.expected, "TransitionOutcome");
+        assert_eq!(wrong.got, "CallbackStored(false)");
+        let error = crate::batcher::BatchError::from(wrong);
+        assert_eq!(
+            error.to_string(),
+            "the write failed on a bug: TransitionOutcome was answered with CallbackStored(false)"
+        );
+    }
+}
