@@ -105,6 +105,14 @@ impl Event {
         }
     }
 
+    /// The charge a settling event names.
+    fn charge(&self) -> Option<i64> {
+        match self {
+            Event::Stored { charge, .. } => Some(*charge),
+            _ => None,
+        }
+    }
+
     /// The reason recorded in the timeline.
     pub fn reason(&self) -> String {
         match self {
@@ -129,30 +137,47 @@ impl Event {
     }
 }
 
-/// (from, event, to). A callback may overtake the bookkeeping of the submission, so a result
-/// can arrive in `submitted` as well as in `awaiting_callback`.
-const TRANSITIONS: &[(WorkflowState, Kind, WorkflowState)] = &[
-    (Reserved, Kind::Accepted, Submitted),
-    (Reserved, Kind::FailedOver, Reserved),
-    (Reserved, Kind::Deferred, Reserved),
-    (Submitted, Kind::Waiting, AwaitingCallback),
-    (Submitted, Kind::ResultReady, Uploading),
-    (AwaitingCallback, Kind::ResultReady, Uploading),
-    (Uploading, Kind::Stored, Settled),
-    (Reserved, Kind::Failed, Released),
-    (Submitted, Kind::Failed, Released),
-    (AwaitingCallback, Kind::Failed, Released),
-    (Uploading, Kind::Failed, Released),
+/// What a transition does to the workflow's hold, in the transition's own transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldEffect {
+    Keep,
+    /// Charge what the event says and return the rest.
+    Settle,
+    /// Return everything.
+    Release,
+}
+
+use HoldEffect::{Keep, Release, Settle};
+
+/// (from, event, to, effect on the hold): each transition and its credit effect on one line.
+/// A callback may overtake the bookkeeping of the submission, so a result can arrive in
+/// `submitted` as well as in `awaiting_callback`.
+const TRANSITIONS: &[(WorkflowState, Kind, WorkflowState, HoldEffect)] = &[
+    (Reserved, Kind::Accepted, Submitted, Keep),
+    (Reserved, Kind::FailedOver, Reserved, Keep),
+    (Reserved, Kind::Deferred, Reserved, Keep),
+    (Submitted, Kind::Waiting, AwaitingCallback, Keep),
+    (Submitted, Kind::ResultReady, Uploading, Keep),
+    (AwaitingCallback, Kind::ResultReady, Uploading, Keep),
+    (Uploading, Kind::Stored, Settled, Settle),
+    (Reserved, Kind::Failed, Released, Release),
+    (Submitted, Kind::Failed, Released, Release),
+    (AwaitingCallback, Kind::Failed, Released, Release),
+    (Uploading, Kind::Failed, Released, Release),
 ];
+
+fn transition(from: WorkflowState, event: &Event) -> Option<(WorkflowState, HoldEffect)> {
+    let kind = event.kind();
+    TRANSITIONS
+        .iter()
+        .find(|(source, trigger, _, _)| *source == from && *trigger == kind)
+        .map(|(_, _, to, effect)| (*to, *effect))
+}
 
 /// The state `event` leads to from `from`, or `None` when it is not a transition (including
 /// every event in a terminal state).
 pub fn next(from: WorkflowState, event: &Event) -> Option<WorkflowState> {
-    let kind = event.kind();
-    TRANSITIONS
-        .iter()
-        .find(|(source, trigger, _)| *source == from && *trigger == kind)
-        .map(|(_, _, to)| *to)
+    transition(from, event).map(|(to, _)| to)
 }
 
 /// The states a workflow still has work in.
@@ -167,18 +192,20 @@ pub fn hold_state(state: WorkflowState) -> HoldState {
     }
 }
 
-/// The credit effect of moving `row` by `event`: a terminal transition settles or releases
-/// the workflow's hold, in the same transaction.
+/// The credit effect of moving `row` (still in the state it moves from) by `event`, as the
+/// table says: a terminal transition settles or releases the workflow's hold. Settling
+/// charges the event's charge (only `Stored` settles); no transition, no command.
 pub fn ledger_command(event: &Event, row: &Row) -> Option<Command> {
-    match event {
-        Event::Stored { charge, .. } => Some(Command::Settle {
+    let (_, effect) = transition(row.state, event)?;
+    match effect {
+        Keep => None,
+        Settle => Some(Command::Settle {
             hold_id: row.hold_id,
-            amount: *charge,
+            amount: event.charge().unwrap_or_else(|| row.charge_due()),
         }),
-        Event::Failed { .. } => Some(Command::Release {
+        Release => Some(Command::Release {
             hold_id: row.hold_id,
         }),
-        _ => None,
     }
 }
 
@@ -272,6 +299,71 @@ mod tests {
                 assert_eq!(after, Some(Released), "{state:?}");
             }
         }
+    }
+
+    /// The hold a transition leaves is the one its target state implies (what `verify`
+    /// checks), and only terminal states resolve it.
+    #[test]
+    fn each_transitions_hold_effect_matches_the_state_it_leads_to() {
+        for (from, _, to, effect) in TRANSITIONS {
+            let expected = match effect {
+                Keep => HoldState::Open,
+                Settle => HoldState::Settled,
+                Release => HoldState::Released,
+            };
+            assert_eq!(hold_state(*to), expected, "{from:?} -> {to:?}");
+            assert_eq!(to.is_terminal(), *effect != Keep, "{from:?} -> {to:?}");
+            assert!(LIVE.contains(from), "{from:?} is a source, so it is live");
+        }
+    }
+
+    #[test]
+    fn a_settle_charges_the_stored_events_charge_and_a_failure_releases() {
+        let row = Row {
+            id: uuid::Uuid::nil(),
+            account_id: uuid::Uuid::nil(),
+            state: Uploading,
+            version: 3,
+            provider: "simulator".into(),
+            cost: 5,
+            charge: None,
+            hold_id: uuid::Uuid::from_u128(7),
+            inputs: String::new(),
+            callback_token: String::new(),
+            provider_task_id: None,
+            result_source: None,
+            result_key: None,
+            attempt: 0,
+            next_attempt_at: None,
+            deadline_at: DateTime::<Utc>::MIN_UTC,
+            error_code: None,
+            error_message: None,
+            created_at: DateTime::<Utc>::MIN_UTC,
+            updated_at: DateTime::<Utc>::MIN_UTC,
+        };
+        let stored = Event::Stored {
+            key: "k".into(),
+            charge: 3,
+        };
+        assert_eq!(
+            ledger_command(&stored, &row),
+            Some(Command::Settle {
+                hold_id: row.hold_id,
+                amount: 3
+            })
+        );
+        assert_eq!(
+            ledger_command(&failed(), &row),
+            Some(Command::Release {
+                hold_id: row.hold_id
+            })
+        );
+        let reserved = Row {
+            state: Reserved,
+            ..row
+        };
+        assert_eq!(ledger_command(&stored, &reserved), None, "no transition");
+        assert_eq!(ledger_command(&Event::Waiting, &reserved), None);
     }
 
     #[test]
