@@ -62,8 +62,7 @@ mod tests {
             Ok(Rescheduled(true))
         ));
         let wrong = TransitionOutcome::try_from(WriteOutcome::CallbackStored(false))
-            .err()
-            .expect("a stored callback is no transition");
+            .expect_err("a stored callback is no transition");
         assert_eq!(wrong.expected, "TransitionOutcome");
         assert_eq!(wrong.got, "CallbackStored(false)");
         let error = crate::batcher::BatchError::from(wrong);
