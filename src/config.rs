@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use atelier_actors::config_check::{check_base_url, check_range};
+use atelier_actors::config_check::{
+    MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_base_url, check_range,
+};
+use atelier_actors::engine::EngineConfig;
 use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::secret::SecretString;
@@ -35,7 +38,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
-    pub workflow: WorkflowSettings,
+    /// `[workflow]`: owned by the engine, which documents and checks its keys.
+    pub workflow: EngineConfig,
     pub inputs: InputSettings,
     pub outbound: OutboundSettings,
     pub images: ImageSettings,
@@ -80,29 +84,11 @@ pub struct SimulatorSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkflowSettings {
-    /// Past this many seconds after creation a generation is released with `timeout`.
-    pub overall_deadline_secs: u64,
-    /// Seconds a provider has to accept a task before the submission counts as failed.
-    pub submit_deadline_secs: u64,
-    /// Seconds to wait for a callback before asking the provider.
-    pub callback_deadline_secs: u64,
-    /// How long signed URLs for results and inputs stay valid, in seconds.
-    pub url_ttl_secs: u64,
-    /// Seconds a result download may take.
-    pub download_timeout_secs: u64,
-    /// Seconds one step of a workflow (a submission, a poll, an upload) may take; a step is
-    /// also always cut at the workflow's next deadline.
-    pub step_timeout_secs: u64,
-    /// Whether this process drives workflows (off: it only serves the API).
-    pub run_engine: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InputSettings {
     /// An alias of `outbound.allowed_hosts` (both lists count).
     pub allowed_hosts: Vec<String>,
+    /// Largest image the engine fetches from an input URL, in bytes.
+    pub max_bytes: usize,
 }
 
 /// `[outbound]`: the policy for everything Atelier fetches (inputs, results), and the
@@ -239,17 +225,10 @@ impl Default for Settings {
                 max_batch: atelier_actors::ledger::DEFAULT_MAX_BATCH,
                 expiry_sweep_interval_secs: 60,
             },
-            workflow: WorkflowSettings {
-                overall_deadline_secs: 900,
-                submit_deadline_secs: 60,
-                callback_deadline_secs: 120,
-                url_ttl_secs: 3600,
-                download_timeout_secs: 60,
-                step_timeout_secs: 120,
-                run_engine: true,
-            },
+            workflow: EngineConfig::default(),
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
+                max_bytes: 20 * 1024 * 1024,
             },
             outbound: OutboundSettings {
                 allowed_hosts: Vec::new(),
@@ -381,7 +360,13 @@ impl Settings {
             provider.validate(name)?;
         }
         self.http.check()?;
-        self.workflow.check()?;
+        self.workflow.validate()?;
+        check_range(
+            "inputs.max_bytes",
+            self.inputs.max_bytes,
+            MIN_BODY_BYTES,
+            MAX_BODY_BYTES,
+        )?;
         self.simulator.check()?;
         self.database.check()?;
         self.outbound.check()?;
@@ -427,15 +412,8 @@ impl Settings {
     }
 }
 
-/// Longest any configured wait, interval or validity may be, in seconds (30 days): beyond any
-/// sensible setting, and far from where sums with `Instant` or `chrono` overflow.
-pub const MAX_SECS: u64 = 30 * 24 * 3600;
 /// Longest a simulator delay may be, in milliseconds (an hour).
 const MAX_DELAY_MS: u64 = 3600 * 1000;
-/// Body limits: at least 1 KiB (a limit of 0 refuses everything), at most 1 GiB (held in
-/// memory).
-const MIN_BODY_BYTES: usize = 1024;
-const MAX_BODY_BYTES: usize = 1 << 30;
 const MAX_WORKERS: usize = 1024;
 const MAX_BATCH: usize = 10_000;
 /// Longest secret accepted, in characters: a bound, not a policy.
@@ -451,25 +429,6 @@ impl HttpSettings {
             ("http.callback_limit_bytes", self.callback_limit_bytes),
         ] {
             check_range(key, value, MIN_BODY_BYTES, MAX_BODY_BYTES)?;
-        }
-        Ok(())
-    }
-}
-
-impl WorkflowSettings {
-    fn check(&self) -> Result<(), String> {
-        for (key, value) in [
-            ("workflow.overall_deadline_secs", self.overall_deadline_secs),
-            ("workflow.submit_deadline_secs", self.submit_deadline_secs),
-            (
-                "workflow.callback_deadline_secs",
-                self.callback_deadline_secs,
-            ),
-            ("workflow.url_ttl_secs", self.url_ttl_secs),
-            ("workflow.download_timeout_secs", self.download_timeout_secs),
-            ("workflow.step_timeout_secs", self.step_timeout_secs),
-        ] {
-            check_range(key, value, 1, MAX_SECS)?;
         }
         Ok(())
     }
@@ -672,6 +631,17 @@ mod tests {
                 "workflow.step_timeout_secs",
             ),
             ("images.max_width = 0", "images.max_width"),
+            ("inputs.max_bytes = 0", "inputs.max_bytes"),
+            ("inputs.max_bytes = 100000000000", "inputs.max_bytes"),
+            ("workflow.max_result_bytes = 0", "workflow.max_result_bytes"),
+            ("workflow.max_attempts = 0", "workflow.max_attempts"),
+            ("workflow.backoff_min_ms = 0", "workflow.backoff_min_ms"),
+            (
+                "workflow.backoff_max_ms = 100000000000",
+                "workflow.backoff_max_ms",
+            ),
+            ("workflow.tick_ms = 0", "workflow.tick_ms"),
+            ("workflow.max_batch = 0", "workflow.max_batch"),
             ("simulator.max_tasks = 0", "simulator.max_tasks"),
             ("simulator.api_key = \"short\"", "simulator.api_key"),
         ] {
@@ -681,6 +651,31 @@ mod tests {
             assert!(error.starts_with("invalid configuration: "), "{error}");
             assert!(error.contains(key), "{toml}: {error}");
         }
+    }
+
+    /// The `[workflow]` section is the engine's own `EngineConfig`: what the file says reaches
+    /// it, the rest keeps its defaults.
+    #[test]
+    fn the_workflow_section_is_the_engines_configuration() {
+        let settings = from_toml(
+            "inputs.max_bytes = 4096\n[workflow]\nmax_attempts = 3\ntick_ms = 50\n\
+             backoff_min_ms = 10\nbackoff_max_ms = 20\nmax_result_bytes = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(
+            settings.workflow,
+            EngineConfig {
+                max_attempts: 3,
+                tick_ms: 50,
+                backoff_min_ms: 10,
+                backoff_max_ms: 20,
+                max_result_bytes: 2048,
+                ..EngineConfig::default()
+            }
+        );
+        assert_eq!(settings.inputs.max_bytes, 4096);
+        let unknown = from_toml("workflow.max_attempt = 3").unwrap_err();
+        assert!(unknown.contains("max_attempt"), "{unknown}");
     }
 
     #[test]
@@ -741,11 +736,34 @@ mod tests {
             value.as_object().unwrap().keys().cloned().collect()
         };
         let text = std::fs::read_to_string(example).unwrap();
-        for key in keys(as_json(&Settings::default())) {
+        let defaults = as_json(&Settings::default());
+        for key in keys(defaults.clone()) {
             assert!(
                 text.contains(&key),
                 "atelier.example.toml does not mention {key}"
             );
+        }
+        // Each section's keys as set (or commented out) in the file: `[workflow]` takes its
+        // defaults for keys a file leaves out, so parsing alone would not notice one missing.
+        // `[providers]` is a table of tables, checked by its own example.
+        let set = |key: &str| {
+            text.lines().any(|line| {
+                let line = line.trim_start_matches("# ");
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with(" ="))
+            })
+        };
+        for section in keys(defaults.clone()) {
+            if let (false, serde_json::Value::Object(fields)) =
+                (section == "providers", &defaults[&section])
+            {
+                for key in fields.keys() {
+                    assert!(
+                        set(key),
+                        "atelier.example.toml does not set {section}.{key}"
+                    );
+                }
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 //! provider adapters behind their actors, the workflow writer, the engine (unless
 //! `workflow.run_engine` is off), and the HTTP server. Tests build the same thing on port 0,
 //! with `Seams`.
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::{Drain, Engine};
-use atelier_actors::engine::{Deps, EngineConfig, FetchClients, StepHook, UrlForKey};
+use atelier_actors::engine::{Deps, FetchClients, StepHook, UrlForKey};
 use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
@@ -29,7 +30,7 @@ use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
-use atelier_actors::workflow::{BatchFault, DEFAULT_MAX_BATCH as WORKFLOW_BATCH, Workflows};
+use atelier_actors::workflow::{BatchFault, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
@@ -130,7 +131,7 @@ impl Application {
             db.clone(),
             clock.clone(),
             BatchLimits {
-                max_batch: WORKFLOW_BATCH,
+                max_batch: settings.workflow.max_batch,
                 deadline: batch_deadline,
             },
             seams.batch_fault,
@@ -149,7 +150,12 @@ impl Application {
                     &clock,
                     settings.workflow.url_ttl_secs,
                 ),
-                config: engine_config(&settings, &public_url),
+                config: settings.workflow.clone(),
+                public_url: public_url.clone(),
+                max_input_bytes: settings.inputs.max_bytes,
+                image_limits: settings.images.limits(),
+                chain: settings.providers.chain.clone(),
+                prices: prices(&settings),
                 step_hook,
                 draining: Arc::default(),
             })
@@ -249,25 +255,13 @@ fn url_for_key(
     Arc::new(move |key: &str| signer.url(&base, key, saturating_after(clock.now(), ttl_secs)))
 }
 
-/// The engine's configuration, from `[workflow]`, `[http]`, `[images]` and `[providers]`.
-fn engine_config(settings: &Settings, public_url: &str) -> EngineConfig {
-    let workflow = &settings.workflow;
-    EngineConfig {
-        public_url: public_url.to_owned(),
-        submit_deadline: Duration::from_secs(workflow.submit_deadline_secs),
-        callback_deadline: Duration::from_secs(workflow.callback_deadline_secs),
-        max_input_bytes: settings.http.upload_limit_bytes,
-        download_timeout: Duration::from_secs(workflow.download_timeout_secs),
-        step_timeout: Duration::from_secs(workflow.step_timeout_secs),
-        image_limits: settings.images.limits(),
-        chain: settings.providers.chain.clone(),
-        prices: settings
-            .providers
-            .iter()
-            .map(|(name, config)| (name.clone(), config.cost))
-            .collect(),
-        ..EngineConfig::default()
-    }
+/// What each configured provider costs, for failover.
+fn prices(settings: &Settings) -> HashMap<String, i64> {
+    settings
+        .providers
+        .iter()
+        .map(|(name, config)| (name.clone(), config.cost))
+        .collect()
 }
 
 /// The actix server on `listener`, running.

@@ -243,7 +243,7 @@ fn configuration_errors_carry_the_documented_prefix() {
     let dir = scratch_dir();
     let replicate = dir.join("replicate.toml");
     std::fs::write(&replicate, "[providers.replicate]\ncost = 2\n").unwrap();
-    let cases: [(&str, String, &str); 4] = [
+    let cases: [(&str, String, &str); 6] = [
         (
             "ATELIER_CONFIG",
             dir.join("missing.toml").display().to_string(),
@@ -260,6 +260,12 @@ fn configuration_errors_carry_the_documented_prefix() {
             "0".into(),
             "http.upload_limit_bytes",
         ),
+        (
+            "ATELIER_WORKFLOW__MAX_ATTEMPTS",
+            "0".into(),
+            "workflow.max_attempts",
+        ),
+        ("ATELIER_INPUTS__MAX_BYTES", "0".into(), "inputs.max_bytes"),
     ];
     for (variable, value, named) in cases {
         let child = atelier_command(&sqlite_url(&dir))

@@ -30,6 +30,7 @@ database_tests!(
     an_open_circuit_with_nowhere_to_go_shows_in_the_timeline,
     a_failover_charges_the_cheaper_price_and_never_the_dearer,
     a_result_redirected_to_a_private_address_is_refused,
+    a_small_attempt_count_releases_sooner,
 );
 
 fn replicate(emulator: &Emulator, cost: i64) -> ProviderConfig {
@@ -111,6 +112,17 @@ async fn settled(app: &TestApp, key: &str, id: &str) -> Value {
     let generation = app.wait_terminal(key, id, Duration::from_secs(20)).await;
     assert_eq!(generation["state"], "settled", "{generation}");
     generation
+}
+
+/// A new generation, followed until it is released with `provider_failed`, one reason in its
+/// timeline being `expected`.
+async fn released_as_provider_failed(app: &TestApp, key: &str, expected: impl Fn(&str) -> bool) {
+    let id = generate(app, key).await;
+    let generation = app.wait_terminal(key, &id, Duration::from_secs(20)).await;
+    assert_eq!(generation["state"], "released", "{generation}");
+    assert_eq!(generation["error"]["code"], "provider_failed");
+    let reasons = reasons(app, key, &id).await;
+    assert!(reasons.iter().any(|reason| expected(reason)), "{reasons:?}");
 }
 
 async fn available(app: &TestApp, key: &str) -> i64 {
@@ -460,17 +472,7 @@ async fn an_open_circuit_with_nowhere_to_go_shows_in_the_timeline(url: String) {
     })
     .await;
     let (_, key) = app.funded_account(1).await;
-    let id = generate(&app, &key).await;
-    let generation = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;
-    assert_eq!(generation["state"], "released", "{generation}");
-    assert_eq!(generation["error"]["code"], "provider_failed");
-    let reasons = reasons(&app, &key, &id).await;
-    assert!(
-        reasons
-            .iter()
-            .any(|reason| reason == "replicate's circuit is open"),
-        "{reasons:?}"
-    );
+    released_as_provider_failed(&app, &key, |reason| reason == "replicate's circuit is open").await;
     assert_eq!(down.submissions().len(), 1, "the open circuit kept us away");
     assert_eq!(available(&app, &key).await, 1);
 }
@@ -538,4 +540,29 @@ async fn a_result_redirected_to_a_private_address_is_refused(url: String) {
     assert!(reason.contains("not public"), "{timeline:?}");
     assert_eq!(available(&app, &key).await, 3);
     assert!(private.accept().is_err(), "the private address was reached");
+}
+
+/// `workflow.max_attempts` and the backoff bounds take effect: a provider that always answers
+/// 503, with nowhere to fail over to, is given up after 2 attempts, spaced by the short
+/// backoff, long before the submit deadline would release it.
+async fn a_small_attempt_count_releases_sooner(url: String) {
+    let down = Emulator::start(Mode::Unavailable).await;
+    let mut config = replicate(&down, 1);
+    // The circuit stays closed: every attempt reaches the provider.
+    config.breaker_threshold = 100;
+    let app = app_with(&url, vec![("replicate", config)], |settings| {
+        settings.workflow.submit_deadline_secs = 600;
+        settings.workflow.max_attempts = 2;
+        settings.workflow.backoff_min_ms = 10;
+        settings.workflow.backoff_max_ms = 20;
+        settings.workflow.tick_ms = 20;
+    })
+    .await;
+    let (_, key) = app.funded_account(1).await;
+    released_as_provider_failed(&app, &key, |reason| {
+        reason.contains("gave up after 2 attempts")
+    })
+    .await;
+    assert_eq!(down.submissions().len(), 2, "one retry, then released");
+    assert_eq!(available(&app, &key).await, 1);
 }

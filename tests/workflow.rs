@@ -33,6 +33,8 @@ database_tests!(
     an_oversized_url_input_releases_with_input_unavailable,
     the_simulator_wants_its_key_and_serves_results_only_at_their_url,
     the_simulator_task_table_is_bounded_and_forgets_old_tasks,
+    an_input_over_inputs_max_bytes_releases_though_uploads_allow_it,
+    a_result_over_max_result_bytes_releases_with_invalid_result,
 );
 
 /// One generation on a fresh app with the engine (`configure` adjusts the settings), followed
@@ -418,22 +420,23 @@ async fn app_fetching_local_inputs(url: &str) -> TestApp {
     .await
 }
 
+/// `POST /v1/uploads` of a PNG.
+async fn upload_png(app: &TestApp, key: &str, png: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(key)
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn url_inputs_are_copied_into_our_storage(url: String) {
     let app = app_fetching_local_inputs(&url).await;
     let (_, key) = app.funded_account(3).await;
     let person = common::png(20, 30, [250, 250, 250]);
-    let upload: Value = app
-        .client
-        .post(app.url("/v1/uploads"))
-        .bearer_auth(&key)
-        .header("content-type", "image/png")
-        .body(person)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upload: Value = upload_png(&app, &key, person).await.json().await.unwrap();
     let mut body = common::generation_body();
     // An http:// URL on an allowed host: fetched by the engine, not handed to the provider.
     body["person_image"] = upload["url"].clone();
@@ -644,4 +647,71 @@ async fn the_simulator_task_table_is_bounded_and_forgets_old_tasks(url: String) 
             .unwrap();
         assert_eq!(response.status(), status, "task {id}");
     }
+}
+
+/// A PNG of `width`×`height` pixels of noise, which does not compress: 3 bytes a pixel.
+fn noisy_png(width: u32, height: u32) -> Vec<u8> {
+    let mut seed = 0x2545_f491_u32;
+    let image = image::RgbImage::from_fn(width, height, |_, _| {
+        // xorshift: noise enough to defeat deflate, the same on every run.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let [r, g, b, _] = seed.to_le_bytes();
+        image::Rgb([r, g, b])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode png");
+    bytes.into_inner()
+}
+
+/// `inputs.max_bytes` is the URL-input limit, not `http.upload_limit_bytes`: an image the
+/// upload endpoint takes is refused as an input URL past the input limit.
+async fn an_input_over_inputs_max_bytes_releases_though_uploads_allow_it(url: String) {
+    let app = TestApp::spawn_engine(
+        &url,
+        |s| {
+            s.inputs.allowed_hosts = vec!["127.0.0.1".into()];
+            s.inputs.max_bytes = 4096;
+        },
+        None,
+    )
+    .await;
+    let (_, key) = app.funded_account(3).await;
+    let person = noisy_png(64, 64);
+    assert!(person.len() > 4096, "{} bytes", person.len());
+    let upload = upload_png(&app, &key, person).await;
+    assert_eq!(upload.status(), 201, "the upload limit allows it");
+    let upload: Value = upload.json().await.unwrap();
+    let mut body = common::generation_body();
+    body["person_image"] = upload["url"].clone();
+    let why = released_for(&app, &key, &body, "input_unavailable").await;
+    assert!(why.contains("larger than 4096 bytes"), "{why}");
+}
+
+/// `workflow.max_result_bytes` bounds the result download: a result larger than it is
+/// released with `invalid_result`, its credits back.
+async fn a_result_over_max_result_bytes_releases_with_invalid_result(url: String) {
+    let app = TestApp::spawn_engine(&url, |s| s.workflow.max_result_bytes = 1024, None).await;
+    let (_, key) = app.funded_account(3).await;
+    let mut body = common::generation_body();
+    // The simulator's result is the person photo's size: noise makes it larger than 1 KiB.
+    body["person_image"] = json!(common::data_uri(&noisy_png(64, 64)));
+    let why = released_for(&app, &key, &body, "invalid_result").await;
+    assert!(why.contains("larger than 1024 bytes"), "{why}");
+}
+
+/// Creates a generation of `body` and follows it until it is released with `code` (the
+/// account's 3 credits back): the reason of its last event.
+async fn released_for(app: &TestApp, key: &str, body: &Value, code: &str) -> String {
+    let response = app.post_generation(key, body, None).await;
+    assert_eq!(response.status(), 202);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    let done = app.wait_terminal(key, id, WITHIN).await;
+    assert_released(app, key, &done, code).await;
+    let timeline = app.timeline(key, id).await;
+    timeline.last().unwrap().2.clone()
 }

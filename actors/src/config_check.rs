@@ -1,6 +1,14 @@
 //! Checks shared by every part of the configuration, each answering with a message that names
 //! the key, so that a bad setting stops the start instead of panicking or wedging later.
 
+/// Longest any configured wait, interval or validity may be, in seconds (30 days): beyond any
+/// sensible setting, and far from where sums with `Instant` or `chrono` overflow.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// Size limits: at least 1 KiB (a limit of 0 refuses everything), at most 1 GiB (held in
+/// memory).
+pub const MIN_BODY_BYTES: usize = 1024;
+pub const MAX_BODY_BYTES: usize = 1 << 30;
+
 /// `value` within `min..=max`, or a message naming `key`.
 pub fn check_range<T: PartialOrd + std::fmt::Display>(
     key: &str,

@@ -152,7 +152,7 @@ impl Actor for Engine {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let tick = self.deps.config.tick;
+        let tick = self.deps.config.tick();
         self.tick(ctx);
         ctx.run_interval(tick, |engine, ctx| engine.tick(ctx));
     }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use atelier_entities::workflow::{self, WorkflowState};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use sea_orm::DbErr;
 use uuid::Uuid;
@@ -16,9 +15,6 @@ use crate::batcher::BatchError;
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
 use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
 use crate::workflow::{Event, FailureCode, TransitionOutcome, Via, read};
-
-/// Attempts at one step before the workflow is released.
-const MAX_ATTEMPTS: i32 = 8;
 
 /// Longest task id a provider may give us: the column's size.
 pub const MAX_TASK_ID: usize = 255;
@@ -108,13 +104,13 @@ async fn bounded_step(
     // A little past the deadline, so that the deadline has passed when the next turn looks.
     let limit = deps
         .config
-        .step_timeout
+        .step_timeout()
         .min(until_deadline + Duration::from_millis(20));
     let step = async {
         match row.state {
             WorkflowState::Reserved => submit(deps, row, now).await,
             WorkflowState::Submitted => {
-                let next = now + chrono_duration(deps.config.callback_deadline);
+                let next = now + chrono_duration(deps.config.callback_deadline());
                 apply(deps, row, Event::Waiting, Some(next)).await
             }
             WorkflowState::AwaitingCallback => await_result(deps, row, now).await,
@@ -124,12 +120,12 @@ async fn bounded_step(
     };
     match tokio::time::timeout(limit, step).await {
         Ok(step) => step,
-        Err(_) if limit < deps.config.step_timeout => {
+        Err(_) if limit < deps.config.step_timeout() => {
             tracing::warn!(generation_id = %row.id, state = row.state.as_str(), "step cut short at the workflow's deadline");
             Ok(Step::Continue(None))
         }
         Err(_) => {
-            let error = format!("the step took longer than {:?}", deps.config.step_timeout);
+            let error = format!("the step took longer than {:?}", deps.config.step_timeout());
             tracing::warn!(generation_id = %row.id, state = row.state.as_str(), %error, "step timed out");
             let code = match row.state {
                 WorkflowState::Uploading => FailureCode::UploadFailed,
@@ -145,25 +141,13 @@ async fn bounded_step(
 fn next_deadline(deps: &Deps, row: &workflow::Model) -> DateTime<Utc> {
     let mut deadline = row.deadline_at;
     if row.state == WorkflowState::Reserved {
-        deadline = deadline.min(row.created_at + chrono_duration(deps.config.submit_deadline));
+        deadline = deadline.min(row.created_at + chrono_duration(deps.config.submit_deadline()));
     }
     deadline
 }
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
-}
-
-/// Exponential backoff with jitter for the `attempt`-th retry, from `backon`.
-pub fn retry_delay(attempt: i32) -> Duration {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(60))
-        .with_max_times(usize::MAX)
-        .with_jitter()
-        .build()
-        .nth(attempt.max(0) as usize)
-        .unwrap_or(Duration::from_secs(60))
 }
 
 async fn apply(
@@ -244,7 +228,8 @@ async fn fail_consuming(
     Ok(step)
 }
 
-/// Records a failed attempt: retried later with backoff, or released after `MAX_ATTEMPTS`.
+/// Records a failed attempt: retried later with backoff, or released after
+/// `workflow.max_attempts`.
 async fn retry_later(
     deps: &Deps,
     row: &workflow::Model,
@@ -253,7 +238,7 @@ async fn retry_later(
     at_least: Option<Duration>,
 ) -> Result<Step, StepError> {
     let attempt = row.attempt + 1;
-    if attempt >= MAX_ATTEMPTS {
+    if deps.config.out_of_attempts(attempt) {
         return fail(
             deps,
             row,
@@ -274,7 +259,10 @@ async fn schedule_attempt(
     at_least: Option<Duration>,
 ) -> Result<Step, StepError> {
     let attempt = row.attempt + 1;
-    let delay = retry_delay(row.attempt).max(at_least.unwrap_or_default());
+    let delay = deps
+        .config
+        .retry_delay(row.attempt)
+        .max(at_least.unwrap_or_default());
     let now = deps.clock.now();
     tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %reason, "will look again");
     // Never past a deadline that would end the wait anyway: the deadline decides, on time.
@@ -303,7 +291,7 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
-    if now >= row.created_at + chrono_duration(deps.config.submit_deadline) {
+    if now >= row.created_at + chrono_duration(deps.config.submit_deadline()) {
         return fail(
             deps,
             row,
@@ -342,7 +330,7 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         aspect_ratio: inputs.aspect_ratio.clone(),
         webhook_url: format!(
             "{}/webhooks/{}/{}?token={}",
-            deps.config.public_url.trim_end_matches('/'),
+            deps.public_url.trim_end_matches('/'),
             row.provider,
             row.id,
             row.callback_token
@@ -412,7 +400,7 @@ async fn accepted(
         return step;
     }
     // Accepted, then waiting: sent together so that they share a transaction.
-    let waiting_until = now + chrono_duration(deps.config.callback_deadline);
+    let waiting_until = now + chrono_duration(deps.config.callback_deadline());
     let accepted = apply(deps, row, Event::Accepted { task_id }, Some(now));
     let waiting = deps.workflows.transition(
         row.id,
@@ -444,18 +432,18 @@ async fn submit_failed(
         ProviderError::Account(detail) => format!("{name} refuses our account: {detail}"),
     };
     let attempt = row.attempt + 1;
-    if attempt >= MAX_ATTEMPTS {
+    if deps.config.out_of_attempts(attempt) {
         let message = format!("gave up after {attempt} attempts: {why}");
         return fail(deps, row, FailureCode::ProviderFailed, message).await;
     }
-    let submit_by = row.created_at + chrono_duration(deps.config.submit_deadline);
+    let submit_by = row.created_at + chrono_duration(deps.config.submit_deadline());
     if let Some((to, price)) = failover_target(deps, row) {
         // Straight on to the next provider while the chain has untried ones; once round,
         // back off as a retry would.
-        let delay = if (attempt as usize) < deps.config.chain.len() {
+        let delay = if (attempt as usize) < deps.chain.len() {
             Duration::ZERO
         } else {
-            retry_delay(row.attempt)
+            deps.config.retry_delay(row.attempt)
         };
         let next = (now + chrono_duration(delay)).min(submit_by);
         tracing::warn!(generation_id = %row.id, from = %name, %to, %why, "failing over");
@@ -468,8 +456,9 @@ async fn submit_failed(
     }
     match error {
         ProviderError::CircuitOpen { retry_after } => {
-            let next =
-                (now + chrono_duration(retry_after.max(retry_delay(row.attempt)))).min(submit_by);
+            let next = (now
+                + chrono_duration(retry_after.max(deps.config.retry_delay(row.attempt))))
+            .min(submit_by);
             apply(deps, row, Event::Deferred { why }, Some(next)).await
         }
         other => provider_error(deps, row, other).await,
@@ -479,7 +468,7 @@ async fn submit_failed(
 /// The provider after this workflow's in `providers.chain` (round the end) that is
 /// configured and that the hold covers, with its price.
 fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> {
-    let chain = &deps.config.chain;
+    let chain = &deps.chain;
     let at = chain.iter().position(|name| *name == row.provider)?;
     chain
         .iter()
@@ -488,7 +477,7 @@ fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> 
         .take(chain.len() - 1)
         .filter(|name| **name != row.provider && deps.providers.contains_key(*name))
         .find_map(|name| {
-            let price = *deps.config.prices.get(name)?;
+            let price = *deps.prices.get(name)?;
             (price <= row.cost).then(|| (name.clone(), price))
         })
 }
@@ -695,7 +684,7 @@ async fn result_source(
         &deps.fetch.results,
         &output,
         limit,
-        deps.config.download_timeout,
+        deps.config.download_timeout(),
         invalid,
         invalid,
     )
@@ -754,7 +743,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         &deps.fetch.results,
         &source,
         config.max_result_bytes,
-        config.download_timeout,
+        config.download_timeout(),
         FailureCode::UploadFailed,
         FailureCode::InvalidResult,
     )
@@ -791,13 +780,12 @@ async fn copy_input(
     if deps.storage.exists(&key).await.unwrap_or(false) {
         return Ok(key);
     }
-    let config = &deps.config;
     match fetch::input(
         &deps.fetch.inputs,
         url,
-        config.max_input_bytes,
-        config.download_timeout,
-        &config.image_limits,
+        deps.max_input_bytes,
+        deps.config.download_timeout(),
+        &deps.image_limits,
     )
     .await
     {

@@ -128,6 +128,8 @@ impl Book {
         self.packages.get(&package_id)
     }
 
+    /// The account's recorded balances (what the book tests inspect).
+    #[cfg(test)]
     pub fn totals(&self, account_id: Uuid) -> Option<Totals> {
         self.accounts.get(&account_id).copied()
     }

@@ -49,10 +49,6 @@ impl Breaker {
         }
     }
 
-    pub fn circuit(&self) -> Circuit {
-        self.circuit
-    }
-
     pub fn admit(&mut self, now: Instant) -> Admission {
         match self.circuit {
             Circuit::Closed { .. } => Admission::Proceed,
@@ -173,6 +169,6 @@ mod tests {
         let rejected: Result<(), _> = Err(ProviderError::Permanent("bad image".into()));
         breaker.record(&rejected, start);
         breaker.record(&failure(), start);
-        assert_eq!(breaker.circuit(), Circuit::Closed { failures: 1 });
+        assert_eq!(breaker.circuit, Circuit::Closed { failures: 1 });
     }
 }
