@@ -137,28 +137,16 @@ impl Application {
             seams.batch_fault,
         );
         let engine = settings.workflow.run_engine.then(|| {
-            Engine::start_on_own_thread(Deps {
-                db: db.clone(),
-                workflows: workflows.clone(),
-                storage: storage.clone(),
-                providers: providers.clone(),
-                clock: clock.clone(),
-                fetch: fetch_clients,
-                url_for_key: url_for_key(
-                    &signer,
-                    &public_url,
-                    &clock,
-                    settings.workflow.url_ttl_secs,
-                ),
-                config: settings.workflow.clone(),
-                public_url: public_url.clone(),
-                max_input_bytes: settings.inputs.max_bytes,
-                image_limits: settings.images.limits(),
-                chain: settings.providers.chain.clone(),
-                prices: prices(&settings),
-                step_hook,
-                draining: Arc::default(),
-            })
+            let parts = EngineParts {
+                db: &db,
+                workflows: &workflows,
+                storage: &storage,
+                providers: &providers,
+                clock: &clock,
+                signer: &signer,
+                public_url: &public_url,
+            };
+            start_engine(&settings, parts, fetch_clients, step_hook)
         });
         let state = web::Data::new(AppState {
             db,
@@ -423,5 +411,48 @@ fn adapter(
                 "providers.{name}: no adapter {other:?} (known: simulator, cog, replicate, fal)"
             ));
         }
+    })
+}
+
+/// What the engine shares with the rest of the service.
+struct EngineParts<'a> {
+    db: &'a DatabaseConnection,
+    workflows: &'a Workflows,
+    storage: &'a Storage,
+    providers: &'a Providers,
+    clock: &'a Arc<dyn Clock>,
+    signer: &'a UrlSigner,
+    public_url: &'a str,
+}
+
+/// Starts the engine on its own thread with `[workflow]` as it is and the settings it needs
+/// from other sections.
+fn start_engine(
+    settings: &Settings,
+    parts: EngineParts<'_>,
+    fetch: FetchClients,
+    step_hook: Option<StepHook>,
+) -> actix::Addr<Engine> {
+    Engine::start_on_own_thread(Deps {
+        db: parts.db.clone(),
+        workflows: parts.workflows.clone(),
+        storage: parts.storage.clone(),
+        providers: parts.providers.clone(),
+        clock: parts.clock.clone(),
+        fetch,
+        url_for_key: url_for_key(
+            parts.signer,
+            parts.public_url,
+            parts.clock,
+            settings.workflow.url_ttl_secs,
+        ),
+        config: settings.workflow.clone(),
+        public_url: parts.public_url.to_owned(),
+        max_input_bytes: settings.inputs.max_bytes,
+        image_limits: settings.images.limits(),
+        chain: settings.providers.chain.clone(),
+        prices: prices(settings),
+        step_hook,
+        draining: Arc::default(),
     })
 }

@@ -35,26 +35,7 @@ pub async fn create(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let declared = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .map(|value| {
-            value
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .and_then(|mime| ImageKind::from_mime(&mime))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "Content-Type must be image/png, image/jpeg or image/webp",
-            )
-        })?;
+    let declared = declared_kind(&request)?;
     let limit = state.settings.http.upload_limit_bytes;
     let mut payload: Payload = payload.into_inner();
     let body = read_limited(&mut payload, limit).await?;
@@ -100,6 +81,30 @@ pub async fn create(
         size,
         created_at: row.created_at,
     }))
+}
+
+/// The image kind the request's `Content-Type` declares; anything else is 415.
+fn declared_kind(request: &HttpRequest) -> Result<ImageKind, ApiError> {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .and_then(|mime| ImageKind::from_mime(&mime))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Content-Type must be image/png, image/jpeg or image/webp",
+            )
+        })
 }
 
 /// An upload the account made (the `uploads` table's one read).
