@@ -2,17 +2,15 @@
 //! (`tests/emulators`), through the whole service: submission, signed and unsigned callbacks,
 //! confirmation by polling, throttling, unknown statuses, failed results, actual-cost charges,
 //! failover along `providers.chain` and the circuit breaker.
-mod common;
-mod emulators;
 
 use std::time::{Duration, Instant};
 
+use crate::common::{TestApp, error_code, generation_body};
+use crate::emulators::{Emulator, FAL_KEY, Mode, REPLICATE_TOKEN, result_png};
 use atelier::config::Settings;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::providers::signature::Secret;
 use atelier_entities::{webhook_inbox, workflow};
-use common::{TestApp, error_code, generation_body};
-use emulators::{Emulator, FAL_KEY, Mode, REPLICATE_TOKEN, result_png};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 

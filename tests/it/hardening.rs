@@ -3,13 +3,14 @@
 //! bookkeeping and its effect, a provider's task id too long for its column, a lock held by
 //! another session, timelines written under load, and callbacks from a provider a generation
 //! left. Against each database.
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::TestApp;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use atelier::config::Settings;
 use atelier_actors::providers::config::ProviderConfig;
@@ -18,7 +19,6 @@ use atelier_actors::workflow::batch::{self, WriteCommand};
 use atelier_actors::workflow::verify::verify_workflows;
 use atelier_actors::workflow::{Event, WorkflowState};
 use atelier_entities::{webhook_inbox, workflow};
-use common::TestApp;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 use serde_json::{Value, json};

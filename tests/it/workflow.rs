@@ -1,14 +1,14 @@
 //! The workflow end to end over real HTTP: the engine submits to the built-in simulator, which
 //! calls the webhook back; the result is copied into our storage and the credits charged once
 //! — or released with the right code when anything goes wrong. Against each database.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::{TestApp, error_code};
 use atelier_actors::workflow::WorkflowState;
-use common::{TestApp, error_code};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 

@@ -2,13 +2,13 @@
 //! simulator, and restarted each time: every generation ends terminal, settled + released =
 //! 200, the balance matches, and `atelier verify` passes. And SIGTERMed in the middle of a
 //! step: it finishes the step (HTTP still up) before it exits.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     ADMIN_TOKEN, atelier_command, free_port, generation_body, remote_account, wait_ready,
 };
 use rand::Rng;

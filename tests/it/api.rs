@@ -1,10 +1,9 @@
 //! The HTTP contract of the foundation (shared/API.md): accounts, grants, balances, the ledger
 //! list, auth and the error shape, over real HTTP against each database.
-mod common;
 
+use crate::common::{ADMIN_TOKEN, TestApp, error_code, start_of_test_time};
 use atelier_actors::ledger::sweeper;
 use chrono::Duration as Span;
-use common::{ADMIN_TOKEN, TestApp, error_code, start_of_test_time};
 use serde_json::{Value, json};
 
 database_tests!(

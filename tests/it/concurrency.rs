@@ -1,9 +1,8 @@
 //! Overspend: many concurrent holds against a small balance never take more than there is —
 //! through one ledger actor, through two independent ledgers sharing the database (as two
 //! processes would), and through two real OS processes.
-mod common;
 
-use common::{atelier_command, funded_account, open_ledger};
+use crate::common::{atelier_command, funded_account, open_ledger};
 
 use std::process::Stdio;
 

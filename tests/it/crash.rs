@@ -1,9 +1,8 @@
 //! A process doing holds and settles is SIGKILLed mid-way: afterwards `atelier verify` passes,
 //! every settle the process reported is in the database, and the balances add up to exactly what
 //! was committed. And `atelier verify` does notice when the books do not add up.
-mod common;
 
-use common::{atelier_command, funded_account, open_ledger};
+use crate::common::{atelier_command, funded_account, open_ledger};
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -1,11 +1,11 @@
 //! The real binary as an operator runs it: what it logs, what it refuses to start with, and
 //! the CLI's answers.
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
-use common::{ADMIN_TOKEN, atelier_command, free_port, wait_ready};
+use crate::common::{ADMIN_TOKEN, atelier_command, free_port, wait_ready};
 
 /// A throwaway directory for a SQLite database and the data dir.
 fn scratch_dir() -> PathBuf {

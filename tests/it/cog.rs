@@ -7,18 +7,17 @@
 //!
 //! The server runs from the Python named by `ATELIER_TEST_COG_PYTHON` (`.ci/cog-setup.sh`
 //! provides one, `.ci/run` sets it); without it these tests print a note and pass.
-mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use atelier::config::Settings;
-use atelier_actors::providers::config::ProviderConfig;
-use common::{
+use crate::common::{
     ADMIN_TOKEN, TestApp, atelier_command, data_uri, free_port, png, remote_account, wait_ready,
 };
+use atelier::config::Settings;
+use atelier_actors::providers::config::ProviderConfig;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 

@@ -1,12 +1,11 @@
 //! The generation endpoints of shared/API.md over real HTTP: creating holds the credits in the
 //! same transaction (402 creates nothing), idempotency keys, reading, listing, canceling, the
 //! timeline, uploads and signed result URLs — against each database.
-mod common;
 
+use crate::common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use atelier_actors::storage::Bytes;
 use atelier_actors::workflow::store::{self, TransitionOutcome};
 use atelier_actors::workflow::{Event, Via, WorkflowState};
-use common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
