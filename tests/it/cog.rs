@@ -253,7 +253,10 @@ async fn a_generation_on_cog_settles_with_the_models_image(url: String) {
         return;
     };
     let provider = cog.provider(&[]);
-    let app = TestApp::spawn_engine(&url, |s| on_cog(s, provider, 20), None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| on_cog(s, provider, 20))
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(CREDITS).await;
     let id = create(&app, &key, "a blue shirt").await;
     let done = app.wait_terminal(&key, &id, WITHIN).await;
@@ -331,7 +334,10 @@ async fn a_raising_model_releases_with_its_exception(url: String) {
         return;
     };
     let provider = cog.provider(&[]);
-    let app = TestApp::spawn_engine(&url, |s| on_cog(s, provider, 20), None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| on_cog(s, provider, 20))
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(CREDITS).await;
     let id = create(&app, &key, "please explode").await;
     let done = app.wait_terminal(&key, &id, WITHIN).await;
@@ -355,15 +361,13 @@ async fn a_cog_server_killed_mid_prediction_releases(url: String) {
     };
     let provider = cog.provider(&[("delay_ms", json!(3_000))]);
     const OVERALL_DEADLINE_SECS: u64 = 5;
-    let app = TestApp::spawn_engine(
-        &url,
-        |s| {
+    let app = TestApp::builder(&url)
+        .engine(|s| {
             on_cog(s, provider, OVERALL_DEADLINE_SECS);
             s.workflow.callback_deadline_secs = 1;
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(CREDITS).await;
     let created_at = Instant::now();
     let id = create(&app, &key, "doomed").await;
@@ -401,7 +405,10 @@ async fn a_time_priced_cog_charges_the_reported_compute(url: String) {
     // less than the 2 held.
     let mut provider = cog.provider(&[("delay_ms", json!(200))]);
     provider.credits_per_second = Some(1.0);
-    let app = TestApp::spawn_engine(&url, |s| on_cog(s, provider, 20), None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| on_cog(s, provider, 20))
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(CREDITS).await;
     let id = create(&app, &key, "by the second").await;
     let done = app.wait_terminal(&key, &id, WITHIN).await;

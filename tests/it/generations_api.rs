@@ -28,7 +28,7 @@ database_tests!(
 );
 
 async fn a_generation_holds_its_cost_until_it_ends(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let response = app.post_generation(&key, &generation_body(), None).await;
     assert_eq!(response.status(), 202);
@@ -58,7 +58,7 @@ async fn a_generation_holds_its_cost_until_it_ends(url: String) {
 }
 
 async fn without_credits_nothing_is_created(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, key) = app.funded_account(0).await;
     let response = app
         .post_generation(&key, &generation_body(), Some("k1"))
@@ -96,7 +96,7 @@ async fn without_credits_nothing_is_created(url: String) {
 /// still answers with that generation, and stores nothing either. To see that storage is not
 /// touched at all, the inputs directory is replaced by a file: any write there fails (500).
 async fn without_credits_nothing_is_written_to_storage(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let body = generation_body();
     let first = app.post_generation(&key, &body, Some("only-one")).await;
@@ -125,7 +125,7 @@ async fn without_credits_nothing_is_written_to_storage(url: String) {
 }
 
 async fn twenty_concurrent_submissions_on_five_credits(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let body = generation_body();
     let responses = join_all((0..20).map(|_| app.post_generation(&key, &body, None))).await;
@@ -150,7 +150,7 @@ async fn twenty_concurrent_submissions_on_five_credits(url: String) {
 }
 
 async fn idempotency_keys_replay_or_conflict(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let body = generation_body();
     let first = app.post_generation(&key, &body, Some("order-7")).await;
@@ -189,7 +189,7 @@ async fn idempotency_keys_replay_or_conflict(url: String) {
 }
 
 async fn bad_generation_requests_change_nothing(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let good = generation_body();
     let with = |field: &str, value: Value| {
@@ -253,7 +253,7 @@ async fn bad_generation_requests_change_nothing(url: String) {
 }
 
 async fn cancel_releases_and_a_settled_generation_cannot_be_canceled(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(2).await;
     let first: Value = app.create_generation(&key).await;
     let id = first["id"].as_str().unwrap();
@@ -328,7 +328,7 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
 }
 
 async fn uploads_can_be_used_as_inputs(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let image = png(5, 5, [9, 9, 9]);
     let upload = |content_type: &'static str, body: Vec<u8>, api_key: String| {
@@ -377,7 +377,7 @@ async fn uploads_can_be_used_as_inputs(url: String) {
 }
 
 async fn result_urls_are_signed_and_expire(url: String) {
-    let app = TestApp::spawn_with_manual_clock(&url).await;
+    let app = TestApp::builder(&url).manual_clock().spawn().await;
     let (_, key) = app.funded_account(1).await;
     let created: Value = app.create_generation(&key).await;
     let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
@@ -418,7 +418,7 @@ async fn result_urls_are_signed_and_expire(url: String) {
 }
 
 async fn generations_list_filters_and_pages(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -451,7 +451,7 @@ async fn generations_list_filters_and_pages(url: String) {
 }
 
 async fn another_accounts_generation_is_not_found(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let (_, other) = app.funded_account(1).await;
     let created: Value = app.create_generation(&key).await;
@@ -475,7 +475,7 @@ async fn another_accounts_generation_is_not_found(url: String) {
 async fn verify_finds_workflows_that_break_invariants(url: String) {
     use atelier_actors::workflow::verify::verify_workflows;
 
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let settled =
         Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
@@ -572,7 +572,7 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
 }
 
 async fn cancel_in_every_live_state_releases_the_credits(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let now = app.state.clock.now();
     let path = [
@@ -617,7 +617,7 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
 async fn oversized_images_are_refused_at_the_door(url: String) {
     // Made first: encoding takes seconds, longer than an idle pooled connection lives.
     let huge = huge_png();
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let upload = app
         .client

@@ -53,9 +53,8 @@ async fn app_with(
     providers: Vec<(&str, ProviderConfig)>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    TestApp::spawn_engine(
-        url,
-        |settings| {
+    TestApp::builder(url)
+        .engine(|settings| {
             settings.default_provider = providers[0].0.to_owned();
             settings.providers.by_name = providers
                 .into_iter()
@@ -63,10 +62,9 @@ async fn app_with(
                 .collect();
             settings.workflow.callback_deadline_secs = 1;
             configure(settings);
-        },
-        None,
-    )
-    .await
+        })
+        .spawn()
+        .await
 }
 
 async fn generate(app: &TestApp, key: &str) -> String {

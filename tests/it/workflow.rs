@@ -49,7 +49,11 @@ async fn one_generation(
     configure: impl FnOnce(&mut atelier::config::Settings),
     hook: Option<atelier_actors::engine::StepHook>,
 ) -> Run {
-    let app = TestApp::spawn_engine(url, configure, hook).await;
+    let app = TestApp::builder(url)
+        .engine(configure)
+        .step_hook(hook)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
@@ -80,7 +84,7 @@ async fn assert_released(app: &TestApp, key: &str, generation: &Value, code: &st
 }
 
 async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
-    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let app = TestApp::builder(&url).engine(|_| {}).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let created = app.create_generation(&key).await;
     let id = created["id"].as_str().unwrap();
@@ -138,7 +142,10 @@ async fn without_a_callback_the_engine_polls(url: String) {
 }
 
 async fn duplicate_callbacks_settle_once(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.duplicate_callbacks = true, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.duplicate_callbacks = true)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -201,7 +208,10 @@ async fn past_the_overall_deadline_a_generation_times_out(url: String) {
 }
 
 async fn forged_and_replayed_webhooks_change_nothing(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.never_callback = true, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.never_callback = true)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
@@ -339,7 +349,10 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
 }
 
 async fn a_canceled_generation_ignores_its_late_callback(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.delay_ms = 1_500, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.delay_ms = 1_500)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
@@ -410,12 +423,10 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
 
 /// The engine on an app whose URL inputs may come from 127.0.0.1 (where it serves files).
 async fn app_fetching_local_inputs(url: &str) -> TestApp {
-    TestApp::spawn_engine(
-        url,
-        |s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()],
-        None,
-    )
-    .await
+    TestApp::builder(url)
+        .engine(|s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()])
+        .spawn()
+        .await
 }
 
 async fn url_inputs_are_copied_into_our_storage(url: String) {
@@ -493,7 +504,7 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
 }
 
 async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
-    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let app = TestApp::builder(&url).engine(|_| {}).spawn().await;
     let task = app
         .simulator(reqwest::Method::PUT, "/simulator/v1/tasks/outside")
         .json(&json!({
@@ -610,10 +621,13 @@ async fn the_simulator_wants_its_key_and_serves_results_only_at_their_url(url: S
 /// Bogus submissions cannot grow the simulator without end: past `max_tasks` it answers 429,
 /// and tasks are forgotten `task_ttl_secs` after submission.
 async fn the_simulator_task_table_is_bounded_and_forgets_old_tasks(url: String) {
-    let mut settings = common::settings(&url);
-    settings.simulator.max_tasks = 2;
-    settings.simulator.task_ttl_secs = 1;
-    let app = TestApp::spawn_with(settings, None).await;
+    let app = TestApp::builder(&url)
+        .configure(|settings| {
+            settings.simulator.max_tasks = 2;
+            settings.simulator.task_ttl_secs = 1;
+        })
+        .spawn()
+        .await;
     let submit = |id: &str| {
         app.simulator(reqwest::Method::PUT, &format!("/simulator/v1/tasks/{id}"))
             .json(&json!({"person_image": "x", "garment_image": "y"}))

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use atelier::config::Settings;
 use atelier::scratch::ScratchDatabase;
-use atelier::startup::Application;
-use atelier_actors::{Clock, ManualClock, SystemClock};
+use atelier_actors::{Clock, SystemClock};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
+
+mod test_app;
+pub use test_app::TestApp;
 
 pub const POSTGRES_URL_VAR: &str = "ATELIER_TEST_POSTGRES_URL";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -112,87 +114,7 @@ pub fn start_of_test_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
 }
 
-/// The real service on a free port.
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    pub state: actix_web::web::Data<atelier::state::AppState>,
-    /// Set when the app was started on a manual clock.
-    pub clock: Option<Arc<ManualClock>>,
-}
-
 impl TestApp {
-    pub async fn spawn(database_url: &str) -> Self {
-        Self::spawn_with(settings(database_url), None).await
-    }
-
-    /// The app on a clock the test moves, starting at `start_of_test_time()`.
-    pub async fn spawn_with_manual_clock(database_url: &str) -> Self {
-        let clock = Arc::new(ManualClock::new(start_of_test_time()));
-        Self::spawn_with(settings(database_url), Some(clock)).await
-    }
-
-    pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
-        Self::start(settings, clock, None, None).await
-    }
-
-    /// The app with the workflow engine running, on settings `configure` adjusts (simulator
-    /// behaviour, deadlines), with an optional hook called before every step.
-    pub async fn spawn_engine(
-        database_url: &str,
-        configure: impl FnOnce(&mut Settings),
-        step_hook: Option<atelier_actors::engine::StepHook>,
-    ) -> Self {
-        let mut settings = settings(database_url);
-        settings.workflow.run_engine = true;
-        settings.simulator.delay_ms = 50;
-        configure(&mut settings);
-        Self::start(settings, None, step_hook, None).await
-    }
-
-    /// As `spawn_engine`, with the workflow writer failing the commands `fault` picks.
-    pub async fn spawn_engine_with_fault(
-        database_url: &str,
-        configure: impl FnOnce(&mut Settings),
-        fault: atelier_actors::workflow::BatchFault,
-    ) -> Self {
-        let mut settings = settings(database_url);
-        settings.workflow.run_engine = true;
-        settings.simulator.delay_ms = 50;
-        configure(&mut settings);
-        Self::start(settings, None, None, Some(fault)).await
-    }
-
-    async fn start(
-        settings: Settings,
-        clock: Option<Arc<ManualClock>>,
-        step_hook: Option<atelier_actors::engine::StepHook>,
-        batch_fault: Option<atelier_actors::workflow::BatchFault>,
-    ) -> Self {
-        init_logs();
-        let app_clock: Arc<dyn Clock> = match &clock {
-            Some(clock) => clock.clone(),
-            None => Arc::new(SystemClock),
-        };
-        let seams = atelier::startup::Seams {
-            step_hook,
-            batch_fault,
-        };
-        let app =
-            Application::build_with_seams(&settings, ADMIN_TOKEN.to_owned(), app_clock, seams)
-                .await
-                .expect("build application");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state.clone();
-        actix_web::rt::spawn(app.into_server());
-        Self {
-            address,
-            client: reqwest::Client::new(),
-            state,
-            clock,
-        }
-    }
-
     /// Polls the generation until it is terminal (or panics after `within`).
     pub async fn wait_terminal(
         &self,
@@ -448,13 +370,6 @@ pub fn init_logs() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-impl Drop for TestApp {
-    /// Each app stores objects in its own temporary directory; it goes with the app.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state.settings.data_dir);
-    }
 }
 
 impl TestApp {
