@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    ADMIN_TOKEN, TestApp, atelier_command, data_uri, free_port, png, remote_account, wait_ready,
+    self, ADMIN_TOKEN, TestApp, atelier_command, data_uri, free_port, png, remote_account,
+    wait_ready,
 };
 use atelier::config::Settings;
 use atelier_actors::providers::config::ProviderConfig;
@@ -37,17 +38,14 @@ database_tests!(
     a_time_priced_cog_charges_the_reported_compute,
 );
 
-/// The Python of a venv with Cog, or `None` (with a note) when the tests are not set up.
+/// The Python of a venv with Cog, or `None` (with a note) when the tests are not set up; a
+/// failure then when `common::services_required()`.
 fn cog_python() -> Option<PathBuf> {
-    match std::env::var_os(COG_PYTHON_VAR) {
-        Some(python) if !python.is_empty() => Some(PathBuf::from(python)),
-        _ => {
-            eprintln!(
-                "skipped on Cog: {COG_PYTHON_VAR} is not set (`bash .ci/cog-setup.sh` prints one)"
-            );
-            None
-        }
-    }
+    common::service_var(
+        COG_PYTHON_VAR,
+        "Cog (`bash .ci/cog-setup.sh` prints the python)",
+    )
+    .map(PathBuf::from)
 }
 
 /// A real Cog server on a free port, in its own process group and temporary directory (its
