@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     ADMIN_TOKEN, KillOnDrop, atelier_command, free_port, generation_body, remote_account,
-    wait_ready,
+    remote_get, wait_ready,
 };
 use rand::Rng;
 use serde_json::Value;
@@ -58,15 +58,8 @@ async fn submit(client: &reqwest::Client, base: &str, key: &str, index: usize) -
 
 /// The generations of the account in `state` (at most 200).
 async fn terminal(client: &reqwest::Client, base: &str, key: &str, state: &str) -> Vec<Value> {
-    let page: Value = client
-        .get(format!("{base}/v1/generations?state={state}&limit=200"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/v1/generations?state={state}&limit=200");
+    let page = remote_get(client, base, &path, key).await;
     page["items"].as_array().unwrap().clone()
 }
 
@@ -143,15 +136,7 @@ async fn sigkill_at_random_moments_loses_nothing(url: String) {
     .await;
     assert_released_as_a_crash_may(settled, &released);
     let released = released.len();
-    let balance: Value = client
-        .get(format!("{base}/v1/balance"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balance = remote_get(&client, &base, "/v1/balance", &key).await;
     assert_eq!(balance["held"], 0);
     assert_eq!(balance["available"], (GENERATIONS - settled) as i64);
     child.kill().unwrap();

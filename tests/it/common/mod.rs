@@ -451,6 +451,17 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut std::p
     }
 }
 
+/// GETs `path` from the real binary at `base` as `key`: the JSON body.
+pub async fn remote_get(client: &reqwest::Client, base: &str, path: &str, key: &str) -> Value {
+    let response = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
 /// An account on the real binary at `base`, granted `credits`: (id, api key).
 pub async fn remote_account(
     client: &reqwest::Client,
