@@ -218,13 +218,8 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .unwrap()
         .to_owned();
     // Wait until the task was accepted.
-    loop {
-        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
-        if generation["state"] == "awaiting_callback" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
+        .await;
     let forged_body =
         json!({"id": id, "status": "succeeded", "output": "https://evil.example/x.png"});
     let forged = app
@@ -286,14 +281,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .await
         .unwrap()
         .unwrap();
-    let task = app
-        .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let task_path = &format!("/simulator/v1/tasks/{id}");
     let webhook = app.url(&format!(
         "/webhooks/simulator/{id}?token={}",
         row.callback_token
@@ -315,18 +303,16 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .unwrap();
     assert_eq!(error_code(garbage, 400).await, "malformed_callback");
     // The simulator may still be rendering; poll its task until it is done.
-    let mut task = task;
-    while task.contains("queued") {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        task = app
-            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    }
+    let task = common::wait_for("the simulator's task done", WITHIN, || async {
+        let request = app.simulator(reqwest::Method::GET, task_path);
+        let task = request.send().await.unwrap().text().await.unwrap();
+        if task.contains("queued") {
+            Err(task)
+        } else {
+            Ok(task)
+        }
+    })
+    .await;
     for _ in 0..3 {
         let delivered = app
             .client
@@ -358,13 +344,8 @@ async fn a_canceled_generation_ignores_its_late_callback(url: String) {
         .as_str()
         .unwrap()
         .to_owned();
-    loop {
-        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
-        if generation["state"] == "awaiting_callback" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
+        .await;
     let canceled = app
         .post_empty(&format!("/v1/generations/{id}/cancel"), &key)
         .await;

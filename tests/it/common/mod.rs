@@ -144,14 +144,26 @@ impl TestApp {
         id: &str,
         within: std::time::Duration,
     ) -> Value {
+        self.wait_state(api_key, id, &["settled", "released"], within)
+            .await
+    }
+
+    /// Polls the generation until it is in one of `states` (or fails after `within`).
+    pub async fn wait_state(
+        &self,
+        api_key: &str,
+        id: &str,
+        states: &[&str],
+        within: std::time::Duration,
+    ) -> Value {
         let path = &format!("/v1/generations/{id}");
         wait_for(
-            &format!("generation {id} terminal"),
+            &format!("generation {id} in {states:?}"),
             within,
             || async move {
                 let generation = self.get_json(path, api_key).await;
                 match generation["state"].as_str() {
-                    Some("settled" | "released") => Ok(generation),
+                    Some(state) if states.contains(&state) => Ok(generation),
                     _ => Err(generation),
                 }
             },
