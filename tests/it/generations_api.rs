@@ -4,8 +4,7 @@
 
 use crate::common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use atelier_actors::storage::Bytes;
-use atelier_actors::workflow::store::{self, TransitionOutcome};
-use atelier_actors::workflow::{Event, Via, WorkflowState};
+use atelier_actors::workflow::{Event, TransitionOutcome, Via, WorkflowState};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -299,7 +298,6 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         .put(&key, Bytes::from(png(3, 3, [1, 2, 3])))
         .await
         .unwrap();
-    let now = app.state.clock.now();
     let steps = [
         Event::Accepted {
             task_id: "t-1".into(),
@@ -316,7 +314,10 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
         },
     ];
     for event in steps {
-        let outcome = store::transition(&app.state.db, id, None, &event, None, now)
+        let outcome = app
+            .state
+            .workflows
+            .transition(id, None, event, None)
             .await
             .unwrap();
         assert!(
@@ -574,7 +575,6 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
 async fn cancel_in_every_live_state_releases_the_credits(url: String) {
     let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
-    let now = app.state.clock.now();
     let path = [
         Event::Accepted {
             task_id: "t".into(),
@@ -590,7 +590,10 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
         let created = app.create_generation(&key).await;
         let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
         for event in &path[..steps] {
-            let outcome = store::transition(&app.state.db, id, None, event, None, now)
+            let outcome = app
+                .state
+                .workflows
+                .transition(id, None, event.clone(), None)
                 .await
                 .unwrap();
             assert!(matches!(outcome, TransitionOutcome::Applied(_)));
