@@ -303,8 +303,9 @@ async fn stop_signal() {
     }
 }
 
-/// Asks the engine to drain until no step runs, for at most `limit`.
-async fn drain(engine: &actix::Addr<Engine>, limit: Duration) {
+/// Asks the engine to drain until no step runs, for at most `limit`: the engine half of a
+/// shutdown, also for callers that stop an app without a signal (tests dropping theirs).
+pub async fn drain(engine: &actix::Addr<Engine>, limit: Duration) {
     let started = std::time::Instant::now();
     while let Ok(running) = engine.send(Drain).await {
         if running == 0 {

@@ -17,7 +17,9 @@ use crate::startup::open_database;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// `count` concurrent holds of one credit; prints {"held", "refused"}.
+    /// `count` concurrent holds of one credit; prints {"held", "refused", "started_us",
+    /// "first_commit_us", "last_commit_us"}: Unix times in microseconds of sending the holds
+    /// and of the first and last answer.
     Holds {
         #[arg(long)]
         account: Uuid,
@@ -59,17 +61,33 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_millis(wait as u64)).await;
                 }
             }
-            let outcomes = join_all((0..count).map(|_| ledger.hold(account, one, None))).await;
+            // When the holds went out and when each answer arrived (its batch had committed):
+            // the test compares two processes' spans to know that they really raced.
+            let started = clock.now().timestamp_micros();
+            let holds = (0..count).map(|_| async {
+                let outcome = ledger.hold(account, one, None).await;
+                (outcome, clock.now().timestamp_micros())
+            });
+            let outcomes = join_all(holds).await;
+            let committed = outcomes.iter().map(|(_, at)| *at);
+            let (first, last) = (committed.clone().min(), committed.max());
             let mut held = 0;
             let mut refused = 0;
-            for outcome in outcomes {
+            for (outcome, _) in outcomes {
                 match outcome? {
                     HoldOutcome::Held(_) => held += 1,
                     HoldOutcome::InsufficientCredits { .. } => refused += 1,
                     other => anyhow::bail!("unexpected hold outcome {other:?}"),
                 }
             }
-            println!("{}", json!({"held": held, "refused": refused}));
+            let report = json!({
+                "held": held,
+                "refused": refused,
+                "started_us": started,
+                "first_commit_us": first,
+                "last_commit_us": last,
+            });
+            println!("{report}");
         }
         Command::Pairs {
             account,

@@ -1,12 +1,10 @@
 //! The generation endpoints of docs/api.md over real HTTP: creating holds the credits in the
 //! same transaction (402 creates nothing), idempotency keys, reading, listing, canceling, the
 //! timeline, uploads and signed result URLs — against each database.
-mod common;
 
+use crate::common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
 use atelier_actors::storage::Bytes;
-use atelier_actors::workflow::TransitionOutcome;
-use atelier_actors::workflow::{Event, Via, WorkflowState};
-use common::{TestApp, data_uri, error_code, generation_body, huge_png, png, stored_under};
+use atelier_actors::workflow::{Event, TransitionOutcome, Via, WorkflowState};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -29,7 +27,7 @@ database_tests!(
 );
 
 async fn a_generation_holds_its_cost_until_it_ends(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let response = app.post_generation(&key, &generation_body(), None).await;
     assert_eq!(response.status(), 202);
@@ -59,7 +57,7 @@ async fn a_generation_holds_its_cost_until_it_ends(url: String) {
 }
 
 async fn without_credits_nothing_is_created(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, key) = app.funded_account(0).await;
     let response = app
         .post_generation(&key, &generation_body(), Some("k1"))
@@ -97,7 +95,7 @@ async fn without_credits_nothing_is_created(url: String) {
 /// still answers with that generation, and stores nothing either. To see that storage is not
 /// touched at all, the inputs directory is replaced by a file: any write there fails (500).
 async fn without_credits_nothing_is_written_to_storage(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let body = generation_body();
     let first = app.post_generation(&key, &body, Some("only-one")).await;
@@ -126,7 +124,7 @@ async fn without_credits_nothing_is_written_to_storage(url: String) {
 }
 
 async fn twenty_concurrent_submissions_on_five_credits(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let body = generation_body();
     let responses = join_all((0..20).map(|_| app.post_generation(&key, &body, None))).await;
@@ -151,7 +149,7 @@ async fn twenty_concurrent_submissions_on_five_credits(url: String) {
 }
 
 async fn idempotency_keys_replay_or_conflict(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let body = generation_body();
     let first = app.post_generation(&key, &body, Some("order-7")).await;
@@ -190,7 +188,7 @@ async fn idempotency_keys_replay_or_conflict(url: String) {
 }
 
 async fn bad_generation_requests_change_nothing(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let good = generation_body();
     let with = |field: &str, value: Value| {
@@ -254,7 +252,7 @@ async fn bad_generation_requests_change_nothing(url: String) {
 }
 
 async fn cancel_releases_and_a_settled_generation_cannot_be_canceled(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(2).await;
     let first: Value = app.create_generation(&key).await;
     let id = first["id"].as_str().unwrap();
@@ -331,7 +329,7 @@ async fn settle_directly(app: &TestApp, id: Uuid) -> String {
 }
 
 async fn uploads_can_be_used_as_inputs(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let image = png(5, 5, [9, 9, 9]);
     let upload = |content_type: &'static str, body: Vec<u8>, api_key: String| {
@@ -380,7 +378,7 @@ async fn uploads_can_be_used_as_inputs(url: String) {
 }
 
 async fn result_urls_are_signed_and_expire(url: String) {
-    let app = TestApp::spawn_with_manual_clock(&url).await;
+    let app = TestApp::builder(&url).manual_clock().spawn().await;
     let (_, key) = app.funded_account(1).await;
     let created: Value = app.create_generation(&key).await;
     let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
@@ -421,7 +419,7 @@ async fn result_urls_are_signed_and_expire(url: String) {
 }
 
 async fn generations_list_filters_and_pages(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(5).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -454,7 +452,7 @@ async fn generations_list_filters_and_pages(url: String) {
 }
 
 async fn another_accounts_generation_is_not_found(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let (_, other) = app.funded_account(1).await;
     let created: Value = app.create_generation(&key).await;
@@ -478,7 +476,7 @@ async fn another_accounts_generation_is_not_found(url: String) {
 async fn verify_finds_workflows_that_break_invariants(url: String) {
     use atelier_actors::workflow::verify::verify_workflows;
 
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let settled =
         Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
@@ -575,7 +573,7 @@ async fn verify_finds_workflows_that_break_invariants(url: String) {
 }
 
 async fn cancel_in_every_live_state_releases_the_credits(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let path = [
         Event::Accepted {
@@ -622,7 +620,7 @@ async fn cancel_in_every_live_state_releases_the_credits(url: String) {
 async fn oversized_images_are_refused_at_the_door(url: String) {
     // Made first: encoding takes seconds, longer than an idle pooled connection lives.
     let huge = huge_png();
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let upload = app
         .client

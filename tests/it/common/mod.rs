@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use atelier::config::Settings;
 use atelier::scratch::ScratchDatabase;
-use atelier::startup::Application;
-use atelier_actors::{Clock, ManualClock, SystemClock};
+use atelier_actors::{Clock, SystemClock};
 use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
+
+mod test_app;
+pub use test_app::TestApp;
 
 pub const POSTGRES_URL_VAR: &str = "ATELIER_TEST_POSTGRES_URL";
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -27,23 +29,45 @@ pub enum Backend {
     Postgres,
 }
 
-/// Where scratch databases of `backend` are made: `None` (with a note on stderr) when the
-/// PostgreSQL server is not configured.
-pub fn server_url(backend: Backend) -> Option<String> {
-    match backend {
-        Backend::Sqlite => Some("sqlite://unused".to_owned()),
-        Backend::Postgres => {
-            let url = std::env::var(POSTGRES_URL_VAR).ok();
-            if url.is_none() {
-                eprintln!("skipped on PostgreSQL: {POSTGRES_URL_VAR} is not set");
-            }
-            url
+/// Set (as CI sets `CI`), a service a test needs and cannot find fails the test instead of
+/// skipping it, so that a run cannot pass by skipping.
+pub const REQUIRE_SERVICES_VARS: [&str; 2] = ["CI", "ATELIER_TEST_REQUIRE_SERVICES"];
+
+/// Whether `REQUIRE_SERVICES_VARS` asks for every service ("", "0" and "false" do not).
+pub fn services_required() -> bool {
+    REQUIRE_SERVICES_VARS.iter().any(|name| {
+        std::env::var(name).is_ok_and(|value| !["", "0", "false"].contains(&value.as_str()))
+    })
+}
+
+/// The value of `var`, which names a service `what`; without it the test is skipped with a
+/// note on stderr, or fails when `services_required()`.
+pub fn service_var(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if services_required() => panic!(
+            "{what} is required ({} is set) but {var} is not set",
+            REQUIRE_SERVICES_VARS.join(" or ")
+        ),
+        _ => {
+            eprintln!("skipped on {what}: {var} is not set");
+            None
         }
     }
 }
 
+/// Where scratch databases of `backend` are made: `None` (with a note on stderr) when the
+/// PostgreSQL server is not configured, a failure when `services_required()`.
+pub fn server_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some("sqlite://unused".to_owned()),
+        Backend::Postgres => service_var(POSTGRES_URL_VAR, "PostgreSQL"),
+    }
+}
+
 /// Runs `test` against a fresh database of `backend` and drops the database afterwards. A
-/// PostgreSQL run without `ATELIER_TEST_POSTGRES_URL` is skipped with a note on stderr.
+/// PostgreSQL run without `ATELIER_TEST_POSTGRES_URL` is skipped with a note on stderr (or
+/// fails, when `services_required()`).
 pub async fn on_database<F, Fut>(backend: Backend, label: &str, test: F)
 where
     F: FnOnce(String) -> Fut,
@@ -112,108 +136,39 @@ pub fn start_of_test_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
 }
 
-/// The real service on a free port.
-pub struct TestApp {
-    pub address: String,
-    pub client: reqwest::Client,
-    pub state: actix_web::web::Data<atelier::state::AppState>,
-    /// Set when the app was started on a manual clock.
-    pub clock: Option<Arc<ManualClock>>,
-}
-
 impl TestApp {
-    pub async fn spawn(database_url: &str) -> Self {
-        Self::spawn_with(settings(database_url), None).await
-    }
-
-    /// The app on a clock the test moves, starting at `start_of_test_time()`.
-    pub async fn spawn_with_manual_clock(database_url: &str) -> Self {
-        let clock = Arc::new(ManualClock::new(start_of_test_time()));
-        Self::spawn_with(settings(database_url), Some(clock)).await
-    }
-
-    pub async fn spawn_with(settings: Settings, clock: Option<Arc<ManualClock>>) -> Self {
-        Self::start(settings, clock, None, None).await
-    }
-
-    /// The app with the workflow engine running, on settings `configure` adjusts (simulator
-    /// behaviour, deadlines), with an optional hook called before every step.
-    pub async fn spawn_engine(
-        database_url: &str,
-        configure: impl FnOnce(&mut Settings),
-        step_hook: Option<atelier_actors::engine::StepHook>,
-    ) -> Self {
-        let mut settings = settings(database_url);
-        settings.workflow.run_engine = true;
-        settings.simulator.delay_ms = 50;
-        configure(&mut settings);
-        Self::start(settings, None, step_hook, None).await
-    }
-
-    /// As `spawn_engine`, with the workflow writer failing the commands `fault` picks.
-    pub async fn spawn_engine_with_fault(
-        database_url: &str,
-        configure: impl FnOnce(&mut Settings),
-        fault: atelier_actors::workflow::BatchFault,
-    ) -> Self {
-        let mut settings = settings(database_url);
-        settings.workflow.run_engine = true;
-        settings.simulator.delay_ms = 50;
-        configure(&mut settings);
-        Self::start(settings, None, None, Some(fault)).await
-    }
-
-    async fn start(
-        settings: Settings,
-        clock: Option<Arc<ManualClock>>,
-        step_hook: Option<atelier_actors::engine::StepHook>,
-        batch_fault: Option<atelier_actors::workflow::BatchFault>,
-    ) -> Self {
-        init_logs();
-        let app_clock: Arc<dyn Clock> = match &clock {
-            Some(clock) => clock.clone(),
-            None => Arc::new(SystemClock),
-        };
-        let seams = atelier::startup::Seams {
-            step_hook,
-            batch_fault,
-        };
-        let app =
-            Application::build_with_seams(&settings, ADMIN_TOKEN.to_owned(), app_clock, seams)
-                .await
-                .expect("build application");
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let state = app.state.clone();
-        actix_web::rt::spawn(app.into_server());
-        Self {
-            address,
-            client: reqwest::Client::new(),
-            state,
-            clock,
-        }
-    }
-
-    /// Polls the generation until it is terminal (or panics after `within`).
+    /// Polls the generation until it is terminal (or fails after `within`).
     pub async fn wait_terminal(
         &self,
         api_key: &str,
         id: &str,
         within: std::time::Duration,
     ) -> Value {
-        let started = std::time::Instant::now();
-        loop {
-            let generation = self
-                .get_json(&format!("/v1/generations/{id}"), api_key)
-                .await;
-            if ["settled", "released"].contains(&generation["state"].as_str().unwrap()) {
-                return generation;
-            }
-            assert!(
-                started.elapsed() < within,
-                "not terminal in time: {generation}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.wait_state(api_key, id, &["settled", "released"], within)
+            .await
+    }
+
+    /// Polls the generation until it is in one of `states` (or fails after `within`).
+    pub async fn wait_state(
+        &self,
+        api_key: &str,
+        id: &str,
+        states: &[&str],
+        within: std::time::Duration,
+    ) -> Value {
+        let path = &format!("/v1/generations/{id}");
+        wait_for(
+            &format!("generation {id} in {states:?}"),
+            within,
+            || async move {
+                let generation = self.get_json(path, api_key).await;
+                match generation["state"].as_str() {
+                    Some(state) if states.contains(&state) => Ok(generation),
+                    _ => Err(generation),
+                }
+            },
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -450,13 +405,6 @@ pub fn init_logs() {
         .try_init();
 }
 
-impl Drop for TestApp {
-    /// Each app stores objects in its own temporary directory; it goes with the app.
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state.settings.data_dir);
-    }
-}
-
 impl TestApp {
     /// A generation's timeline as (from, to, reason); `from` is "-" for the creation.
     pub async fn timeline(&self, api_key: &str, id: &str) -> Vec<(String, String, String)> {
@@ -515,6 +463,17 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut std::p
     }
 }
 
+/// GETs `path` from the real binary at `base` as `key`: the JSON body.
+pub async fn remote_get(client: &reqwest::Client, base: &str, path: &str, key: &str) -> Value {
+    let response = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
 /// An account on the real binary at `base`, granted `credits`: (id, api key).
 pub async fn remote_account(
     client: &reqwest::Client,
@@ -559,4 +518,68 @@ pub fn happy_timeline() -> Vec<(String, String)> {
     .iter()
     .map(|(from, to)| (from.to_string(), to.to_string()))
     .collect()
+}
+
+/// Replays a crash test's random choices: set to the seed a failed run printed.
+pub const SEED_VAR: &str = "ATELIER_TEST_SEED";
+
+/// The random choices of the test `name`, from `ATELIER_TEST_SEED` or a fresh seed; the seed is
+/// printed either way so that a failure can be replayed (its timing still varies).
+pub fn seeded_rng(name: &str) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let seed = match std::env::var(SEED_VAR) {
+        Ok(seed) => seed.parse().expect("ATELIER_TEST_SEED is a u64"),
+        Err(_) => rand::random(),
+    };
+    eprintln!("{name}: seed {seed} (replay with {SEED_VAR}={seed})");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Polls `probe` every 20 ms until it yields a value, and returns it; fails the test, saying
+/// what it waited for and what `probe` last saw, once `within` has passed.
+pub async fn wait_for<T, Seen, Fut>(
+    what: &str,
+    within: std::time::Duration,
+    mut probe: impl FnMut() -> Fut,
+) -> T
+where
+    Seen: std::fmt::Debug,
+    Fut: Future<Output = Result<T, Seen>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?}; last seen {seen:?}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process that is killed when the test lets go of it, also when the test fails: a
+/// server left running would hold the harness's output open and hang the whole run.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

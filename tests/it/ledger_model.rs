@@ -2,11 +2,12 @@
 //! / release / expire / clock advance over several accounts, applied through the real store on a
 //! real database. After every batch each outcome matches the model's, every package row and
 //! balance matches, and `verify` finds no violation.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::common::{Backend, start_of_test_time};
 use atelier::scratch::ScratchDatabase;
 use atelier::startup::open_database;
 use atelier_actors::ledger::LedgerStore;
@@ -18,7 +19,6 @@ use atelier_actors::{Clock, Credits, ManualClock};
 use atelier_entities::credit_package;
 use atelier_entities::hold::{self, HoldState};
 use chrono::{DateTime, Duration, Utc};
-use common::{Backend, start_of_test_time};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sea_orm::{DatabaseConnection, EntityTrait};

@@ -1,10 +1,9 @@
 //! The HTTP contract of the foundation (docs/api.md): accounts, grants, balances, the ledger
 //! list, auth and the error shape, over real HTTP against each database.
-mod common;
 
+use crate::common::{ADMIN_TOKEN, TestApp, error_code, start_of_test_time};
 use atelier_actors::ledger::sweeper;
 use chrono::Duration as Span;
-use common::{ADMIN_TOKEN, TestApp, error_code, start_of_test_time};
 use serde_json::{Value, json};
 
 database_tests!(
@@ -24,7 +23,7 @@ database_tests!(
 );
 
 async fn admin_endpoints_need_the_admin_token(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let post = |token: Option<&str>| {
         let mut request = app.client.post(app.url("/v1/accounts")).json(&json!({}));
         if let Some(token) = token {
@@ -66,7 +65,7 @@ async fn admin_endpoints_need_the_admin_token(url: String) {
 }
 
 async fn client_endpoints_need_an_account_key(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let anonymous = app.client.get(app.url("/v1/balance")).send().await.unwrap();
     assert_eq!(error_code(anonymous, 401).await, "missing_credentials");
     let forged = app.get("/v1/balance", "atl_forged").await;
@@ -77,7 +76,7 @@ async fn client_endpoints_need_an_account_key(url: String) {
 }
 
 async fn grants_show_in_balance_in_consumption_order(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, api_key) = app.create_account().await;
     let later = chrono::Utc::now() + Span::days(30);
     let sooner = chrono::Utc::now() + Span::days(2);
@@ -140,7 +139,7 @@ async fn grants_show_in_balance_in_consumption_order(url: String) {
 }
 
 async fn grant_is_idempotent_by_reference(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, api_key) = app.create_account().await;
     let body = json!({"credits": 7, "reference": "order-1001"});
     let first = app.grant(&account_id, &body).await;
@@ -173,7 +172,7 @@ async fn grant_is_idempotent_by_reference(url: String) {
 /// References are scoped per account: the README's `"welcome"` works for every account, and
 /// each keeps the idempotent behaviour on its own.
 async fn two_accounts_can_each_have_a_welcome_grant(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (first_account, first_key) = app.create_account().await;
     let (second_account, second_key) = app.create_account().await;
     let welcome = json!({"credits": 10, "reference": "welcome"});
@@ -202,7 +201,7 @@ async fn two_accounts_can_each_have_a_welcome_grant(url: String) {
 }
 
 async fn bad_grants_get_their_error_and_change_nothing(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, api_key) = app.create_account().await;
     let past = chrono::Utc::now() - Span::seconds(1);
     let cases = [
@@ -272,7 +271,7 @@ async fn bad_grants_get_their_error_and_change_nothing(url: String) {
 }
 
 async fn oversized_and_non_json_bodies_are_refused(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, api_key) = app.create_account().await;
     let grants = app.url(&format!("/v1/accounts/{account_id}/grants"));
     let huge = json!({"credits": 5, "reference": "r".repeat(100 * 1024)});
@@ -308,7 +307,7 @@ async fn oversized_and_non_json_bodies_are_refused(url: String) {
 }
 
 async fn another_accounts_resources_are_not_found(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (mine, my_key) = app.create_account().await;
     let (theirs, _) = app.create_account().await;
     app.grant(&theirs, &json!({"credits": 3, "reference": "theirs"}))
@@ -354,7 +353,7 @@ async fn another_accounts_resources_are_not_found(url: String) {
 }
 
 async fn expired_credits_stop_counting_before_the_sweep_records_them(url: String) {
-    let app = TestApp::spawn_with_manual_clock(&url).await;
+    let app = TestApp::builder(&url).manual_clock().spawn().await;
     let clock = app.clock.clone().unwrap();
     let (account_id, api_key) = app.create_account().await;
     let expires_at = start_of_test_time() + Span::hours(1);
@@ -392,7 +391,7 @@ async fn expired_credits_stop_counting_before_the_sweep_records_them(url: String
 }
 
 async fn ledger_pages_newest_first(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (account_id, api_key) = app.create_account().await;
     for index in 1..=5 {
         app.grant(
@@ -424,7 +423,7 @@ async fn ledger_pages_newest_first(url: String) {
 }
 
 async fn bad_ledger_queries_are_refused(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, api_key) = app.create_account().await;
     for query in ["limit=0", "limit=201", "limit=ten", "limit=-1"] {
         let response = app.get(&format!("/v1/ledger?{query}"), &api_key).await;
@@ -437,7 +436,7 @@ async fn bad_ledger_queries_are_refused(url: String) {
 }
 
 async fn health_and_readiness(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
@@ -445,7 +444,7 @@ async fn health_and_readiness(url: String) {
 }
 
 async fn unknown_routes_and_methods_answer_in_the_error_shape(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let missing = app.get("/v1/nothing-here", ADMIN_TOKEN).await;
     assert_eq!(error_code(missing, 404).await, "not_found");
     let wrong_method = app

@@ -1,15 +1,14 @@
 //! Migrations applied to a database that already holds data, on each database.
-mod common;
 
 use std::sync::Arc;
 
+use crate::common::start_of_test_time;
 use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::verify::verify_ledger;
 use atelier_actors::ledger::{Command, GrantOutcome, HoldOutcome, Outcome, SettleOutcome};
 use atelier_actors::{Credits, ManualClock};
 use atelier_entities::credit_package;
 use atelier_migrations::{Migrator, MigratorTrait};
-use common::start_of_test_time;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use uuid::Uuid;
 

@@ -3,13 +3,14 @@
 //! bookkeeping and its effect, a provider's task id too long for its column, a lock held by
 //! another session, timelines written under load, and callbacks from a provider a generation
 //! left. Against each database.
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::TestApp;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use atelier::config::Settings;
 use atelier_actors::providers::config::ProviderConfig;
@@ -19,7 +20,6 @@ use atelier_actors::workflow::batch;
 use atelier_actors::workflow::verify::verify_workflows;
 use atelier_actors::workflow::{Event, WorkflowState};
 use atelier_entities::{webhook_inbox, workflow};
-use common::TestApp;
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 use serde_json::{Value, json};
@@ -56,18 +56,16 @@ fn black_hole() -> String {
 /// The engine on a Cog provider that never answers, with settings `configure` adjusts.
 async fn hung_app(url: &str, configure: impl FnOnce(&mut Settings)) -> TestApp {
     let hole = black_hole();
-    TestApp::spawn_engine(
-        url,
-        |settings| {
+    TestApp::builder(url)
+        .engine(|settings| {
             let mut cog = ProviderConfig::costing(1);
             cog.base_url = Some(hole);
             settings.providers.by_name.insert("cog".into(), cog);
             settings.default_provider = "cog".into();
             configure(settings);
-        },
-        None,
-    )
-    .await
+        })
+        .spawn()
+        .await
 }
 
 /// Creates one generation and waits until it is terminal: (id, the generation).
@@ -183,16 +181,15 @@ fn is_result_ready(command: &WriteCommand) -> bool {
 }
 
 async fn a_crash_between_the_callback_and_its_effect_loses_nothing(url: String) {
-    let app = TestApp::spawn_engine_with_fault(
-        &url,
-        |settings| {
+    let app = TestApp::builder(&url)
+        .engine(|settings| {
             // No poll before the deadline: only the stored callback can finish the job.
             settings.workflow.callback_deadline_secs = 600;
             settings.workflow.overall_deadline_secs = 8;
-        },
-        crash_at(2, is_result_ready),
-    )
-    .await;
+        })
+        .fault(crash_at(2, is_result_ready))
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(1).await;
     let (_, done) = run_one(&app, &key, WITHIN).await;
     assert_eq!(done["state"], "settled", "{done}");
@@ -230,9 +227,8 @@ async fn long_id_provider(creates: Arc<AtomicUsize>) -> String {
 async fn a_task_id_too_long_for_its_column_is_refused_once(url: String) {
     let creates = Arc::new(AtomicUsize::new(0));
     let base = long_id_provider(creates.clone()).await;
-    let app = TestApp::spawn_engine(
-        &url,
-        |settings| {
+    let app = TestApp::builder(&url)
+        .engine(|settings| {
             let mut replicate = ProviderConfig::costing(1);
             replicate.base_url = Some(base.clone());
             replicate.api_token = Some("r8_test".into());
@@ -243,10 +239,9 @@ async fn a_task_id_too_long_for_its_column_is_refused_once(url: String) {
                 .by_name
                 .insert("replicate".into(), replicate);
             settings.default_provider = "replicate".into();
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(1).await;
     let (_, done) = run_one(&app, &key, WITHIN).await;
     assert_eq!(done["state"], "released", "{done}");
@@ -261,7 +256,7 @@ async fn a_task_id_too_long_for_its_column_is_refused_once(url: String) {
 }
 
 async fn timelines_form_chains_under_load(url: String) {
-    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let app = TestApp::builder(&url).engine(|_| {}).spawn().await;
     let (_, key) = app.funded_account(40).await;
     let created = futures::future::join_all((0..40).map(|_| app.create_generation(&key))).await;
     for generation in &created {
@@ -280,7 +275,7 @@ async fn timelines_form_chains_under_load(url: String) {
 }
 
 async fn accepted_and_waiting_in_one_batch_keep_their_own_states(url: String) {
-    let app = TestApp::spawn(&url).await;
+    let app = TestApp::builder(&url).spawn().await;
     let (_, key) = app.funded_account(1).await;
     let id = Uuid::parse_str(app.create_generation(&key).await["id"].as_str().unwrap()).unwrap();
     let transition = |event, expected_version| WriteCommand::Transition {
@@ -322,14 +317,12 @@ async fn accepted_and_waiting_in_one_batch_keep_their_own_states(url: String) {
 }
 
 async fn callbacks_from_a_provider_left_behind_decide_nothing(url: String) {
-    let app = TestApp::spawn_engine(
-        &url,
-        |settings| {
+    let app = TestApp::builder(&url)
+        .engine(|settings| {
             settings.simulator.delay_ms = 1_500;
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(1).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
@@ -378,17 +371,14 @@ async fn callbacks_from_a_provider_left_behind_decide_nothing(url: String) {
 /// Another session holds the account's row (and SQLite's write lock): writes fail within the
 /// configured timeouts with 503, instead of stalling every account, and succeed once it lets go.
 async fn a_lock_held_elsewhere_fails_writes_cleanly_and_they_recover(url: String) {
-    let app = TestApp::spawn_with(
-        {
-            let mut settings = common::settings(&url);
+    let app = TestApp::builder(&url)
+        .configure(|settings| {
             settings.database.lock_timeout_ms = 300;
             settings.database.sqlite_busy_timeout_ms = 300;
             settings.database.batch_deadline_ms = 2_000;
-            settings
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (account, key) = app.funded_account(2).await;
     let other = atelier_actors::db::connect(&url).await.unwrap();
     let blocker = other.begin().await.unwrap();
@@ -459,12 +449,11 @@ async fn readyz_reports_a_wedged_writer(url: String) {
         }
         false
     });
-    let app = TestApp::spawn_engine_with_fault(
-        &url,
-        |settings| settings.database.batch_deadline_ms = 200,
-        fault,
-    )
-    .await;
+    let app = TestApp::builder(&url)
+        .engine(|settings| settings.database.batch_deadline_ms = 200)
+        .fault(fault)
+        .spawn()
+        .await;
     let ready = |app: &TestApp| {
         let request = app.client.get(app.url("/readyz")).send();
         async move { request.await.unwrap().status().as_u16() }

@@ -1,11 +1,11 @@
 //! The real binary as an operator runs it: what it logs, what it refuses to start with, and
 //! the CLI's answers.
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
-use common::{ADMIN_TOKEN, atelier_command, free_port, wait_ready};
+use crate::common::{ADMIN_TOKEN, atelier_command, free_port, wait_ready};
 
 /// A throwaway directory for a SQLite database and the data dir.
 fn scratch_dir() -> PathBuf {
@@ -181,7 +181,7 @@ fn keys(value: &serde_json::Value) -> Vec<String> {
 
 async fn the_cli_refuses_what_http_refuses_and_answers_in_its_shapes(url: String) {
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let app = common::TestApp::spawn(&url).await;
+    let app = common::TestApp::builder(&url).spawn().await;
     let long = "n".repeat(300);
     for name in ["", "   ", long.as_str()] {
         let (ok, _, stderr) = cli(&url, &["accounts", "create", "--name", name]);
@@ -293,15 +293,13 @@ database_tests!(a_public_url_with_a_trailing_slash_still_settles);
 /// and every generation ended `provider_rejected`.
 async fn a_public_url_with_a_trailing_slash_still_settles(url: String) {
     let port = free_port();
-    let app = common::TestApp::spawn_engine(
-        &url,
-        |settings| {
+    let app = common::TestApp::builder(&url)
+        .engine(|settings| {
             settings.bind = format!("127.0.0.1:{port}").parse().unwrap();
             settings.public_url = Some(format!("http://127.0.0.1:{port}/"));
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(1).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()

@@ -1,9 +1,8 @@
 //! Overspend: many concurrent holds against a small balance never take more than there is —
 //! through one ledger actor, through two independent ledgers sharing the database (as two
 //! processes would), and through two real OS processes.
-mod common;
 
-use common::{atelier_command, funded_account, open_ledger};
+use crate::common::{atelier_command, funded_account, open_ledger};
 
 use std::process::Stdio;
 
@@ -91,14 +90,32 @@ async fn concurrent_holds_from_two_os_processes_never_overspend(url: String) {
             .collect();
         let mut held = 0;
         let mut refused = 0;
+        let mut spans = Vec::new();
         for child in children {
             let output = child.wait_with_output().unwrap();
             assert!(output.status.success(), "stress process failed");
             let report: Value = serde_json::from_slice(&output.stdout).unwrap();
             held += report["held"].as_i64().unwrap();
             refused += report["refused"].as_i64().unwrap();
+            let at = |field: &str| report[field].as_i64().expect(field);
+            spans.push([
+                at("started_us"),
+                at("first_commit_us"),
+                at("last_commit_us"),
+            ]);
         }
         assert_eq!((held, refused), (BALANCE, HOLDS as i64 - BALANCE));
+        // Only processes whose holds were in the database at the same time raced: one that
+        // finished before the other began (a slow start) would prove nothing about two
+        // writers. (On SQLite the commits themselves never overlap: writers take turns.)
+        eprintln!("(sent, first commit, last commit) in µs: {spans:?}");
+        let [[sent_a, _, last_a], [sent_b, _, last_b]] = spans[..] else {
+            unreachable!("two processes")
+        };
+        assert!(
+            sent_a <= last_b && sent_b <= last_a,
+            "the processes did not overlap: {spans:?}"
+        );
         assert_fully_held(&db, account).await;
     }
 }

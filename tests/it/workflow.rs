@@ -1,14 +1,14 @@
 //! The workflow end to end over real HTTP: the engine submits to the built-in simulator, which
 //! calls the webhook back; the result is copied into our storage and the credits charged once
 //! — or released with the right code when anything goes wrong. Against each database.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::{TestApp, error_code};
 use atelier_actors::workflow::WorkflowState;
-use common::{TestApp, error_code};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
@@ -51,7 +51,11 @@ async fn one_generation(
     configure: impl FnOnce(&mut atelier::config::Settings),
     hook: Option<atelier_actors::engine::StepHook>,
 ) -> Run {
-    let app = TestApp::spawn_engine(url, configure, hook).await;
+    let app = TestApp::builder(url)
+        .engine(configure)
+        .step_hook(hook)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
@@ -82,7 +86,7 @@ async fn assert_released(app: &TestApp, key: &str, generation: &Value, code: &st
 }
 
 async fn a_generation_settles_with_a_real_image_charged_once(url: String) {
-    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let app = TestApp::builder(&url).engine(|_| {}).spawn().await;
     let (_, key) = app.funded_account(3).await;
     let created = app.create_generation(&key).await;
     let id = created["id"].as_str().unwrap();
@@ -140,7 +144,10 @@ async fn without_a_callback_the_engine_polls(url: String) {
 }
 
 async fn duplicate_callbacks_settle_once(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.duplicate_callbacks = true, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.duplicate_callbacks = true)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -203,20 +210,18 @@ async fn past_the_overall_deadline_a_generation_times_out(url: String) {
 }
 
 async fn forged_and_replayed_webhooks_change_nothing(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.never_callback = true, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.never_callback = true)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     // Wait until the task was accepted.
-    loop {
-        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
-        if generation["state"] == "awaiting_callback" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
+        .await;
     let forged_body =
         json!({"id": id, "status": "succeeded", "output": "https://evil.example/x.png"});
     let forged = app
@@ -278,14 +283,7 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .await
         .unwrap()
         .unwrap();
-    let task = app
-        .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let task_path = &format!("/simulator/v1/tasks/{id}");
     let webhook = app.url(&format!(
         "/webhooks/simulator/{id}?token={}",
         row.callback_token
@@ -307,18 +305,16 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         .unwrap();
     assert_eq!(error_code(garbage, 400).await, "malformed_callback");
     // The simulator may still be rendering; poll its task until it is done.
-    let mut task = task;
-    while task.contains("queued") {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        task = app
-            .simulator(reqwest::Method::GET, &format!("/simulator/v1/tasks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-    }
+    let task = common::wait_for("the simulator's task done", WITHIN, || async {
+        let request = app.simulator(reqwest::Method::GET, task_path);
+        let task = request.send().await.unwrap().text().await.unwrap();
+        if task.contains("queued") {
+            Err(task)
+        } else {
+            Ok(task)
+        }
+    })
+    .await;
     for _ in 0..3 {
         let delivered = app
             .client
@@ -341,19 +337,17 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
 }
 
 async fn a_canceled_generation_ignores_its_late_callback(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.simulator.delay_ms = 1_500, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.simulator.delay_ms = 1_500)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let id = app.create_generation(&key).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    loop {
-        let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
-        if generation["state"] == "awaiting_callback" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
+        .await;
     let canceled = app
         .post_empty(&format!("/v1/generations/{id}/cancel"), &key)
         .await;
@@ -412,12 +406,10 @@ async fn a_panicking_actor_is_rebuilt_and_finishes(url: String) {
 
 /// The engine on an app whose URL inputs may come from 127.0.0.1 (where it serves files).
 async fn app_fetching_local_inputs(url: &str) -> TestApp {
-    TestApp::spawn_engine(
-        url,
-        |s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()],
-        None,
-    )
-    .await
+    TestApp::builder(url)
+        .engine(|s| s.inputs.allowed_hosts = vec!["127.0.0.1".into()])
+        .spawn()
+        .await
 }
 
 /// `POST /v1/uploads` of a PNG.
@@ -496,7 +488,7 @@ async fn a_result_download_slower_than_the_deadline_times_out(url: String) {
 }
 
 async fn the_simulator_talks_only_to_the_atelier_serving_it(url: String) {
-    let app = TestApp::spawn_engine(&url, |_| {}, None).await;
+    let app = TestApp::builder(&url).engine(|_| {}).spawn().await;
     let task = app
         .simulator(reqwest::Method::PUT, "/simulator/v1/tasks/outside")
         .json(&json!({
@@ -613,10 +605,13 @@ async fn the_simulator_wants_its_key_and_serves_results_only_at_their_url(url: S
 /// Bogus submissions cannot grow the simulator without end: past `max_tasks` it answers 429,
 /// and tasks are forgotten `task_ttl_secs` after submission.
 async fn the_simulator_task_table_is_bounded_and_forgets_old_tasks(url: String) {
-    let mut settings = common::settings(&url);
-    settings.simulator.max_tasks = 2;
-    settings.simulator.task_ttl_secs = 1;
-    let app = TestApp::spawn_with(settings, None).await;
+    let app = TestApp::builder(&url)
+        .configure(|settings| {
+            settings.simulator.max_tasks = 2;
+            settings.simulator.task_ttl_secs = 1;
+        })
+        .spawn()
+        .await;
     let submit = |id: &str| {
         app.simulator(reqwest::Method::PUT, &format!("/simulator/v1/tasks/{id}"))
             .json(&json!({"person_image": "x", "garment_image": "y"}))
@@ -670,15 +665,13 @@ fn noisy_png(width: u32, height: u32) -> Vec<u8> {
 /// `inputs.max_bytes` is the URL-input limit, not `http.upload_limit_bytes`: an image the
 /// upload endpoint takes is refused as an input URL past the input limit.
 async fn an_input_over_inputs_max_bytes_releases_though_uploads_allow_it(url: String) {
-    let app = TestApp::spawn_engine(
-        &url,
-        |s| {
+    let app = TestApp::builder(&url)
+        .engine(|s| {
             s.inputs.allowed_hosts = vec!["127.0.0.1".into()];
             s.inputs.max_bytes = 4096;
-        },
-        None,
-    )
-    .await;
+        })
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let person = noisy_png(64, 64);
     assert!(person.len() > 4096, "{} bytes", person.len());
@@ -694,7 +687,10 @@ async fn an_input_over_inputs_max_bytes_releases_though_uploads_allow_it(url: St
 /// `workflow.max_result_bytes` bounds the result download: a result larger than it is
 /// released with `invalid_result`, its credits back.
 async fn a_result_over_max_result_bytes_releases_with_invalid_result(url: String) {
-    let app = TestApp::spawn_engine(&url, |s| s.workflow.max_result_bytes = 1024, None).await;
+    let app = TestApp::builder(&url)
+        .engine(|s| s.workflow.max_result_bytes = 1024)
+        .spawn()
+        .await;
     let (_, key) = app.funded_account(3).await;
     let mut body = common::generation_body();
     // The simulator's result is the person photo's size: noise makes it larger than 1 KiB.

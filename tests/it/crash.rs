@@ -1,9 +1,8 @@
 //! A process doing holds and settles is SIGKILLed mid-way: afterwards `atelier verify` passes,
 //! every settle the process reported is in the database, and the balances add up to exactly what
 //! was committed. And `atelier verify` does notice when the books do not add up.
-mod common;
 
-use common::{atelier_command, funded_account, open_ledger};
+use crate::common::{atelier_command, funded_account, open_ledger};
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -44,6 +43,7 @@ async fn killed_mid_work_loses_nothing(url: String) {
     let (db, ledger) = open_ledger(&url).await;
     let account = funded_account(&db, &ledger, FUNDS).await;
 
+    let mut rng = crate::common::seeded_rng("killed_mid_work_loses_nothing");
     let mut reported = Vec::new();
     for _ in 0..KILLS {
         let mut child = atelier_command(&url)
@@ -53,7 +53,7 @@ async fn killed_mid_work_loses_nothing(url: String) {
             .spawn()
             .expect("start atelier stress");
         // Kill at a random point after some work has certainly been committed.
-        let kill_after = rand::rng().random_range(50..400);
+        let kill_after = rng.random_range(50..400);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         for line in lines.by_ref().take(kill_after) {
             let line = line.unwrap();

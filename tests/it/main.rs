@@ -1,0 +1,19 @@
+//! The integration suite, one binary: each module was once its own `tests/*.rs` binary that
+//! compiled and linked the harness and the whole application again. The tests now share one
+//! process, so anything process-wide (logging, the cached huge PNG) is set up once.
+#[macro_use]
+mod common;
+mod emulators;
+
+mod api;
+mod cog;
+mod concurrency;
+mod crash;
+mod generations_api;
+mod hardening;
+mod ledger_model;
+mod migrations;
+mod operator;
+mod providers;
+mod workflow;
+mod workflow_crash;
