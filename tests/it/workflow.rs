@@ -315,6 +315,17 @@ async fn forged_and_replayed_webhooks_change_nothing(url: String) {
         }
     })
     .await;
+    // Copies arriving at once (one batch of the writer, or several) are stored once too.
+    let burst = (0..4).map(|_| {
+        app.client
+            .post(&webhook)
+            .header("content-type", "application/json")
+            .body(task.clone())
+            .send()
+    });
+    for delivered in futures::future::join_all(burst).await {
+        assert_eq!(delivered.unwrap().status(), 200);
+    }
     for _ in 0..3 {
         let delivered = app
             .client

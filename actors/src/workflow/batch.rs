@@ -678,3 +678,28 @@ fn event_row(
         at: Set(to.updated_at),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callback(key: &str) -> WriteCommand {
+        WriteCommand::StoreCallback(NewCallback {
+            workflow_id: Uuid::nil(),
+            provider: "simulator".into(),
+            dedup_key: key.into(),
+            payload: "{}".into(),
+        })
+    }
+
+    /// Two copies of one callback never share a batch, so that the second finds the first
+    /// stored and answers "a replay" (the engine is not woken twice, the log says so).
+    #[test]
+    fn copies_of_one_callback_go_to_separate_batches() {
+        let batch = [callback("a")];
+        assert!(!WorkflowStore::fits(&batch, &callback("a")));
+        assert!(WorkflowStore::fits(&batch, &callback("b")));
+        let processed = WriteCommand::CallbacksProcessed { inbox_ids: vec![1] };
+        assert!(WorkflowStore::fits(&batch, &processed));
+    }
+}

@@ -27,10 +27,6 @@ pub struct Workflows {
 }
 
 impl Workflows {
-    pub fn start(db: DatabaseConnection, clock: Arc<dyn Clock>, max_batch: usize) -> Self {
-        Self::start_with(db, clock, BatchLimits::new(max_batch), None)
-    }
-
     pub fn start_with(
         db: DatabaseConnection,
         clock: Arc<dyn Clock>,
