@@ -1,7 +1,10 @@
 //! The ledger against a plain in-memory model: random batches of grant / hold / settle (partial)
-//! / release / expire / clock advance over several accounts, applied through the real store on a
-//! real database. After every batch each outcome matches the model's, every package row and
-//! balance matches, and `verify` finds no violation.
+//! / release / expire / clock advance over several accounts — with invalid commands among them
+//! (unknown and duplicate hold ids, negative settles, grants already expired) and amounts near
+//! `MAX_CREDITS` — applied on a real database through the store in one transaction, or sent all
+//! at once through the `Ledger` handle and its batcher. After every batch each outcome matches
+//! the model's, every package row and balance matches, and `verify` finds no violation. The case
+//! count is proptest's: `PROPTEST_CASES`, 256 by default.
 use crate::common;
 
 use std::collections::HashMap;
@@ -10,18 +13,19 @@ use std::sync::Arc;
 use crate::common::{Backend, start_of_test_time};
 use atelier::scratch::ScratchDatabase;
 use atelier::startup::open_database;
-use atelier_actors::ledger::LedgerStore;
+use atelier_actors::credits::MAX_CREDITS;
 use atelier_actors::ledger::verify::verify_ledger;
 use atelier_actors::ledger::{
     Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome, read,
 };
+use atelier_actors::ledger::{DEFAULT_MAX_BATCH, Ledger, LedgerStore};
 use atelier_actors::{Clock, Credits, ManualClock};
 use atelier_entities::credit_package;
 use atelier_entities::hold::{self, HoldState};
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
 use uuid::Uuid;
 
 const ACCOUNTS: usize = 3;
@@ -44,12 +48,27 @@ enum Step {
         account: usize,
         credits: i64,
     },
+    /// A hold under the id of an earlier one.
+    DuplicateHold {
+        pick: usize,
+        credits: i64,
+    },
+    /// Settles `amount` (negative ones included).
     Settle {
         pick: usize,
         amount: i64,
     },
+    /// Settles the hold's amount less `under` (-1: one more than was held).
+    SettleNear {
+        pick: usize,
+        under: i64,
+    },
     Release {
         pick: usize,
+    },
+    /// A settle or release of a hold that does not exist.
+    Unknown {
+        settle: Option<i64>,
     },
     Expire {
         account: usize,
@@ -60,16 +79,26 @@ enum Step {
     },
 }
 
+/// Mostly small amounts, sometimes within `small` of `MAX_CREDITS`.
+fn credits(small: i64) -> impl Strategy<Value = i64> {
+    prop_oneof![6 => 1..small, 1 => (MAX_CREDITS - small)..=MAX_CREDITS]
+}
+
 fn step() -> impl Strategy<Value = Step> {
     let account = 0..ACCOUNTS;
+    // Some grants expire in the past: they are refused as already expired.
+    let expires_in_secs = proptest::option::weighted(0.7, -300..1_200_i64);
     prop_oneof![
-        3 => (account.clone(), 1..20_i64, proptest::option::weighted(0.7, 1..1_200_i64))
+        3 => (account.clone(), credits(20), expires_in_secs)
             .prop_map(|(account, credits, expires_in_secs)| Step::Grant { account, credits, expires_in_secs }),
         1 => (any::<usize>(), any::<bool>(), proptest::option::weighted(0.3, account.clone()))
             .prop_map(|(pick, same_fields, account)| Step::RepeatGrant { pick, same_fields, account }),
-        4 => (account.clone(), 1..25_i64).prop_map(|(account, credits)| Step::Hold { account, credits }),
-        3 => (any::<usize>(), 0..14_i64).prop_map(|(pick, amount)| Step::Settle { pick, amount }),
+        4 => (account.clone(), credits(25)).prop_map(|(account, credits)| Step::Hold { account, credits }),
+        1 => (any::<usize>(), 1..5_i64).prop_map(|(pick, credits)| Step::DuplicateHold { pick, credits }),
+        3 => (any::<usize>(), -3..14_i64).prop_map(|(pick, amount)| Step::Settle { pick, amount }),
+        1 => (any::<usize>(), -1..3_i64).prop_map(|(pick, under)| Step::SettleNear { pick, under }),
         2 => any::<usize>().prop_map(|pick| Step::Release { pick }),
+        1 => proptest::option::of(-1..3_i64).prop_map(|settle| Step::Unknown { settle }),
         1 => account.prop_map(|account| Step::Expire { account }),
         2 => (1..900_i64).prop_map(|secs| Step::Advance { secs }),
     ]
@@ -207,6 +236,15 @@ impl Model {
     }
 }
 
+/// A settle (of `settle`) or a release of a hold id nobody made.
+fn plan_unknown(settle: Option<i64>) -> (Command, Expected) {
+    let hold_id = Uuid::now_v7();
+    match settle {
+        Some(amount) => (Command::Settle { hold_id, amount }, Expected::HoldNotFound),
+        None => (Command::Release { hold_id }, Expected::HoldNotFound),
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Expected {
     Granted,
@@ -233,12 +271,28 @@ enum Expected {
     ExceedsHold {
         held: i64,
     },
+    NegativeAmount,
+    HoldNotFound,
+    DuplicateHoldId,
     Expired(i64),
+}
+
+/// How a batch reaches the ledger.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// `LedgerStore::apply`: the batch is one transaction.
+    Store,
+    /// Every command sent at once through the `Ledger` handle: its batcher groups them.
+    Batcher,
 }
 
 struct Case {
     db: DatabaseConnection,
     store: LedgerStore,
+    /// Set on `Route::Batcher`.
+    ledger: Option<Ledger>,
+    /// Commands per batch.
+    batch_size: usize,
     clock: ManualClock,
     accounts: Vec<Uuid>,
     model: Model,
@@ -264,93 +318,132 @@ impl Case {
                 self.references += 1;
                 let reference = format!("grant-{}", self.references);
                 let expires_at = expires_in_secs.map(|secs| now + Duration::seconds(secs));
-                self.plan_grant(account, credits, expires_at, reference, now)
+                Some(self.plan_grant(account, credits, expires_at, reference, now))
             }
             Step::RepeatGrant {
                 pick,
                 same_fields,
                 account,
-            } => {
-                if self.model.packages.is_empty() {
-                    return Ok(());
-                }
-                let original = self.model.packages[pick % self.model.packages.len()].clone();
-                let credits = original.credits + if same_fields { 0 } else { 1 };
-                self.plan_grant(
-                    account.unwrap_or(original.account),
-                    credits,
-                    original.expires_at,
-                    original.reference,
-                    now,
-                )
-            }
+            } => self.plan_repeat_grant(pick, same_fields, account, now),
             Step::Hold { account, credits } => {
-                let hold_id = Uuid::now_v7();
-                let expected = self.model.hold(hold_id, account, credits, now);
-                let command = Command::Hold {
-                    hold_id,
-                    account_id: self.accounts[account],
-                    credits: Credits::parse(credits).unwrap(),
-                    generation_id: None,
-                };
-                (command, expected)
+                Some(self.plan_hold(Uuid::now_v7(), account, credits, now))
             }
-            Step::Settle { pick, amount } => {
-                if self.model.holds.is_empty() {
-                    return Ok(());
-                }
-                let pick = pick % self.model.holds.len();
+            Step::DuplicateHold { pick, credits } => self.picked(pick).map(|pick| {
                 let hold = &self.model.holds[pick];
-                let command = Command::Settle {
-                    hold_id: hold.id,
-                    amount,
-                };
-                let expected = match hold.state {
-                    HoldState::Settled => Expected::AlreadySettled,
-                    HoldState::Released => Expected::AlreadyReleased,
-                    HoldState::Open if amount > hold.amount => {
-                        Expected::ExceedsHold { held: hold.amount }
-                    }
-                    HoldState::Open => Expected::Settled {
-                        consumed: amount,
-                        returned: self.model.resolve(pick, amount, HoldState::Settled, now),
-                    },
-                };
-                (command, expected)
-            }
-            Step::Release { pick } => {
-                if self.model.holds.is_empty() {
-                    return Ok(());
-                }
-                let pick = pick % self.model.holds.len();
-                let hold = &self.model.holds[pick];
-                let command = Command::Release { hold_id: hold.id };
-                let expected = match hold.state {
-                    HoldState::Settled => Expected::AlreadySettled,
-                    HoldState::Released => Expected::AlreadyReleased,
-                    HoldState::Open => Expected::Released {
-                        returned: self.model.resolve(pick, 0, HoldState::Released, now),
-                    },
-                };
-                (command, expected)
-            }
-            Step::Expire { account } => (
+                let (id, account) = (hold.id, hold.account);
+                self.plan_hold(id, account, credits, now)
+            }),
+            Step::Settle { pick, amount } => self
+                .picked(pick)
+                .map(|pick| self.plan_settle(pick, amount, now)),
+            Step::SettleNear { pick, under } => self.picked(pick).map(|pick| {
+                let amount = self.model.holds[pick].amount - under;
+                self.plan_settle(pick, amount, now)
+            }),
+            Step::Release { pick } => self.picked(pick).map(|pick| self.plan_release(pick, now)),
+            Step::Unknown { settle } => Some(plan_unknown(settle)),
+            Step::Expire { account } => Some((
                 Command::ExpireDue {
                     account_id: self.accounts[account],
                 },
                 Expected::Expired(self.model.expire_due(account, now)),
-            ),
+            )),
             Step::Advance { secs } => {
                 self.flush().await?;
                 self.clock.advance(Duration::seconds(secs));
                 return self.check_state().await;
             }
         };
-        self.batch.push(planned);
-        if self.batch.len() >= 4 {
+        self.batch.extend(planned);
+        if self.batch.len() >= self.batch_size {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// The index of an earlier hold `pick` chooses, if there is any.
+    fn picked(&self, pick: usize) -> Option<usize> {
+        (!self.model.holds.is_empty()).then(|| pick % self.model.holds.len())
+    }
+
+    fn plan_repeat_grant(
+        &mut self,
+        pick: usize,
+        same_fields: bool,
+        account: Option<usize>,
+        now: DateTime<Utc>,
+    ) -> Option<(Command, Expected)> {
+        if self.model.packages.is_empty() {
+            return None;
+        }
+        let original = self.model.packages[pick % self.model.packages.len()].clone();
+        let credits = original.credits + if same_fields { 0 } else { 1 };
+        // One more than the most is not a valid grant; one less conflicts all the same.
+        let credits = if credits > MAX_CREDITS {
+            credits - 2
+        } else {
+            credits
+        };
+        Some(self.plan_grant(
+            account.unwrap_or(original.account),
+            credits,
+            original.expires_at,
+            original.reference,
+            now,
+        ))
+    }
+
+    fn plan_hold(
+        &mut self,
+        hold_id: Uuid,
+        account: usize,
+        credits: i64,
+        now: DateTime<Utc>,
+    ) -> (Command, Expected) {
+        let expected = if self.model.holds.iter().any(|hold| hold.id == hold_id) {
+            Expected::DuplicateHoldId
+        } else {
+            self.model.hold(hold_id, account, credits, now)
+        };
+        let command = Command::Hold {
+            hold_id,
+            account_id: self.accounts[account],
+            credits: Credits::parse(credits).unwrap(),
+            generation_id: None,
+        };
+        (command, expected)
+    }
+
+    fn plan_settle(&mut self, pick: usize, amount: i64, now: DateTime<Utc>) -> (Command, Expected) {
+        let hold = &self.model.holds[pick];
+        let command = Command::Settle {
+            hold_id: hold.id,
+            amount,
+        };
+        let expected = match hold.state {
+            HoldState::Settled => Expected::AlreadySettled,
+            HoldState::Released => Expected::AlreadyReleased,
+            HoldState::Open if amount < 0 => Expected::NegativeAmount,
+            HoldState::Open if amount > hold.amount => Expected::ExceedsHold { held: hold.amount },
+            HoldState::Open => Expected::Settled {
+                consumed: amount,
+                returned: self.model.resolve(pick, amount, HoldState::Settled, now),
+            },
+        };
+        (command, expected)
+    }
+
+    fn plan_release(&mut self, pick: usize, now: DateTime<Utc>) -> (Command, Expected) {
+        let hold = &self.model.holds[pick];
+        let command = Command::Release { hold_id: hold.id };
+        let expected = match hold.state {
+            HoldState::Settled => Expected::AlreadySettled,
+            HoldState::Released => Expected::AlreadyReleased,
+            HoldState::Open => Expected::Released {
+                returned: self.model.resolve(pick, 0, HoldState::Released, now),
+            },
+        };
+        (command, expected)
     }
 
     fn plan_grant(
@@ -405,17 +498,32 @@ impl Case {
         }
         let batch = std::mem::take(&mut self.batch);
         let commands: Vec<Command> = batch.iter().map(|(command, _)| command.clone()).collect();
-        let outcomes = self
-            .store
-            .apply(&commands)
-            .await
-            .map_err(|error| TestCaseError::fail(format!("store failed: {error}")))?;
+        let outcomes = self.apply(commands).await?;
         prop_assert_eq!(outcomes.len(), batch.len());
         for ((command, expected), outcome) in batch.into_iter().zip(outcomes) {
             let actual = self.observe(&command, outcome);
             prop_assert_eq!(actual, expected, "for {:?}", command);
         }
         self.check_state().await
+    }
+
+    /// Applies `commands` by the case's route. Through the batcher they are all sent before any
+    /// answer is awaited; it applies them in the order sent, in batches of its choosing.
+    async fn apply(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, TestCaseError> {
+        let failed = |error: String| TestCaseError::fail(format!("ledger failed: {error}"));
+        match &self.ledger {
+            None => self
+                .store
+                .apply(&commands)
+                .await
+                .map_err(|error| failed(error.to_string())),
+            Some(ledger) => {
+                let sent = commands.into_iter().map(|command| ledger.execute(command));
+                let outcomes = futures::future::join_all(sent).await;
+                let outcomes: Result<Vec<Outcome>, _> = outcomes.into_iter().collect();
+                outcomes.map_err(|error| failed(error.to_string()))
+            }
+        }
     }
 
     /// Turns a store outcome into the model's vocabulary; learns the ids of new packages.
@@ -475,6 +583,10 @@ impl Case {
             Outcome::Settle(SettleOutcome::AlreadyReleased)
             | Outcome::Release(ReleaseOutcome::AlreadyReleased) => Expected::AlreadyReleased,
             Outcome::Settle(SettleOutcome::ExceedsHold { held }) => Expected::ExceedsHold { held },
+            Outcome::Settle(SettleOutcome::NegativeAmount) => Expected::NegativeAmount,
+            Outcome::Settle(SettleOutcome::HoldNotFound)
+            | Outcome::Release(ReleaseOutcome::HoldNotFound) => Expected::HoldNotFound,
+            Outcome::Hold(HoldOutcome::DuplicateHoldId) => Expected::DuplicateHoldId,
             Outcome::Release(ReleaseOutcome::Released { returned }) => {
                 Expected::Released { returned }
             }
@@ -560,14 +672,39 @@ impl Case {
     }
 }
 
-async fn run_case(like_url: &str, steps: Vec<Step>) -> Result<(), TestCaseError> {
-    let scratch = ScratchDatabase::create(like_url, "model")
+/// One case on the test's database, emptied first: a fresh database per case would cost a
+/// second each on PostgreSQL.
+async fn run_case(url: &str, route: Route, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    let failed = |error: sea_orm::DbErr| TestCaseError::fail(error.to_string());
+    let db = open_database(url)
         .await
         .map_err(|error| TestCaseError::fail(error.to_string()))?;
-    let outcome = async {
-        let db = open_database(&scratch.url)
+    // Children first: the foreign keys point from allocations and entries to holds,
+    // packages and accounts.
+    for table in [
+        "hold_allocations",
+        "ledger_entries",
+        "holds",
+        "credit_packages",
+        "accounts",
+    ] {
+        db.execute_unprepared(&format!("DELETE FROM {table}"))
             .await
-            .map_err(|error| TestCaseError::fail(error.to_string()))?;
+            .map_err(failed)?;
+    }
+    let mut case = Case::start(db.clone(), route).await?;
+    for step in steps {
+        case.step(step).await?;
+    }
+    case.flush().await?;
+    drop(case);
+    db.close().await.ok();
+    Ok(())
+}
+
+impl Case {
+    /// A case on `db` with `ACCOUNTS` new accounts and a clock at `start_of_test_time()`.
+    async fn start(db: DatabaseConnection, route: Route) -> Result<Self, TestCaseError> {
         let clock = ManualClock::new(start_of_test_time());
         let mut accounts = Vec::new();
         for _ in 0..ACCOUNTS {
@@ -576,42 +713,65 @@ async fn run_case(like_url: &str, steps: Vec<Step>) -> Result<(), TestCaseError>
                 .map_err(|error| TestCaseError::fail(error.to_string()))?;
             accounts.push(created.account.id);
         }
-        let mut case = Case {
-            store: LedgerStore::new(db.clone(), Arc::new(clock.clone())),
-            db: db.clone(),
+        let store = LedgerStore::new(db.clone(), Arc::new(clock.clone()));
+        let (ledger, batch_size) = match route {
+            Route::Store => (None, 4),
+            // Larger batches, so that the batcher has several commands to group.
+            Route::Batcher => (Some(Ledger::start(store.clone(), DEFAULT_MAX_BATCH)), 12),
+        };
+        Ok(Case {
+            store,
+            ledger,
+            batch_size,
+            db,
             clock,
             accounts,
             model: Model::default(),
             references: 0,
             batch: Vec::new(),
-        };
-        for step in steps {
-            case.step(step).await?;
-        }
-        case.flush().await?;
-        db.close().await.ok();
-        Ok(())
+        })
     }
-    .await;
-    scratch.destroy().await.expect("drop scratch database");
-    outcome
 }
 
-fn run_model_test(backend: Backend, cases: u32) {
+/// The test's database. On PostgreSQL its sessions commit without waiting for the disk: the
+/// cases never crash the server, and a flush to disk per batch would make 256 of them take
+/// minutes.
+async fn scratch_database(like_url: &str, backend: Backend) -> anyhow::Result<ScratchDatabase> {
+    let scratch = ScratchDatabase::create(like_url, "model").await?;
+    if backend == Backend::Postgres {
+        let db = atelier_actors::db::connect(&scratch.url).await?;
+        db.execute_unprepared(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', \
+             current_database()); END $$",
+        )
+        .await?;
+        db.close().await?;
+    }
+    Ok(scratch)
+}
+
+/// Runs proptest's number of cases (`PROPTEST_CASES`, 256 by default) of the model test on
+/// one database of `backend` by `route`, each case in an actix system of its own (the
+/// batcher's home, stopped with the case).
+fn run_model_test(backend: Backend, route: Route) {
     let Some(like_url) = common::server_url(backend) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut config = Config::with_cases(cases);
-    config.max_shrink_iters = 200;
-    config.failure_persistence = None;
+    let config = Config {
+        max_shrink_iters: 200,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let scratch = actix::System::new()
+        .block_on(scratch_database(&like_url, backend))
+        .expect("create scratch database");
     let mut runner = TestRunner::new(config);
     let outcome = runner.run(&proptest::collection::vec(step(), 1..60), |steps| {
-        runtime.block_on(run_case(&like_url, steps))
+        actix::System::new().block_on(run_case(&scratch.url, route, steps))
     });
+    actix::System::new()
+        .block_on(scratch.destroy())
+        .expect("drop scratch database");
     if let Err(error) = outcome {
         panic!("{error}");
     }
@@ -619,10 +779,20 @@ fn run_model_test(backend: Backend, cases: u32) {
 
 #[test]
 fn ledger_matches_model_on_sqlite() {
-    run_model_test(Backend::Sqlite, 64);
+    run_model_test(Backend::Sqlite, Route::Store);
 }
 
 #[test]
 fn ledger_matches_model_on_postgres() {
-    run_model_test(Backend::Postgres, 24);
+    run_model_test(Backend::Postgres, Route::Store);
+}
+
+#[test]
+fn ledger_through_the_batcher_matches_model_on_sqlite() {
+    run_model_test(Backend::Sqlite, Route::Batcher);
+}
+
+#[test]
+fn ledger_through_the_batcher_matches_model_on_postgres() {
+    run_model_test(Backend::Postgres, Route::Batcher);
 }
