@@ -672,13 +672,42 @@ impl Case {
     }
 }
 
+/// What every case of one test shares: the database (migrated once) with its connections,
+/// the clock, the store and, on `Route::Batcher`, one batcher. Opening connections per case
+/// cost most of a case's time on PostgreSQL; the clock only moves forward, and the model only
+/// reads time relative to it, so cases need no reset of it.
+struct Shared {
+    db: DatabaseConnection,
+    clock: ManualClock,
+    store: LedgerStore,
+    ledger: Option<Ledger>,
+    batch_size: usize,
+}
+
+impl Shared {
+    async fn open(url: &str, route: Route) -> anyhow::Result<Self> {
+        let db = open_database(url).await?;
+        let clock = ManualClock::new(start_of_test_time());
+        let store = LedgerStore::new(db.clone(), Arc::new(clock.clone()));
+        let (ledger, batch_size) = match route {
+            Route::Store => (None, 4),
+            // Larger batches, so that the batcher has several commands to group.
+            Route::Batcher => (Some(Ledger::start(store.clone(), DEFAULT_MAX_BATCH)), 12),
+        };
+        Ok(Self {
+            db,
+            clock,
+            store,
+            ledger,
+            batch_size,
+        })
+    }
+}
+
 /// One case on the test's database, emptied first: a fresh database per case would cost a
 /// second each on PostgreSQL.
-async fn run_case(url: &str, route: Route, steps: Vec<Step>) -> Result<(), TestCaseError> {
+async fn run_case(shared: &Shared, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let failed = |error: sea_orm::DbErr| TestCaseError::fail(error.to_string());
-    let db = open_database(url)
-        .await
-        .map_err(|error| TestCaseError::fail(error.to_string()))?;
     // Children first: the foreign keys point from allocations and entries to holds,
     // packages and accounts.
     for table in [
@@ -688,43 +717,35 @@ async fn run_case(url: &str, route: Route, steps: Vec<Step>) -> Result<(), TestC
         "credit_packages",
         "accounts",
     ] {
-        db.execute_unprepared(&format!("DELETE FROM {table}"))
+        shared
+            .db
+            .execute_unprepared(&format!("DELETE FROM {table}"))
             .await
             .map_err(failed)?;
     }
-    let mut case = Case::start(db.clone(), route).await?;
+    let mut case = Case::start(shared).await?;
     for step in steps {
         case.step(step).await?;
     }
-    case.flush().await?;
-    drop(case);
-    db.close().await.ok();
-    Ok(())
+    case.flush().await
 }
 
 impl Case {
-    /// A case on `db` with `ACCOUNTS` new accounts and a clock at `start_of_test_time()`.
-    async fn start(db: DatabaseConnection, route: Route) -> Result<Self, TestCaseError> {
-        let clock = ManualClock::new(start_of_test_time());
+    /// A case with `ACCOUNTS` new accounts, on what the test's cases share.
+    async fn start(shared: &Shared) -> Result<Self, TestCaseError> {
         let mut accounts = Vec::new();
         for _ in 0..ACCOUNTS {
-            let created = atelier::accounts::create(&db, None, clock.now())
+            let created = atelier::accounts::create(&shared.db, None, shared.clock.now())
                 .await
                 .map_err(|error| TestCaseError::fail(error.to_string()))?;
             accounts.push(created.account.id);
         }
-        let store = LedgerStore::new(db.clone(), Arc::new(clock.clone()));
-        let (ledger, batch_size) = match route {
-            Route::Store => (None, 4),
-            // Larger batches, so that the batcher has several commands to group.
-            Route::Batcher => (Some(Ledger::start(store.clone(), DEFAULT_MAX_BATCH)), 12),
-        };
         Ok(Case {
-            store,
-            ledger,
-            batch_size,
-            db,
-            clock,
+            store: shared.store.clone(),
+            ledger: shared.ledger.clone(),
+            batch_size: shared.batch_size,
+            db: shared.db.clone(),
+            clock: shared.clock.clone(),
             accounts,
             model: Model::default(),
             references: 0,
@@ -751,8 +772,7 @@ async fn scratch_database(like_url: &str, backend: Backend) -> anyhow::Result<Sc
 }
 
 /// Runs proptest's number of cases (`PROPTEST_CASES`, 256 by default) of the model test on
-/// one database of `backend` by `route`, each case in an actix system of its own (the
-/// batcher's home, stopped with the case).
+/// one database of `backend` by `route`, all in one actix system (the batcher's home).
 fn run_model_test(backend: Backend, route: Route) {
     let Some(like_url) = common::server_url(backend) else {
         return;
@@ -762,14 +782,20 @@ fn run_model_test(backend: Backend, route: Route) {
         failure_persistence: None,
         ..Config::default()
     };
-    let scratch = actix::System::new()
+    let system = actix::System::new();
+    let scratch = system
         .block_on(scratch_database(&like_url, backend))
         .expect("create scratch database");
+    let shared = system
+        .block_on(Shared::open(&scratch.url, route))
+        .expect("open scratch database");
     let mut runner = TestRunner::new(config);
     let outcome = runner.run(&proptest::collection::vec(step(), 1..60), |steps| {
-        actix::System::new().block_on(run_case(&scratch.url, route, steps))
+        system.block_on(run_case(&shared, steps))
     });
-    actix::System::new()
+    system.block_on(shared.db.clone().close()).ok();
+    drop(shared);
+    system
         .block_on(scratch.destroy())
         .expect("drop scratch database");
     if let Err(error) = outcome {
