@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use atelier_actors::config_check::{
-    MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_base_url, check_range,
+    MAX_BATCH, MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_base_url, check_range,
 };
 use atelier_actors::engine::EngineConfig;
 use atelier_actors::images::ImageLimits;
@@ -415,7 +415,6 @@ impl Settings {
 /// Longest a simulator delay may be, in milliseconds (an hour).
 const MAX_DELAY_MS: u64 = 3600 * 1000;
 const MAX_WORKERS: usize = 1024;
-const MAX_BATCH: usize = 10_000;
 /// Longest secret accepted, in characters: a bound, not a policy.
 const MAX_SECRET_LEN: usize = 1024;
 

@@ -63,6 +63,20 @@ pub enum BatchError {
     WrongOutcome(#[from] WrongOutcome),
 }
 
+impl BatchError {
+    /// A write that waited too long (a lock held elsewhere, a statement past its timeout):
+    /// worth trying again later, never at once or command by command.
+    pub fn is_stall(&self) -> bool {
+        match self {
+            BatchError::TimedOut(_) => true,
+            BatchError::Database(db) => crate::db::is_stall(db),
+            BatchError::Panicked(_) | BatchError::Unavailable | BatchError::WrongOutcome(_) => {
+                false
+            }
+        }
+    }
+}
+
 /// An outcome of another kind than its command's: the store answered out of order, a bug.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{expected} was answered with {got}")]
@@ -224,12 +238,7 @@ async fn run_batch<S: BatchStore>(
         Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
         Err(error) => error,
     };
-    let stalled = match &error {
-        BatchError::TimedOut(_) => true,
-        BatchError::Database(db) => crate::db::is_stall(db),
-        _ => false,
-    };
-    if commands.len() == 1 || stalled {
+    if commands.len() == 1 || error.is_stall() {
         // One by one, a stall would only stall again, once per command.
         tracing::error!(%error, commands = commands.len(), "{} batch failed; nothing was written", S::NAME);
         return commands.iter().map(|_| Err(error.clone())).collect();
@@ -333,6 +342,19 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    /// The API's 503 `database_busy`, the engine's "deferred" and the batcher's refusal to
+    /// retry one by one all ask this one question.
+    #[test]
+    fn a_stall_is_a_timeout_or_a_database_wait_and_nothing_else() {
+        let waited = DbErr::Custom("canceling statement due to lock timeout".into());
+        assert!(BatchError::TimedOut(Duration::from_secs(1)).is_stall());
+        assert!(BatchError::Database(Arc::new(waited)).is_stall());
+        let failed = DbErr::Custom("value too long for type".into());
+        assert!(!BatchError::Database(Arc::new(failed)).is_stall());
+        assert!(!BatchError::Unavailable.is_stall());
+        assert!(!BatchError::Panicked("bug".into()).is_stall());
+    }
 
     /// Applies `u32` commands by echoing them; a batch containing 13 fails, one containing 66
     /// panics, one containing 99 hangs. Records every batch it was given.

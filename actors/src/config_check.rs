@@ -8,6 +8,8 @@ pub const MAX_SECS: u64 = 30 * 24 * 3600;
 /// memory).
 pub const MIN_BODY_BYTES: usize = 1024;
 pub const MAX_BODY_BYTES: usize = 1 << 30;
+/// Most commands one batching writer's transaction may carry (ledger and workflows alike).
+pub const MAX_BATCH: usize = 10_000;
 
 /// `value` within `min..=max`, or a message naming `key`.
 pub fn check_range<T: PartialOrd + std::fmt::Display>(

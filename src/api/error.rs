@@ -95,15 +95,7 @@ impl From<atelier_actors::batcher::BatchError> for ApiError {
     /// A write that waited too long (a lock held elsewhere) is worth retrying: 503 with
     /// `Retry-After`; anything else is ours to fix.
     fn from(error: atelier_actors::batcher::BatchError) -> Self {
-        use atelier_actors::batcher::BatchError;
-        let stalled = match &error {
-            BatchError::TimedOut(_) => true,
-            BatchError::Database(db) => atelier_actors::db::is_stall(db),
-            BatchError::Panicked(_) | BatchError::Unavailable | BatchError::WrongOutcome(_) => {
-                false
-            }
-        };
-        if stalled {
+        if error.is_stall() {
             tracing::warn!(%error, "write refused: the database is busy");
             return Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

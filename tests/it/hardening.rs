@@ -38,6 +38,7 @@ database_tests!(
     callbacks_from_a_provider_left_behind_decide_nothing,
     a_lock_held_elsewhere_fails_writes_cleanly_and_they_recover,
     readyz_reports_a_wedged_writer,
+    a_transition_whose_hold_was_resolved_elsewhere_writes_nothing,
 );
 
 /// A TCP listener that accepts every connection and never answers: a hung provider.
@@ -476,4 +477,39 @@ async fn readyz_reports_a_wedged_writer(url: String) {
     assert_eq!(ready(&app).await, 200);
     let again = app.post_generation(&key, &body, None).await;
     assert_eq!(again.status(), 202);
+}
+
+/// A terminal transition settles or releases the workflow's hold in its own transaction. If
+/// the ledger says that hold is already resolved (here: released behind the workflow's back),
+/// the money and the workflow disagree: the batch fails and nothing is written, so no
+/// generation can end `settled` without its charge.
+async fn a_transition_whose_hold_was_resolved_elsewhere_writes_nothing(url: String) {
+    use atelier_actors::batcher::BatchError;
+    use atelier_actors::ledger::ReleaseOutcome;
+    use atelier_actors::workflow::{FailureCode, read};
+
+    let app = TestApp::builder(&url).spawn().await;
+    let (_, key) = app.funded_account(3).await;
+    let created = app.create_generation(&key).await;
+    let id = Uuid::parse_str(created["id"].as_str().unwrap()).unwrap();
+    let row = read::find(&app.state.db, id).await.unwrap().unwrap();
+    let released = app.state.ledger.release(row.hold_id).await.unwrap();
+    assert!(
+        matches!(released, ReleaseOutcome::Released { .. }),
+        "{released:?}"
+    );
+
+    let failed = Event::Failed {
+        code: FailureCode::Canceled,
+        message: "test".into(),
+    };
+    let outcome = app.state.workflows.transition(id, None, failed, None).await;
+    assert!(
+        matches!(outcome, Err(BatchError::Database(_))),
+        "{outcome:?}"
+    );
+    let after = read::find(&app.state.db, id).await.unwrap().unwrap();
+    assert_eq!((after.state, after.version), (row.state, row.version));
+    assert_eq!(read::events(&app.state.db, id).await.unwrap().len(), 1);
+    assert_eq!(app.ledger_kinds(&key).await, ["release", "hold", "grant"]);
 }

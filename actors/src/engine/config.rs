@@ -7,7 +7,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::config_check::{MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_range};
+use crate::config_check::{MAX_BATCH, MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_range};
 
 /// Most attempts a step may be given: far past any useful retry policy, while an attempt
 /// counter stays small.
@@ -18,8 +18,6 @@ const MAX_BACKOFF_MS: u64 = 24 * 3600 * 1000;
 /// only burns the database).
 const MIN_TICK_MS: u64 = 10;
 const MAX_TICK_MS: u64 = 60_000;
-/// Most writes one workflow transaction may carry.
-const MAX_BATCH: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -11,8 +11,9 @@ use crate::outbound::{self, Fetcher};
 use crate::storage::{Bytes, ImageKind};
 use crate::workflow::FailureCode;
 
-pub enum Download {
-    Image(Bytes),
+/// Why a download brought no image.
+#[derive(Debug)]
+pub enum DownloadError {
     /// Retrying cannot help.
     Refused(FailureCode, String),
     Transient(String),
@@ -25,16 +26,16 @@ pub async fn input(
     limit: usize,
     timeout: Duration,
     images: &ImageLimits,
-) -> Download {
-    let refused = |message: String| Download::Refused(FailureCode::InputUnavailable, message);
+) -> Result<Bytes, DownloadError> {
     let unavailable = FailureCode::InputUnavailable;
-    match download(fetcher, url, limit, timeout, unavailable, unavailable).await {
-        // The provider would decode it: judged from its header, as uploads are.
-        Download::Image(bytes) => match images.check(&bytes) {
-            Ok(_) => Download::Image(bytes),
-            Err(error) => refused(format!("{url}: {error}")),
-        },
-        other => other,
+    let bytes = download(fetcher, url, limit, timeout, unavailable, unavailable).await?;
+    // The provider would decode it: judged from its header, as uploads are.
+    match images.check(&bytes) {
+        Ok(_) => Ok(bytes),
+        Err(error) => Err(DownloadError::Refused(
+            unavailable,
+            format!("{url}: {error}"),
+        )),
     }
 }
 
@@ -48,34 +49,41 @@ pub async fn download(
     timeout: Duration,
     refused: FailureCode,
     invalid: FailureCode,
-) -> Download {
+) -> Result<Bytes, DownloadError> {
     if let Some(inline) = url.strip_prefix("data:") {
         return decode_inline(inline, limit, invalid);
     }
     let request = match fetcher.get(url) {
         Ok(request) => request,
-        Err(not_public) => return Download::Refused(refused, not_public.to_string()),
+        Err(not_public) => return Err(DownloadError::Refused(refused, not_public.to_string())),
     };
     let response = match request.timeout(timeout).send().await {
         Ok(response) => response,
         Err(error) => {
             return match outbound::refusal(&error) {
-                Some(not_public) => Download::Refused(refused, not_public.to_string()),
-                None => Download::Transient(format!("download failed: {error}")),
+                Some(not_public) => Err(DownloadError::Refused(refused, not_public.to_string())),
+                None => Err(DownloadError::Transient(format!(
+                    "download failed: {error}"
+                ))),
             };
         }
     };
     let status = response.status();
     if status.is_server_error() || status.as_u16() == 429 {
-        return Download::Transient(format!("{url} answered {status}"));
+        return Err(DownloadError::Transient(format!("{url} answered {status}")));
     }
     if !status.is_success() {
-        return Download::Refused(
+        return Err(DownloadError::Refused(
             refused,
             format!("{url} answered {status} (expired or gone)"),
-        );
+        ));
     }
-    let too_large = || Download::Refused(invalid, format!("larger than {limit} bytes"));
+    let too_large = || {
+        Err(DownloadError::Refused(
+            invalid,
+            format!("larger than {limit} bytes"),
+        ))
+    };
     if response
         .content_length()
         .is_some_and(|length| length as usize > limit)
@@ -88,36 +96,60 @@ pub async fn download(
         match chunk {
             Ok(chunk) if body.len() + chunk.len() > limit => return too_large(),
             Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(error) => return Download::Transient(format!("download interrupted: {error}")),
+            Err(error) => {
+                return Err(DownloadError::Transient(format!(
+                    "download interrupted: {error}"
+                )));
+            }
         }
     }
     if ImageKind::sniff(&body).is_none() {
-        return Download::Refused(invalid, "not a PNG, JPEG or WebP image".into());
+        return Err(DownloadError::Refused(
+            invalid,
+            "not a PNG, JPEG or WebP image".into(),
+        ));
     }
-    Download::Image(Bytes::from(body))
+    Ok(Bytes::from(body))
 }
 
 /// A result inlined as a `data:` URI (Cog without an upload URL): judged as a download is.
-fn decode_inline(inline: &str, limit: usize, invalid: FailureCode) -> Download {
+fn decode_inline(inline: &str, limit: usize, invalid: FailureCode) -> Result<Bytes, DownloadError> {
     use base64::Engine;
     let payload = match inline.split_once(',') {
         Some((header, payload)) if header.ends_with(";base64") => payload,
-        _ => return Download::Refused(invalid, "a data: result must be base64".into()),
+        _ => {
+            return Err(DownloadError::Refused(
+                invalid,
+                "a data: result must be base64".into(),
+            ));
+        }
     };
     // Base64 is 4 characters per 3 bytes: anything longer decodes past the limit.
     if payload.len() / 4 * 3 > limit + 3 {
-        return Download::Refused(invalid, format!("larger than {limit} bytes"));
+        return Err(DownloadError::Refused(
+            invalid,
+            format!("larger than {limit} bytes"),
+        ));
     }
     let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(payload.trim()) else {
-        return Download::Refused(invalid, "the data: result is not valid base64".into());
+        return Err(DownloadError::Refused(
+            invalid,
+            "the data: result is not valid base64".into(),
+        ));
     };
     if bytes.len() > limit {
-        return Download::Refused(invalid, format!("larger than {limit} bytes"));
+        return Err(DownloadError::Refused(
+            invalid,
+            format!("larger than {limit} bytes"),
+        ));
     }
     if ImageKind::sniff(&bytes).is_none() {
-        return Download::Refused(invalid, "not a PNG, JPEG or WebP image".into());
+        return Err(DownloadError::Refused(
+            invalid,
+            "not a PNG, JPEG or WebP image".into(),
+        ));
     }
-    Download::Image(Bytes::from(bytes))
+    Ok(Bytes::from(bytes))
 }
 
 #[cfg(test)]
@@ -149,12 +181,10 @@ mod tests {
             }
         };
         let url = format!("data:image/png;base64,{encoded}");
-        assert!(
-            matches!(fetch(url.clone(), 1 << 20).await, Download::Image(bytes) if bytes.as_ref() == png)
-        );
+        assert!(matches!(fetch(url.clone(), 1 << 20).await, Ok(bytes) if bytes.as_ref() == png));
         assert!(matches!(
             fetch(url, 10).await,
-            Download::Refused(FailureCode::InvalidResult, _)
+            Err(DownloadError::Refused(FailureCode::InvalidResult, _))
         ));
         for bad in [
             "data:image/png,raw",
@@ -162,7 +192,10 @@ mod tests {
             "data:text/plain;base64,aGk=",
         ] {
             assert!(
-                matches!(fetch(bad.into(), 1 << 20).await, Download::Refused(..)),
+                matches!(
+                    fetch(bad.into(), 1 << 20).await,
+                    Err(DownloadError::Refused(..))
+                ),
                 "{bad}"
             );
         }
@@ -175,12 +208,12 @@ mod tests {
         let fetcher = Fetcher::new([]).unwrap();
         let refused = input(&fetcher, "http://localhost:9/a.png", 1024, timeout, &images).await;
         assert!(
-            matches!(refused, Download::Refused(FailureCode::InputUnavailable, ref m) if m.contains("not public")),
+            matches!(refused, Err(DownloadError::Refused(FailureCode::InputUnavailable, ref m)) if m.contains("not public")),
             "localhost was fetched"
         );
         // Allowed, it is fetched (and fails only because nothing listens there).
         let fetcher = Fetcher::new(["localhost".to_owned()]).unwrap();
         let allowed = input(&fetcher, "http://localhost:9/a.png", 1024, timeout, &images).await;
-        assert!(matches!(allowed, Download::Transient(_)));
+        assert!(matches!(allowed, Err(DownloadError::Transient(_))));
     }
 }

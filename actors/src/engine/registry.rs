@@ -21,7 +21,6 @@ use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::{Deps, steps};
-use crate::batcher::BatchError;
 
 /// Due workflows started per tick, so that a backlog is worked through in slices.
 const TICK_BATCH: u64 = 512;
@@ -268,7 +267,7 @@ impl GenerationActor {
                 }
                 Ok(()) => {}
                 // The row is unchanged; the engine's next tick retries when it is due.
-                Err(steps::StepError::Write(BatchError::TimedOut(_))) => {
+                Err(steps::StepError::Write(error)) if error.is_stall() => {
                     tracing::info!(generation_id = %actor.id, "step deferred: the workflow writer is busy");
                 }
                 Err(error) => {

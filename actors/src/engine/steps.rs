@@ -10,7 +10,7 @@ use sea_orm::DbErr;
 use uuid::Uuid;
 
 use super::Deps;
-use super::fetch::{self, Download};
+use super::fetch::{self, DownloadError};
 use crate::batcher::BatchError;
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
 use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
@@ -358,17 +358,16 @@ async fn input_urls(
             InputImage::Stored(key) => key.clone(),
             InputImage::Url(url) => match copy_input(deps, row, field, url).await {
                 Ok(key) => key,
-                Err(Download::Refused(code, message)) => {
+                Err(DownloadError::Refused(code, message)) => {
                     return fail(deps, row, code, format!("{field}: {message}"))
                         .await
                         .map(Err);
                 }
-                Err(Download::Transient(error)) => {
+                Err(DownloadError::Transient(error)) => {
                     let error = format!("{field}: {error}");
                     let step = retry_later(deps, row, FailureCode::InputUnavailable, &error, None);
                     return step.await.map(Err);
                 }
-                Err(Download::Image(_)) => unreachable!("copy_input returns images as Ok"),
             },
         };
         urls.push((deps.url_for_key)(&key));
@@ -529,12 +528,11 @@ async fn provider_error(
     }
 }
 
-/// Callbacks first (oldest first), then — once the callback deadline has passed — a poll. A
-/// provider whose callbacks are not signed is asked at once instead of believed.
-/// `awaiting_callback`: acts on the first stored callback that decides (consuming every
-/// callback read in the same transaction), unless the provider's callbacks need confirming;
-/// from the callback deadline on (or to confirm) it polls, with backoff and no cap on
-/// attempts, until the overall deadline ends the wait.
+/// `awaiting_callback`: acts on the first stored callback that decides, oldest first
+/// (consuming every callback read in the same transaction), unless the provider's callbacks
+/// need confirming — unsigned ones are asked about at once instead of believed; from the
+/// callback deadline on (or to confirm) it polls, with backoff and no cap on attempts, until
+/// the overall deadline ends the wait.
 async fn await_result(
     deps: &Deps,
     row: &workflow::Model,
@@ -648,11 +646,10 @@ async fn act_on(
                     let next = Some(deps.clock.now());
                     return apply_consuming(deps, row, event, next, consumes).await;
                 }
-                Err(Download::Refused(code, message)) => (code, message),
-                Err(Download::Transient(error)) => {
+                Err(DownloadError::Refused(code, message)) => (code, message),
+                Err(DownloadError::Transient(error)) => {
                     return retry_later(deps, row, FailureCode::UploadFailed, &error, None).await;
                 }
-                Err(Download::Image(_)) => unreachable!("result_source stores images"),
             }
         }
         TaskStatus::Failed { message } => (FailureCode::ProviderFailed, message),
@@ -667,10 +664,10 @@ async fn result_source(
     deps: &Deps,
     row: &workflow::Model,
     output: String,
-) -> Result<String, Download> {
+) -> Result<String, DownloadError> {
     if !output.starts_with("data:") {
         if output.len() > MAX_RESULT_URL {
-            return Err(Download::Refused(
+            return Err(DownloadError::Refused(
                 FailureCode::InvalidResult,
                 format!("the result URL is longer than {MAX_RESULT_URL} bytes"),
             ));
@@ -680,26 +677,22 @@ async fn result_source(
     let key = result_key(row.id);
     let invalid = FailureCode::InvalidResult;
     let limit = deps.config.max_result_bytes;
-    match fetch::download(
+    let timeout = deps.config.download_timeout();
+    let bytes = fetch::download(
         &deps.fetch.results,
         &output,
         limit,
-        deps.config.download_timeout(),
+        timeout,
         invalid,
         invalid,
     )
-    .await
-    {
-        Download::Image(bytes) => {
-            let size = bytes.len();
-            deps.storage
-                .put(&key, bytes)
-                .await
-                .map_err(|error| Download::Transient(error.to_string()))?;
-            Ok(format!("{INLINE_SOURCE}{size} bytes"))
-        }
-        other => Err(other),
-    }
+    .await?;
+    let size = bytes.len();
+    deps.storage
+        .put(&key, bytes)
+        .await
+        .map_err(|error| DownloadError::Transient(error.to_string()))?;
+    Ok(format!("{INLINE_SOURCE}{size} bytes"))
 }
 
 async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), StepError> {
@@ -749,7 +742,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     )
     .await;
     match fetched {
-        Download::Image(bytes) => match deps.storage.put(&key, bytes).await {
+        Ok(bytes) => match deps.storage.put(&key, bytes).await {
             Ok(()) => apply(deps, row, settled, None).await,
             Err(error) => {
                 retry_later(
@@ -762,8 +755,8 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
                 .await
             }
         },
-        Download::Refused(code, message) => fail(deps, row, code, message).await,
-        Download::Transient(error) => {
+        Err(DownloadError::Refused(code, message)) => fail(deps, row, code, message).await,
+        Err(DownloadError::Transient(error)) => {
             retry_later(deps, row, FailureCode::UploadFailed, &error, None).await
         }
     }
@@ -775,24 +768,22 @@ async fn copy_input(
     row: &workflow::Model,
     field: &str,
     url: &str,
-) -> Result<String, Download> {
+) -> Result<String, DownloadError> {
     let key = input_key(row.id, field);
     if deps.storage.exists(&key).await.unwrap_or(false) {
         return Ok(key);
     }
-    match fetch::input(
+    let bytes = fetch::input(
         &deps.fetch.inputs,
         url,
         deps.max_input_bytes,
         deps.config.download_timeout(),
         &deps.image_limits,
     )
-    .await
-    {
-        Download::Image(bytes) => match deps.storage.put(&key, bytes).await {
-            Ok(()) => Ok(key),
-            Err(error) => Err(Download::Transient(error.to_string())),
-        },
-        other => Err(other),
-    }
+    .await?;
+    deps.storage
+        .put(&key, bytes)
+        .await
+        .map_err(|error| DownloadError::Transient(error.to_string()))?;
+    Ok(key)
 }

@@ -32,6 +32,7 @@ use uuid::Uuid;
 use super::command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
 use super::machine::{self, Event};
 use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
+use super::read;
 use crate::Clock;
 use crate::batcher::BatchStore;
 use crate::db;
@@ -158,18 +159,8 @@ async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Lo
     let read_versions = rows.iter().map(|(id, row)| (*id, row.version)).collect();
     let mut replays = HashMap::new();
     for (account_id, key) in commands.iter().filter_map(WriteCommand::claimed_key) {
-        let existing = idempotency_key::Entity::find_by_id((
-            account_id,
-            IDEMPOTENCY_SCOPE.to_owned(),
-            key.to_owned(),
-        ))
-        .one(txn)
-        .await?;
-        if let Some(existing) = existing {
-            replays.insert(
-                (account_id, key.to_owned()),
-                (existing.request_hash, existing.resource_id),
-            );
+        if let Some(claimed) = read::claimed_key(txn, account_id, key).await? {
+            replays.insert((account_id, key.to_owned()), claimed);
         }
     }
     let stored_callbacks = stored_callbacks(txn, commands).await?;
@@ -379,8 +370,7 @@ async fn decide_create(
             Plan::Done(WriteOutcome::Create(CreateOutcome::KeyConflict))
         }
         Some((_, (_, resource_id))) => {
-            let row = workflow::Entity::find_by_id(*resource_id)
-                .one(txn)
+            let row = read::find(txn, *resource_id)
                 .await?
                 .ok_or_else(|| DbErr::RecordNotFound("idempotent workflow".into()))?;
             Plan::Done(WriteOutcome::Create(CreateOutcome::Replayed(row)))
