@@ -182,7 +182,7 @@ const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 
 async fn verify_database(settings: &Settings) -> anyhow::Result<ExitCode> {
     let db = open_database(&settings.database_url).await?;
-    let storage = Storage::local(&settings.data_dir)?;
+    let storage = Storage::open(&settings.storage, &settings.data_dir)?;
     let snapshot = db::begin_snapshot(&db).await?;
     let mut violations = verify::verify_ledger(&snapshot).await?;
     violations

@@ -11,6 +11,7 @@ use atelier_actors::engine::EngineConfig;
 use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::secret::SecretString;
+use atelier_actors::storage::StorageConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,8 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     /// `[workflow]`: owned by the engine, which documents and checks its keys.
     pub workflow: EngineConfig,
+    /// `[storage]`: owned by `storage::config`, which documents and checks its keys.
+    pub storage: StorageConfig,
     pub inputs: InputSettings,
     pub outbound: OutboundSettings,
     pub images: ImageSettings,
@@ -226,6 +229,7 @@ impl Default for Settings {
                 expiry_sweep_interval_secs: 60,
             },
             workflow: EngineConfig::default(),
+            storage: StorageConfig::default(),
             inputs: InputSettings {
                 allowed_hosts: Vec::new(),
                 max_bytes: 20 * 1024 * 1024,
@@ -279,6 +283,7 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "signing_secret",
     "http",
+    "storage",
     "database",
     "ledger",
     "workflow",
@@ -361,6 +366,7 @@ impl Settings {
         }
         self.http.check()?;
         self.workflow.validate()?;
+        self.storage.validate(self.workflow.url_ttl_secs)?;
         check_range(
             "inputs.max_bytes",
             self.inputs.max_bytes,

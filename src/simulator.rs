@@ -91,6 +91,8 @@ pub struct Simulator {
     http: reqwest::Client,
     images: ImageLimits,
     pool: ImagePool,
+    /// Where stored objects' links point besides us (S3), when they do.
+    storage_origin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +129,14 @@ impl Simulator {
                 .expect("an HTTP client with no proxy builds"),
             images,
             pool,
+            storage_origin: None,
         }
+    }
+
+    /// Also fetches inputs from `origin` (`scheme://host[:port]`): where S3 links point.
+    pub fn fetching_from_storage(mut self, origin: Option<String>) -> Self {
+        self.storage_origin = origin;
+        self
     }
 
     pub fn routes(config: &mut web::ServiceConfig) {
@@ -236,8 +245,16 @@ impl Simulator {
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
+    /// With S3 storage, the inputs it is handed are links into the bucket, not to us.
+    fn is_our_storage(&self, url: &str) -> bool {
+        self.storage_origin.as_deref().is_some_and(|origin| {
+            url.strip_prefix(origin)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
-        if !self.is_ours(url) {
+        if !self.is_ours(url) && !self.is_our_storage(url) {
             return Err(format!("the simulator fetches only from {}", self.base_url));
         }
         let response = self

@@ -16,7 +16,7 @@ use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::{Drain, Engine};
-use atelier_actors::engine::{Deps, FetchClients, StepHook, UrlForKey};
+use atelier_actors::engine::{Deps, FetchClients, StepHook};
 use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{Ledger, sweeper};
@@ -29,7 +29,9 @@ use atelier_actors::providers::fal::FalProvider;
 use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
+use atelier_actors::storage::Links;
 use atelier_actors::storage::Storage;
+use atelier_actors::storage::links::LocalSigner;
 use atelier_actors::workflow::{BatchFault, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
@@ -119,10 +121,11 @@ impl Application {
             // With port 0 the bind address does not say where we are; the listener does.
             settings.public_url = Some(format!("http://{}:{port}", settings.bind.ip()));
         }
-        let storage = Storage::local(&settings.data_dir)?;
+        let storage = Storage::open(&settings.storage, &settings.data_dir)?;
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
         let public_url = settings.public_url();
+        let links = links(&settings, &storage, &signer, &public_url, &clock);
         let simulator = simulator(&mut settings, &public_url);
         let http_client = outbound_client(&settings)?;
         let providers = providers(&settings, &public_url, &http_client)?;
@@ -141,9 +144,9 @@ impl Application {
                 db: &db,
                 workflows: &workflows,
                 storage: &storage,
+                links: &links,
                 providers: &providers,
                 clock: &clock,
-                signer: &signer,
                 public_url: &public_url,
             };
             start_engine(&settings, parts, fetch_clients, step_hook)
@@ -154,6 +157,7 @@ impl Application {
             clock,
             admin_token,
             storage,
+            links,
             signer,
             settings: Arc::new(settings.clone()),
             providers,
@@ -223,24 +227,37 @@ fn simulator(settings: &mut Settings, public_url: &str) -> web::Data<Simulator> 
         .get_or_insert_with(|| crate::simulator::random_token().into())
         .expose()
         .to_owned();
-    web::Data::new(Simulator::new(
-        settings.simulator.clone(),
-        format!("{public_url}/simulator"),
-        key,
-        settings.images.limits(),
-        ImagePool::new(settings.images.workers),
-    ))
+    web::Data::new(
+        Simulator::new(
+            settings.simulator.clone(),
+            format!("{public_url}/simulator"),
+            key,
+            settings.images.limits(),
+            ImagePool::new(settings.images.workers),
+        )
+        .fetching_from_storage(settings.storage.link_origin()),
+    )
 }
 
-/// Signs a storage key into a URL valid for `ttl_secs` from when it is handed out.
-fn url_for_key(
+/// The URLs handed out for stored objects: on the local filesystem our own signed URLs, valid
+/// for `workflow.url_ttl_secs` from when each is made; on S3 what `[storage]` chooses.
+fn links(
+    settings: &Settings,
+    storage: &Storage,
     signer: &UrlSigner,
     public_url: &str,
     clock: &Arc<dyn Clock>,
-    ttl_secs: u64,
-) -> UrlForKey {
+) -> Links {
+    let ttl_secs = settings.workflow.url_ttl_secs;
     let (signer, base, clock) = (signer.clone(), public_url.to_owned(), clock.clone());
-    Arc::new(move |key: &str| signer.url(&base, key, saturating_after(clock.now(), ttl_secs)))
+    let local: LocalSigner =
+        Arc::new(move |key: &str| signer.url(&base, key, saturating_after(clock.now(), ttl_secs)));
+    Links::new(
+        storage.clone(),
+        &settings.storage,
+        Duration::from_secs(ttl_secs),
+        local,
+    )
 }
 
 /// What each configured provider costs, for failover.
@@ -420,9 +437,9 @@ struct EngineParts<'a> {
     db: &'a DatabaseConnection,
     workflows: &'a Workflows,
     storage: &'a Storage,
+    links: &'a Links,
     providers: &'a Providers,
     clock: &'a Arc<dyn Clock>,
-    signer: &'a UrlSigner,
     public_url: &'a str,
 }
 
@@ -441,12 +458,7 @@ fn start_engine(
         providers: parts.providers.clone(),
         clock: parts.clock.clone(),
         fetch,
-        url_for_key: url_for_key(
-            parts.signer,
-            parts.public_url,
-            parts.clock,
-            settings.workflow.url_ttl_secs,
-        ),
+        links: parts.links.clone(),
         config: settings.workflow.clone(),
         public_url: parts.public_url.to_owned(),
         max_input_bytes: settings.inputs.max_bytes,

@@ -3,11 +3,10 @@ use std::sync::Arc;
 
 use actix::Addr;
 use atelier_actors::Clock;
-use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
 use atelier_actors::providers::Providers;
-use atelier_actors::storage::Storage;
+use atelier_actors::storage::{Links, Storage, StorageError};
 use atelier_actors::workflow::Workflows;
 use sea_orm::DatabaseConnection;
 
@@ -20,6 +19,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub admin_token: String,
     pub storage: Storage,
+    /// The URLs handed out for stored objects (`[storage]`).
+    pub links: Links,
+    /// Signs and checks our own `/v1/files` URLs.
     pub signer: UrlSigner,
     pub settings: Arc<Settings>,
     pub providers: Providers,
@@ -29,13 +31,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A signed URL for the object under `key`, valid for `workflow.url_ttl_secs`.
-    pub fn signed_url(&self, key: &str) -> String {
-        let ttl = self.settings.workflow.url_ttl_secs;
-        self.signer.url(
-            &self.settings.public_url(),
-            key,
-            saturating_after(self.clock.now(), ttl),
-        )
+    /// A URL that reads the object under `key`: signed or presigned for
+    /// `workflow.url_ttl_secs`, or a public link (`[storage]`).
+    pub async fn object_url(&self, key: &str) -> Result<String, StorageError> {
+        self.links.url(key).await
     }
 }

@@ -64,10 +64,10 @@ struct GenerationView {
     error: Option<ErrorView>,
 }
 
-fn view(state: &AppState, row: workflow::Model) -> GenerationView {
+async fn view(state: &AppState, row: workflow::Model) -> Result<GenerationView, ApiError> {
     let charged = (row.state == WorkflowState::Settled).then(|| row.charge_due());
     let result_url = match (&row.state, &row.result_key) {
-        (WorkflowState::Settled, Some(key)) => Some(state.signed_url(key)),
+        (WorkflowState::Settled, Some(key)) => Some(state.object_url(key).await?),
         _ => None,
     };
     let error = match (row.state, row.error_code) {
@@ -77,7 +77,7 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         }),
         _ => None,
     };
-    GenerationView {
+    Ok(GenerationView {
         id: row.id,
         state: row.state.as_str(),
         provider: row.provider,
@@ -87,7 +87,7 @@ fn view(state: &AppState, row: workflow::Model) -> GenerationView {
         updated_at: row.updated_at,
         result_url,
         error,
-    }
+    })
 }
 
 /// What a client reads about a failure: one fixed sentence per code. The row's
@@ -207,9 +207,9 @@ pub async fn create(
     match outcome? {
         CreateOutcome::Created(row) => {
             tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
-            Ok(HttpResponse::Accepted().json(view(&state, row)))
+            Ok(HttpResponse::Accepted().json(view(&state, row).await?))
         }
-        CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
+        CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row).await?)),
         CreateOutcome::KeyConflict => Err(key_reused()),
         CreateOutcome::InsufficientCredits {
             available,
@@ -353,7 +353,7 @@ async fn answer_without_storing(
             return Err(key_reused());
         }
         if let Some(row) = workflows::find_owned(&state.db, account_id, workflow_id).await? {
-            return Ok(Some(HttpResponse::Ok().json(view(state, row))));
+            return Ok(Some(HttpResponse::Ok().json(view(state, row).await?)));
         }
     }
     let available = read::balance(&state.db, account_id, state.clock.now())
@@ -384,7 +384,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let row = owned(&state, account.id, &path).await?;
-    Ok(HttpResponse::Ok().json(view(&state, row)))
+    Ok(HttpResponse::Ok().json(view(&state, row).await?))
 }
 
 #[derive(Debug, Serialize)]
@@ -420,7 +420,7 @@ pub async fn list(
     };
     let (rows, next) = workflows::list(&state.db, account.id, filter, before, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(|row| view(&state, row)).collect(),
+        items: futures::future::try_join_all(rows.into_iter().map(|row| view(&state, row))).await?,
         next_cursor: next,
     }))
 }
@@ -444,12 +444,12 @@ pub async fn cancel(
         TransitionOutcome::Applied(row) => {
             tracing::info!(generation_id = %id, "generation canceled; credits released");
             cancel_at_provider(&state, &row);
-            Ok(HttpResponse::Ok().json(view(&state, row)))
+            Ok(HttpResponse::Ok().json(view(&state, row).await?))
         }
         TransitionOutcome::Stale(row) if row.state == WorkflowState::Settled => Err(
             ApiError::conflict("already_settled", "the generation already settled"),
         ),
-        TransitionOutcome::Stale(row) => Ok(HttpResponse::Ok().json(view(&state, row))),
+        TransitionOutcome::Stale(row) => Ok(HttpResponse::Ok().json(view(&state, row).await?)),
         TransitionOutcome::NotFound => Err(not_found()),
     }
 }

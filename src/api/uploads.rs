@@ -76,7 +76,7 @@ pub async fn create(
     Ok(HttpResponse::Created().json(UploadView {
         id,
         reference: format!("upload:{id}"),
-        url: state.signed_url(&key),
+        url: state.object_url(&key).await?,
         content_type: declared.mime(),
         size,
         created_at: row.created_at,

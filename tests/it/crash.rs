@@ -2,7 +2,7 @@
 //! every settle the process reported is in the database, and the balances add up to exactly what
 //! was committed. And `atelier verify` does notice when the books do not add up.
 
-use crate::common::{atelier_command, funded_account, open_ledger};
+use crate::common::{atelier_command, funded_account, open_ledger, run_verify};
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -24,19 +24,9 @@ database_tests!(
 
 /// Runs `atelier verify`: (whether the books add up, what it printed).
 fn verify(database_url: &str) -> (bool, String) {
-    let output = atelier_command(database_url)
-        .arg("verify")
-        .output()
-        .expect("run atelier verify");
-    let report = String::from_utf8_lossy(&output.stdout).into_owned();
-    match output.status.code() {
-        Some(0) => (true, report),
-        Some(2) => (false, report),
-        other => panic!(
-            "verify could not run ({other:?}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
+    let mut command = atelier_command(database_url);
+    command.arg("verify");
+    run_verify(command)
 }
 
 async fn killed_mid_work_loses_nothing(url: String) {

@@ -15,5 +15,6 @@ mod ledger_model;
 mod migrations;
 mod operator;
 mod providers;
+mod s3;
 mod workflow;
 mod workflow_crash;

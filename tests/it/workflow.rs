@@ -546,7 +546,7 @@ async fn an_oversized_url_input_releases_with_input_unavailable(url: String) {
     let served = "uploads/elsewhere/huge";
     app.state.storage.put(served, huge.into()).await.unwrap();
     let mut body = common::generation_body();
-    body["person_image"] = json!(app.state.signed_url(served));
+    body["person_image"] = json!(app.state.object_url(served).await.unwrap());
     let response = app.post_generation(&key, &body, None).await;
     assert_eq!(response.status(), 202);
     let created: Value = response.json().await.unwrap();

@@ -23,9 +23,6 @@ use crate::images::ImageLimits;
 use crate::providers::Providers;
 use crate::storage::Storage;
 
-/// Signs a storage key into a URL a provider can fetch.
-pub type UrlForKey = Arc<dyn Fn(&str) -> String + Send + Sync>;
-
 /// Called at the start of every step with the workflow and its state: a seam for fault
 /// injection in tests (a hook that panics proves the engine rebuilds dead actors).
 pub type StepHook = Arc<dyn Fn(uuid::Uuid, crate::workflow::WorkflowState) + Send + Sync>;
@@ -41,7 +38,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Everything fetched from a URL goes through these (`crate::outbound`).
     pub fetch: FetchClients,
-    pub url_for_key: UrlForKey,
+    /// The URLs providers fetch our inputs from (`storage::Links`).
+    pub links: crate::storage::Links,
     /// `[workflow]`.
     pub config: EngineConfig,
     /// `ATELIER_PUBLIC_URL`: where providers reach our webhooks.

@@ -13,6 +13,7 @@ use super::Deps;
 use super::fetch::{self, DownloadError};
 use crate::batcher::BatchError;
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
+use crate::storage::Created;
 use crate::workflow::inputs::{InputImage, Inputs, input_key, result_key};
 use crate::workflow::{Event, FailureCode, TransitionOutcome, Via, read};
 
@@ -370,7 +371,15 @@ async fn input_urls(
                 }
             },
         };
-        urls.push((deps.url_for_key)(&key));
+        match deps.links.url(&key).await {
+            Ok(url) => urls.push(url),
+            Err(error) => {
+                let error = format!("cannot link {field}: {error}");
+                return storage_down(deps, row, FailureCode::InputUnavailable, &error)
+                    .await
+                    .map(Err);
+            }
+        }
     }
     let garment = urls.pop().expect("two inputs");
     let person = urls.pop().expect("two inputs");
@@ -689,7 +698,7 @@ async fn result_source(
     .await?;
     let size = bytes.len();
     deps.storage
-        .put(&key, bytes)
+        .create(&key, bytes)
         .await
         .map_err(|error| DownloadError::Transient(error.to_string()))?;
     Ok(format!("{INLINE_SOURCE}{size} bytes"))
@@ -712,19 +721,22 @@ async fn mark_processed(deps: &Deps, inbox_ids: Vec<i64>) -> Result<(), StepErro
     Ok(deps.workflows.callbacks_processed(inbox_ids).await?)
 }
 
-/// Copies the result into our storage under its deterministic key, then settles.
+/// Copies the result into our storage under its deterministic key, then settles. Storage
+/// that fails is waited for (`storage_down`): the workflow is never charged without the
+/// object.
 async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
     let key = result_key(row.id);
-    let settled = Event::Stored {
-        key: key.clone(),
-        charge: row.charge_due(),
-    };
     // A previous attempt may have stored it and crashed before settling.
-    if deps.storage.exists(&key).await.unwrap_or(false) {
-        return apply(deps, row, settled, None).await;
+    match deps.storage.exists(&key).await {
+        Ok(true) => return settle(deps, row, key).await,
+        Ok(false) => {}
+        Err(error) => {
+            let error = format!("cannot look for the result: {error}");
+            return storage_down(deps, row, FailureCode::UploadFailed, &error).await;
+        }
     }
     let source = row.result_source.clone().unwrap_or_default();
     if source.starts_with(INLINE_SOURCE) {
@@ -742,17 +754,17 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     )
     .await;
     match fetched {
-        Ok(bytes) => match deps.storage.put(&key, bytes).await {
-            Ok(()) => apply(deps, row, settled, None).await,
+        Ok(bytes) => match deps.storage.create(&key, bytes).await {
+            Ok(Created::New) => settle(deps, row, key).await,
+            Ok(Created::AlreadyThere) => {
+                // Another writer (a step that outlived its turn) stored it first; the first
+                // object stands.
+                tracing::info!(generation_id = %row.id, "the result was already stored; kept it");
+                settle(deps, row, key).await
+            }
             Err(error) => {
-                retry_later(
-                    deps,
-                    row,
-                    FailureCode::UploadFailed,
-                    &error.to_string(),
-                    None,
-                )
-                .await
+                let error = format!("cannot store the result: {error}");
+                storage_down(deps, row, FailureCode::UploadFailed, &error).await
             }
         },
         Err(DownloadError::Refused(code, message)) => fail(deps, row, code, message).await,
@@ -760,6 +772,31 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
             retry_later(deps, row, FailureCode::UploadFailed, &error, None).await
         }
     }
+}
+
+/// The result is in our storage under `key`: settle, charging what is due.
+async fn settle(deps: &Deps, row: &workflow::Model, key: String) -> Result<Step, StepError> {
+    let charge = row.charge_due();
+    apply(deps, row, Event::Stored { key, charge }, None).await
+}
+
+/// Our own storage failed: not the provider's fault and nothing to give up on after a few
+/// attempts, so the step is tried again with backoff for as long as the overall deadline
+/// leaves room; when no attempt fits before it, the workflow is released with
+/// `code` (`upload_failed` while uploading: never charged without the object).
+async fn storage_down(
+    deps: &Deps,
+    row: &workflow::Model,
+    code: FailureCode,
+    error: &str,
+) -> Result<Step, StepError> {
+    let next_try = deps.clock.now() + chrono_duration(deps.config.retry_delay(row.attempt));
+    if next_try >= next_deadline(deps, row) {
+        let message = format!("storage stayed unavailable until the deadline: {error}");
+        return fail(deps, row, code, message).await;
+    }
+    tracing::warn!(generation_id = %row.id, state = row.state.as_str(), %error, "storage unavailable; will try again");
+    schedule_attempt(deps, row, error, None).await
 }
 
 /// Copies a URL input into our storage under its deterministic key (once: a retry finds it).
@@ -782,7 +819,7 @@ async fn copy_input(
     )
     .await?;
     deps.storage
-        .put(&key, bytes)
+        .create(&key, bytes)
         .await
         .map_err(|error| DownloadError::Transient(error.to_string()))?;
     Ok(key)

@@ -84,21 +84,20 @@ fn wrong_hold(row: &workflow::Model, hold: Option<&hold::Model>) -> Option<Strin
     })
 }
 
-/// Invariant 5: a settled workflow's result is in our storage.
+/// Invariant 5: a settled workflow's result is in our storage (a HEAD request on S3). Storage
+/// that cannot answer is reported too: the invariant is then unchecked, not holding.
 async fn missing_result(row: &workflow::Model, storage: &Storage) -> Option<String> {
     if row.state != WorkflowState::Settled {
         return None;
     }
-    let stored = match &row.result_key {
-        Some(key) => storage.exists(key).await.unwrap_or(false),
-        None => false,
+    let Some(key) = &row.result_key else {
+        return Some("settled without a result key".to_owned());
     };
-    (!stored).then(|| {
-        format!(
-            "settled without its result in storage ({:?})",
-            row.result_key
-        )
-    })
+    match storage.exists(key).await {
+        Ok(true) => None,
+        Ok(false) => Some(format!("settled without its result in storage ({key:?})")),
+        Err(error) => Some(format!("its result {key:?} could not be checked: {error}")),
+    }
 }
 
 /// Invariant 6: a live workflow is not past its deadline by more than `grace`.

@@ -17,7 +17,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+pub mod s3_server;
 mod test_app;
+pub use s3_server::S3Server;
 pub use test_app::TestApp;
 
 pub const POSTGRES_URL_VAR: &str = "ATELIER_TEST_POSTGRES_URL";
@@ -238,6 +240,21 @@ pub fn atelier_command(database_url: &str) -> std::process::Command {
         .env("RUST_LOG", "error")
         .current_dir(std::env::temp_dir());
     command
+}
+
+/// Runs an `atelier verify` command: (whether every invariant holds, what it printed). Exit
+/// code 2 is broken invariants; anything else but 0 is a verify that could not run.
+pub fn run_verify(mut command: std::process::Command) -> (bool, String) {
+    let output = command.output().expect("run atelier verify");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    match output.status.code() {
+        Some(0) => (true, report),
+        Some(2) => (false, report),
+        other => panic!(
+            "verify could not run ({other:?}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
 }
 
 /// A migrated database and a ledger actor on it, on the system clock.
