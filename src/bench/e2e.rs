@@ -65,9 +65,13 @@ async fn bench(
     } else {
         "postgres"
     };
+    let storage = match settings.storage.backend {
+        atelier_actors::storage::config::Backend::Local => "local",
+        atelier_actors::storage::config::Backend::S3 => "s3",
+    };
     let (state, base) = start(settings, database_url, data_dir).await?;
     println!(
-        "bench e2e: {kind}, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
+        "bench e2e: {kind}, {storage} storage, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
         plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
     );
     let account = accounts::create(&state.db, Some("bench-e2e".into()), SystemClock.now()).await?;
@@ -98,7 +102,7 @@ async fn bench(
             .send(atelier_actors::engine::registry::Shutdown)
             .await?;
     }
-    let mut summary = json!({"bench": "e2e", "database": kind, "generations": plan.generations,
+    let mut summary = json!({"bench": "e2e", "database": kind, "storage": storage, "generations": plan.generations,
                "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
                "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
                "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,

@@ -251,4 +251,16 @@ mod tests {
             .validate(MAX_PRESIGNED_SECS + 1)
             .unwrap();
     }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let config = StorageConfig {
+            access_key_id: Some("AKIAEXAMPLEKEYID".into()),
+            secret_access_key: Some("wJalrXUtnFEMI-example-secret".into()),
+            ..s3()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("AKIAEXAMPLEKEYID"), "{shown}");
+        assert!(!shown.contains("wJalrXUtnFEMI"), "{shown}");
+    }
 }
