@@ -88,7 +88,8 @@ async fn accepted(app: &TestApp, id: &str) -> workflow::Model {
     let started = Instant::now();
     loop {
         let row = row(app, id).await;
-        if row.provider_task_id.is_some() {
+        // Past `submitted` too: `Accepted` and `Waiting` may commit in separate batches.
+        if row.provider_task_id.is_some() && row.state != workflow::WorkflowState::Submitted {
             return row;
         }
         assert!(
