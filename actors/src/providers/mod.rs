@@ -4,7 +4,9 @@ pub mod actor;
 pub mod breaker;
 pub mod cog;
 pub mod config;
+pub mod evolink;
 pub mod fal;
+pub mod fashn;
 pub mod prediction;
 pub mod replicate;
 pub mod signature;
@@ -115,10 +117,7 @@ pub fn classify_status(
     retry_after: Option<Duration>,
     body: &str,
 ) -> ProviderError {
-    let detail = format!(
-        "HTTP {status}: {}",
-        body.chars().take(300).collect::<String>()
-    );
+    let detail = answer_detail(status, body);
     match status.as_u16() {
         429 => ProviderError::RateLimited { retry_after },
         401..=403 => ProviderError::Account(detail),
@@ -127,15 +126,33 @@ pub fn classify_status(
     }
 }
 
+/// A provider's answer as the errors and the timeline quote it: the status and the start of
+/// the body.
+pub fn answer_detail(status: reqwest::StatusCode, body: &str) -> String {
+    format!(
+        "HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    )
+}
+
 /// The body of a successful answer; any other answer classified by its status.
 pub async fn success_body(response: reqwest::Response) -> Result<String, ProviderError> {
+    success_body_by(response, classify_status).await
+}
+
+/// As `success_body`, with the adapter's own `classify` (which reads the provider's error
+/// bodies, then falls back on `classify_status`).
+pub async fn success_body_by(
+    response: reqwest::Response,
+    classify: fn(reqwest::StatusCode, Option<Duration>, &str) -> ProviderError,
+) -> Result<String, ProviderError> {
     let status = response.status();
     let wait = retry_after(response.headers());
     let body = response.text().await.map_err(transport_error)?;
     if status.is_success() {
         Ok(body)
     } else {
-        Err(classify_status(status, wait, &body))
+        Err(classify(status, wait, &body))
     }
 }
 
@@ -154,6 +171,18 @@ pub async fn canceled(
 pub fn parse_answer<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ProviderError> {
     serde_json::from_str(body)
         .map_err(|error| ProviderError::Retryable(format!("unreadable answer: {error}")))
+}
+
+/// `base` with `segments` appended, each percent-encoded: an id a provider answered cannot
+/// reach another path or add a query.
+pub fn endpoint(base: &str, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+    let unusable = |why: String| ProviderError::Permanent(format!("base URL {base:?}: {why}"));
+    let mut url = reqwest::Url::parse(base).map_err(|error| unusable(error.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|()| unusable("it cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 /// Network-level failures are always worth another try.
@@ -218,6 +247,17 @@ mod tests {
             let error = classify_status(StatusCode::from_u16(status).unwrap(), None, "x");
             assert!(matches!(error, ProviderError::Account(_)), "{status}");
         }
+    }
+
+    #[test]
+    fn endpoints_encode_what_a_provider_answered() {
+        let url = endpoint("https://api.example.com/", &["v1", "tasks", "../x?y=1#z"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.example.com/v1/tasks/..%2Fx%3Fy=1%23z"
+        );
+        let prefixed = endpoint("http://127.0.0.1:9/proxy", &["v1", "run"]).unwrap();
+        assert_eq!(prefixed.as_str(), "http://127.0.0.1:9/proxy/v1/run");
     }
 
     #[test]
