@@ -148,12 +148,38 @@ pub async fn success_body_by(
 ) -> Result<String, ProviderError> {
     let status = response.status();
     let wait = retry_after(response.headers());
-    let body = response.text().await.map_err(transport_error)?;
+    let body = bounded_text(response, MAX_ANSWER_BYTES).await?;
     if status.is_success() {
         Ok(body)
     } else {
         Err(classify(status, wait, &body))
     }
+}
+
+/// The largest answer read from a provider's API: far above any real one (FASHN's inline
+/// base64 outputs are a few MiB), so that a broken or hostile provider cannot fill our memory.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The answer's body as text (lossily), refused as retryable once it passes `limit` bytes.
+pub async fn bounded_text(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<String, ProviderError> {
+    let too_large = || ProviderError::Retryable(format!("an answer larger than {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A cancel's answer: success, or `gone` (the task already ended: nothing left to stop).
@@ -246,6 +272,50 @@ mod tests {
         for status in [401, 402, 403] {
             let error = classify_status(StatusCode::from_u16(status).unwrap(), None, "x");
             assert!(matches!(error, ProviderError::Account(_)), "{status}");
+        }
+    }
+
+    /// A local server answering every connection with `body` (chunked when `chunked`).
+    fn answering(body: &'static str, chunked: bool) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let _ = stream.read(&mut [0; 4096]);
+                let answer = if chunked {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_limit_are_refused_whether_announced_or_not() {
+        let http = reqwest::Client::new();
+        for chunked in [false, true] {
+            let url = answering("0123456789abcdef", chunked);
+            let small = http.get(&url).send().await.unwrap();
+            assert_eq!(bounded_text(small, 16).await.unwrap(), "0123456789abcdef");
+            let large = http.get(&url).send().await.unwrap();
+            assert!(
+                matches!(
+                    bounded_text(large, 15).await,
+                    Err(ProviderError::Retryable(_))
+                ),
+                "chunked: {chunked}"
+            );
         }
     }
 
