@@ -519,36 +519,62 @@ fn check_len(key: &str, secret: Option<&str>, min: usize) -> Result<(), String> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Every `toml` block in the README's provider sections is a working configuration.
-    #[test]
-    fn the_readme_provider_examples_are_valid() {
+    /// The `toml` blocks of the README's provider sections, one per real provider.
+    pub(crate) fn readme_provider_examples() -> Vec<String> {
         let readme =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let section = &readme[readme.find("## Providers").unwrap()..];
         let section = &section[..section.find("\n## ").unwrap()];
-        let blocks: Vec<&str> = section
+        section
             .split("```toml\n")
             .skip(1)
-            .map(|rest| &rest[..rest.find("```").unwrap()])
-            .collect();
-        assert_eq!(blocks.len(), 3, "one per real provider");
+            .map(|rest| rest[..rest.find("```").unwrap()].to_owned())
+            .collect()
+    }
+
+    /// Every `toml` block in the README's provider sections is a working configuration.
+    #[test]
+    fn the_readme_provider_examples_are_valid() {
+        let blocks = readme_provider_examples();
+        assert_eq!(blocks.len(), 5, "one per real provider");
         for block in blocks {
-            let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
-                .merge(Toml::string(block))
-                .extract()
-                .unwrap_or_else(|error| panic!("{error}\n{block}"));
-            settings
-                .validate()
-                .unwrap_or_else(|error| panic!("{error}\n{block}"));
+            let settings = from_toml(&block).unwrap_or_else(|error| panic!("{error}\n{block}"));
             assert_ne!(settings.default_provider, "simulator");
         }
     }
 
+    /// Making EvoLink the default is the one line `default_provider = "evolink"` beside its
+    /// table: without that line the README's EvoLink example is the same configuration on the
+    /// simulator, and no `adapter` key is needed (the table's name picks the adapter).
+    #[test]
+    fn default_provider_evolink_is_one_line() {
+        let block = readme_provider_examples()
+            .into_iter()
+            .find(|block| block.contains("[providers.evolink]"))
+            .expect("the README has an EvoLink example");
+        let line = "default_provider = \"evolink\"";
+        let lines: Vec<&str> = block
+            .lines()
+            .filter(|text| text.starts_with("default_provider"))
+            .collect();
+        assert_eq!(lines, [line]);
+        let with = from_toml(&block).unwrap();
+        let without = from_toml(&block.replace(line, "")).unwrap();
+        assert_eq!(with.default_provider, "evolink");
+        assert_eq!(without.default_provider, "simulator");
+        assert_eq!(with.providers, without.providers);
+        let evolink = &with.providers["evolink"];
+        assert_eq!(
+            (evolink.adapter_name("evolink"), &evolink.base_url),
+            ("evolink", &None)
+        );
+    }
+
     /// The settings the defaults and `toml` make, or the validation's message.
-    fn from_toml(toml: &str) -> Result<Settings, String> {
+    pub(crate) fn from_toml(toml: &str) -> Result<Settings, String> {
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string(toml))
             .extract()

@@ -25,7 +25,9 @@ use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
 use atelier_actors::providers::cog::CogProvider;
 use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::providers::evolink::EvoLinkProvider;
 use atelier_actors::providers::fal::FalProvider;
+use atelier_actors::providers::fashn::FashnProvider;
 use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
@@ -424,9 +426,12 @@ fn adapter(
         "cog" => Arc::new(CogProvider::new(name, config, http)?),
         "replicate" => Arc::new(ReplicateProvider::new(name, config, http)?),
         "fal" => Arc::new(FalProvider::new(name, config, http)?),
+        "evolink" => Arc::new(EvoLinkProvider::new(name, config, http)?),
+        "fashn" => Arc::new(FashnProvider::new(name, config, http)?),
         other => {
             return Err(format!(
-                "providers.{name}: no adapter {other:?} (known: simulator, cog, replicate, fal)"
+                "providers.{name}: no adapter {other:?} (known: simulator, cog, replicate, fal, \
+                 evolink, fashn)"
             ));
         }
     })
@@ -468,4 +473,37 @@ fn start_engine(
         step_hook,
         draining: Arc::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{from_toml, readme_provider_examples};
+
+    /// The README's EvoLink and FASHN examples build their adapters (which check the keys
+    /// each needs) as they stand. (Replicate's carries a placeholder secret, refused at start.)
+    #[test]
+    fn the_readme_task_api_examples_build_their_adapters() {
+        let http = reqwest::Client::new();
+        let mut built = Vec::new();
+        for block in readme_provider_examples() {
+            let settings = from_toml(&block).unwrap();
+            let name = settings.default_provider.clone();
+            if !["evolink", "fashn"].contains(&name.as_str()) {
+                continue;
+            }
+            let config = &settings.providers[&name];
+            let adapter = adapter(
+                &name,
+                config,
+                &settings,
+                "https://atelier.example.com",
+                &http,
+            )
+            .unwrap_or_else(|error| panic!("{error}\n{block}"));
+            assert_eq!(adapter.name(), name);
+            built.push(name);
+        }
+        assert_eq!(built, ["evolink", "fashn"]);
+    }
 }

@@ -49,7 +49,7 @@ fn fal(emulator: &Emulator, cost: i64) -> ProviderConfig {
 }
 
 /// An engine whose only providers are `providers`, the first being the default.
-async fn app_with(
+pub(crate) async fn app_with(
     url: &str,
     providers: Vec<(&str, ProviderConfig)>,
     configure: impl FnOnce(&mut Settings),
@@ -68,14 +68,14 @@ async fn app_with(
         .await
 }
 
-async fn generate(app: &TestApp, key: &str) -> String {
+pub(crate) async fn generate(app: &TestApp, key: &str) -> String {
     let response = app.post_generation(key, &generation_body(), None).await;
     assert_eq!(response.status(), 202);
     let generation: Value = response.json().await.unwrap();
     generation["id"].as_str().unwrap().to_owned()
 }
 
-async fn row(app: &TestApp, id: &str) -> workflow::Model {
+pub(crate) async fn row(app: &TestApp, id: &str) -> workflow::Model {
     workflow::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap())
         .one(&app.state.db)
         .await
@@ -84,7 +84,7 @@ async fn row(app: &TestApp, id: &str) -> workflow::Model {
 }
 
 /// Waits until the provider has accepted the generation's task; returns the row then.
-async fn accepted(app: &TestApp, id: &str) -> workflow::Model {
+pub(crate) async fn accepted(app: &TestApp, id: &str) -> workflow::Model {
     let started = Instant::now();
     loop {
         let row = row(app, id).await;
@@ -101,7 +101,7 @@ async fn accepted(app: &TestApp, id: &str) -> workflow::Model {
 }
 
 /// Waits until the generation's stored callbacks (at least one) are all processed.
-async fn handled_callbacks(app: &TestApp, id: &str) {
+pub(crate) async fn handled_callbacks(app: &TestApp, id: &str) {
     let id = uuid::Uuid::parse_str(id).unwrap();
     common::wait_for(
         "the stored callbacks processed",
@@ -130,7 +130,7 @@ async fn reasons(app: &TestApp, key: &str, id: &str) -> Vec<String> {
     timeline.into_iter().map(|(_, _, reason)| reason).collect()
 }
 
-async fn settled(app: &TestApp, key: &str, id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, key: &str, id: &str) -> Value {
     let generation = app.wait_terminal(key, id, Duration::from_secs(20)).await;
     assert_eq!(generation["state"], "settled", "{generation}");
     generation
@@ -147,7 +147,7 @@ async fn released_as_provider_failed(app: &TestApp, key: &str, expected: impl Fn
     assert!(reasons.iter().any(|reason| expected(reason)), "{reasons:?}");
 }
 
-async fn available(app: &TestApp, key: &str) -> i64 {
+pub(crate) async fn available(app: &TestApp, key: &str) -> i64 {
     app.balance(key).await["available"].as_i64().unwrap()
 }
 

@@ -20,8 +20,8 @@ use serde_json::json;
 use super::config::ProviderConfig;
 use super::prediction::Prediction;
 use super::{
-    Provider, ProviderError, Task, TaskStatus, canceled, classify_status, parse_answer,
-    retry_after, success_body, transport_error,
+    MAX_ANSWER_BYTES, Provider, ProviderError, Task, TaskStatus, bounded_text, canceled,
+    classify_status, parse_answer, retry_after, success_body, transport_error,
 };
 
 /// IDM-VTON's input names, as its Cog packaging declares them.
@@ -74,7 +74,7 @@ impl Provider for CogProvider {
             .map_err(transport_error)?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(transport_error)?;
+        let body = bounded_text(response, MAX_ANSWER_BYTES).await?;
         match status.as_u16() {
             200..=299 => Ok(id),
             // Every prediction slot is busy with another prediction: try later, or elsewhere.

@@ -18,8 +18,8 @@ const MAX_BREAKER_THRESHOLD: u32 = 10_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Which adapter speaks to it: `simulator`, `cog`, `replicate` or `fal`. Unset: the
-    /// table's name (so `[providers.cog]` is a Cog server).
+    /// Which adapter speaks to it: `simulator`, `cog`, `replicate`, `fal`, `evolink` or
+    /// `fashn`. Unset: the table's name (so `[providers.cog]` is a Cog server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
     /// Credits a generation on this provider holds (and charges at most).
@@ -44,10 +44,11 @@ pub struct ProviderConfig {
     /// The provider's API base URL; each adapter has the public one as default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// API token (Replicate: `Bearer`, fal: `Key`).
+    /// API token (Replicate, EvoLink, FASHN: `Bearer`; fal: `Key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<SecretString>,
-    /// Replicate: `owner/name`; fal: the model path, e.g. `fal-ai/idm-vton`.
+    /// Replicate: `owner/name`; fal: the model path, e.g. `fal-ai/idm-vton`; EvoLink: the
+    /// image model, e.g. `gemini-2.5-flash-image`; FASHN: the `model_name` (`tryon-v1.6`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Replicate: a model version id, used instead of `model` when set.

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::config::ProviderConfig;
 use super::{
-    Provider, ProviderError, Task, TaskStatus, canceled, classify_status, parse_answer,
-    retry_after, success_body, transport_error,
+    MAX_ANSWER_BYTES, Provider, ProviderError, Task, TaskStatus, bounded_text, canceled,
+    classify_status, parse_answer, retry_after, success_body, transport_error,
 };
 
 const DEFAULT_BASE_URL: &str = "https://queue.fal.run";
@@ -105,7 +105,7 @@ impl FalProvider {
             .map_err(transport_error)?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(transport_error)?;
+        let body = bounded_text(response, MAX_ANSWER_BYTES).await?;
         match status.as_u16() {
             200..=299 => Ok((status, body)),
             // The result endpoint answers a failed request with the model's error status.

@@ -4,7 +4,9 @@ pub mod actor;
 pub mod breaker;
 pub mod cog;
 pub mod config;
+pub mod evolink;
 pub mod fal;
+pub mod fashn;
 pub mod prediction;
 pub mod replicate;
 pub mod signature;
@@ -115,10 +117,7 @@ pub fn classify_status(
     retry_after: Option<Duration>,
     body: &str,
 ) -> ProviderError {
-    let detail = format!(
-        "HTTP {status}: {}",
-        body.chars().take(300).collect::<String>()
-    );
+    let detail = answer_detail(status, body);
     match status.as_u16() {
         429 => ProviderError::RateLimited { retry_after },
         401..=403 => ProviderError::Account(detail),
@@ -127,16 +126,60 @@ pub fn classify_status(
     }
 }
 
+/// A provider's answer as the errors and the timeline quote it: the status and the start of
+/// the body.
+pub fn answer_detail(status: reqwest::StatusCode, body: &str) -> String {
+    format!(
+        "HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    )
+}
+
 /// The body of a successful answer; any other answer classified by its status.
 pub async fn success_body(response: reqwest::Response) -> Result<String, ProviderError> {
+    success_body_by(response, classify_status).await
+}
+
+/// As `success_body`, with the adapter's own `classify` (which reads the provider's error
+/// bodies, then falls back on `classify_status`).
+pub async fn success_body_by(
+    response: reqwest::Response,
+    classify: fn(reqwest::StatusCode, Option<Duration>, &str) -> ProviderError,
+) -> Result<String, ProviderError> {
     let status = response.status();
     let wait = retry_after(response.headers());
-    let body = response.text().await.map_err(transport_error)?;
+    let body = bounded_text(response, MAX_ANSWER_BYTES).await?;
     if status.is_success() {
         Ok(body)
     } else {
-        Err(classify_status(status, wait, &body))
+        Err(classify(status, wait, &body))
     }
+}
+
+/// The largest answer read from a provider's API: far above any real one (FASHN's inline
+/// base64 outputs are a few MiB), so that a broken or hostile provider cannot fill our memory.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// The answer's body as text (lossily), refused as retryable once it passes `limit` bytes.
+pub async fn bounded_text(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<String, ProviderError> {
+    let too_large = || ProviderError::Retryable(format!("an answer larger than {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A cancel's answer: success, or `gone` (the task already ended: nothing left to stop).
@@ -154,6 +197,18 @@ pub async fn canceled(
 pub fn parse_answer<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ProviderError> {
     serde_json::from_str(body)
         .map_err(|error| ProviderError::Retryable(format!("unreadable answer: {error}")))
+}
+
+/// `base` with `segments` appended, each percent-encoded: an id a provider answered cannot
+/// reach another path or add a query.
+pub fn endpoint(base: &str, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+    let unusable = |why: String| ProviderError::Permanent(format!("base URL {base:?}: {why}"));
+    let mut url = reqwest::Url::parse(base).map_err(|error| unusable(error.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|()| unusable("it cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 /// Network-level failures are always worth another try.
@@ -218,6 +273,61 @@ mod tests {
             let error = classify_status(StatusCode::from_u16(status).unwrap(), None, "x");
             assert!(matches!(error, ProviderError::Account(_)), "{status}");
         }
+    }
+
+    /// A local server answering every connection with `body` (chunked when `chunked`).
+    fn answering(body: &'static str, chunked: bool) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let _ = stream.read(&mut [0; 4096]);
+                let answer = if chunked {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                        body.len()
+                    )
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_limit_are_refused_whether_announced_or_not() {
+        let http = reqwest::Client::new();
+        for chunked in [false, true] {
+            let url = answering("0123456789abcdef", chunked);
+            let small = http.get(&url).send().await.unwrap();
+            assert_eq!(bounded_text(small, 16).await.unwrap(), "0123456789abcdef");
+            let large = http.get(&url).send().await.unwrap();
+            assert!(
+                matches!(
+                    bounded_text(large, 15).await,
+                    Err(ProviderError::Retryable(_))
+                ),
+                "chunked: {chunked}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoints_encode_what_a_provider_answered() {
+        let url = endpoint("https://api.example.com/", &["v1", "tasks", "../x?y=1#z"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.example.com/v1/tasks/..%2Fx%3Fy=1%23z"
+        );
+        let prefixed = endpoint("http://127.0.0.1:9/proxy", &["v1", "run"]).unwrap();
+        assert_eq!(prefixed.as_str(), "http://127.0.0.1:9/proxy/v1/run");
     }
 
     #[test]

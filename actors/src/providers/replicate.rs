@@ -11,7 +11,7 @@ use super::config::ProviderConfig;
 use super::prediction::Prediction;
 use super::signature::{self, Secret};
 use super::{
-    Provider, ProviderError, Task, TaskStatus, parse_answer, retry_after, transport_error,
+    Provider, ProviderError, Task, TaskStatus, parse_answer, success_body_by, transport_error,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.replicate.com";
@@ -71,13 +71,7 @@ impl ReplicateProvider {
     }
 
     async fn read(response: reqwest::Response) -> Result<Prediction, ProviderError> {
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.text().await.map_err(transport_error)?;
-        if !status.is_success() {
-            return Err(classify(status, wait, &body));
-        }
-        parse_answer(&body)
+        parse_answer(&success_body_by(response, classify).await?)
     }
 }
 

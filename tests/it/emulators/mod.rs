@@ -1,8 +1,13 @@
 //! Local emulators of Replicate's and fal.ai's documented wire formats, for the adapters'
 //! tests: one HTTP server per emulated provider, with misbehaviour on demand (outages, 402,
 //! throttling, unknown statuses, failed results, silence). Replicate's callbacks are signed
-//! per Standard Webhooks with `secret`; fal's are not.
+//! per Standard Webhooks with `secret`; fal's are not. EvoLink's and FASHN's task APIs are
+//! emulated by `task_api` in their wire formats (`evolink`, `fashn`).
 #![allow(dead_code)]
+
+pub mod evolink;
+pub mod fashn;
+pub mod task_api;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,5 @@
+//! The EvoLink adapter against the emulator of its task API (`emulators/evolink.rs`), through
+//! the whole service: every scenario of `unsigned_callbacks`, on both databases.
+use crate::emulators::task_api::Wire;
+
+crate::unsigned_callback_tests!(Wire::EvoLink);
