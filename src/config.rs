@@ -524,9 +524,14 @@ pub(crate) mod tests {
 
     /// The `toml` blocks of the README's provider sections, one per real provider.
     pub(crate) fn readme_provider_examples() -> Vec<String> {
+        readme_examples("## Providers")
+    }
+
+    /// The `toml` blocks of the README's section headed `heading`.
+    fn readme_examples(heading: &str) -> Vec<String> {
         let readme =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-        let section = &readme[readme.find("## Providers").unwrap()..];
+        let section = &readme[readme.find(heading).unwrap()..];
         let section = &section[..section.find("\n## ").unwrap()];
         section
             .split("```toml\n")
@@ -544,6 +549,22 @@ pub(crate) mod tests {
             let settings = from_toml(&block).unwrap_or_else(|error| panic!("{error}\n{block}"));
             assert_ne!(settings.default_provider, "simulator");
         }
+    }
+
+    /// The README's R2 example is a valid S3 configuration, and R2's the way R2 wants it.
+    #[test]
+    fn the_readme_r2_example_is_valid() {
+        let blocks = readme_examples("## Storage");
+        assert_eq!(blocks.len(), 1, "the R2 example");
+        let settings = from_toml(&blocks[0]).unwrap_or_else(|error| panic!("{error}"));
+        let storage = &settings.storage;
+        assert_eq!(
+            storage.backend,
+            atelier_actors::storage::config::Backend::S3
+        );
+        assert_eq!(storage.region, "auto");
+        assert!(storage.endpoint.ends_with(".r2.cloudflarestorage.com"));
+        atelier_actors::storage::Storage::open(storage, std::path::Path::new("unused")).unwrap();
     }
 
     /// Making EvoLink the default is the one line `default_provider = "evolink"` beside its
