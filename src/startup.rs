@@ -2,7 +2,7 @@
 //! probed first; then migrated), the ledger's batching writer and the expiry sweeper, the
 //! listener (whose real port fills in a missing `public_url`), storage and the URL signer, the
 //! provider adapters behind their actors, the workflow writer, the engine (unless
-//! `workflow.run_engine` is off), and the HTTP server. Tests build the same thing on port 0,
+//! `workflow.run_engine` is off) with the completion webhooks' sender, and the HTTP server. Tests build the same thing on port 0,
 //! with `Seams`.
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -30,6 +30,7 @@ use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Storage;
+use atelier_actors::webhooks_out::sender::Sender;
 use atelier_actors::workflow::{BatchFault, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
@@ -148,6 +149,7 @@ impl Application {
             };
             start_engine(&settings, parts, fetch_clients, step_hook)
         });
+        let webhook_policy = start_webhooks(&settings, &db, &clock)?;
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -159,6 +161,7 @@ impl Application {
             providers,
             engine,
             workflows,
+            webhook_policy,
         });
         let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
@@ -193,6 +196,25 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// Starts the completion webhooks' sender where workflows are driven (it sends what their
+/// transitions wrote), and returns the destination policy registration checks against.
+fn start_webhooks(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Fetcher> {
+    if settings.workflow.run_engine {
+        Sender::new(db.clone(), clock.clone(), settings.webhooks.clone())
+            .context("cannot build the webhook client")?
+            .spawn();
+    }
+    Fetcher::without_redirects(
+        settings.webhooks.allowed_hosts.clone(),
+        Duration::from_secs(settings.webhooks.connect_timeout_secs),
+    )
+    .context("cannot build the webhook client")
 }
 
 /// The ledger's writer, each batch within `deadline`, and its expiry sweeper.

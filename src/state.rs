@@ -6,6 +6,7 @@ use atelier_actors::Clock;
 use atelier_actors::clock::saturating_after;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
+use atelier_actors::outbound::Fetcher;
 use atelier_actors::providers::Providers;
 use atelier_actors::storage::Storage;
 use atelier_actors::workflow::Workflows;
@@ -26,6 +27,9 @@ pub struct AppState {
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
+    /// The outgoing-fetch policy for customers' webhook endpoints (`[webhooks]`), which
+    /// registration checks a URL against.
+    pub webhook_policy: Fetcher,
 }
 
 impl AppState {
