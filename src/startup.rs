@@ -40,7 +40,7 @@ use crate::api::{self, error::ApiError, json::JsonLimit};
 use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
-use crate::state::AppState;
+use crate::state::{AppState, Webhooks};
 
 /// Connects (with the default timeouts) and applies pending migrations.
 pub async fn open_database(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -149,7 +149,7 @@ impl Application {
             };
             start_engine(&settings, parts, fetch_clients, step_hook)
         });
-        let webhook_policy = start_webhooks(&settings, &db, &clock)?;
+        let webhooks = start_webhooks(&settings, &db, &clock)?;
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -161,7 +161,7 @@ impl Application {
             providers,
             engine,
             workflows,
-            webhook_policy,
+            webhooks,
         });
         let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
@@ -199,22 +199,25 @@ impl Application {
 }
 
 /// Starts the completion webhooks' sender where workflows are driven (it sends what their
-/// transitions wrote), and returns the destination policy registration checks against.
+/// transitions wrote), and returns it with the destination policy registration checks against.
 fn start_webhooks(
     settings: &Settings,
     db: &DatabaseConnection,
     clock: &Arc<dyn Clock>,
-) -> anyhow::Result<Fetcher> {
-    if settings.workflow.run_engine {
-        Sender::new(db.clone(), clock.clone(), settings.webhooks.clone())
-            .context("cannot build the webhook client")?
-            .spawn();
-    }
-    Fetcher::without_redirects(
+) -> anyhow::Result<Webhooks> {
+    let sender = if settings.workflow.run_engine {
+        let sender = Sender::new(db.clone(), clock.clone(), settings.webhooks.clone())
+            .context("cannot build the webhook client")?;
+        Some(sender.spawn())
+    } else {
+        None
+    };
+    let policy = Fetcher::without_redirects(
         settings.webhooks.allowed_hosts.clone(),
         Duration::from_secs(settings.webhooks.connect_timeout_secs),
     )
-    .context("cannot build the webhook client")
+    .context("cannot build the webhook client")?;
+    Ok(Webhooks { policy, sender })
 }
 
 /// The ledger's writer, each batch within `deadline`, and its expiry sweeper.

@@ -9,6 +9,7 @@ use atelier_actors::ledger::Ledger;
 use atelier_actors::outbound::Fetcher;
 use atelier_actors::providers::Providers;
 use atelier_actors::storage::Storage;
+use atelier_actors::webhooks_out::sender::SenderHandle;
 use atelier_actors::workflow::Workflows;
 use sea_orm::DatabaseConnection;
 
@@ -27,9 +28,15 @@ pub struct AppState {
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
-    /// The outgoing-fetch policy for customers' webhook endpoints (`[webhooks]`), which
-    /// registration checks a URL against.
-    pub webhook_policy: Fetcher,
+    pub webhooks: Webhooks,
+}
+
+/// Completion webhooks: the outgoing-fetch policy for customers' endpoints (`[webhooks]`),
+/// which registration checks a URL against, and the sender (where the engine runs), which
+/// stops when this is dropped.
+pub struct Webhooks {
+    pub policy: Fetcher,
+    pub sender: Option<SenderHandle>,
 }
 
 impl AppState {

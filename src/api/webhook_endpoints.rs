@@ -82,7 +82,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let CreateEndpoint { url, events } = body.0;
     let events = parse_events(events)?;
-    let url = endpoints::check_destination(&url, &state.webhook_policy)
+    let url = endpoints::check_destination(&url, &state.webhooks.policy)
         .map_err(|bad| ApiError::invalid("invalid_url", bad.0))?;
     let limit = state.settings.webhooks.max_endpoints_per_account;
     match endpoints::register(&state.db, &state.clock, account.id, &url, &events, limit).await? {

@@ -39,24 +39,35 @@ struct Received {
     body: Vec<u8>,
 }
 
-/// A webhook receiver on a free loopback port: records every request, answers 500 to the
-/// first `failures` of them and 204 after.
+/// A webhook receiver on a free loopback port: records every request, leaves the first
+/// `hangs` of them unanswered for a minute, answers 500 to the next `failures` and 204 after.
 struct Receiver {
     url: String,
     seen: Arc<Mutex<Vec<Received>>>,
 }
 
+/// Takes one from `counter` if it is above 0.
+fn take(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 impl Receiver {
     fn start(failures: usize) -> Self {
+        Self::hanging(0, failures)
+    }
+
+    fn hanging(hangs: usize, failures: usize) -> Self {
         let seen: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let left = Arc::new(AtomicUsize::new(failures));
+        let left = Arc::new((AtomicUsize::new(hangs), AtomicUsize::new(failures)));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let (record, failing) = (seen.clone(), left.clone());
         let server = HttpServer::new(move || {
             let (record, failing) = (record.clone(), failing.clone());
             App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
-                let (record, failing) = (record.clone(), failing.clone());
+                let (record, left) = (record.clone(), failing.clone());
                 async move {
                     let headers = request
                         .headers()
@@ -69,10 +80,10 @@ impl Receiver {
                         headers,
                         body: body.to_vec(),
                     });
-                    let fail = failing
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok();
-                    if fail {
+                    if take(&left.0) {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    if take(&left.1) {
                         HttpResponse::InternalServerError().body("not yet")
                     } else {
                         HttpResponse::NoContent().finish()
@@ -455,6 +466,8 @@ fn start_binary(url: &str, port: u16, data_dir: &std::path::Path, poll_ms: u64) 
         .env("ATELIER_SIMULATOR__DELAY_MS", "50")
         .env("ATELIER_WEBHOOKS__ALLOWED_HOSTS", "[\"127.0.0.1\"]")
         .env("ATELIER_WEBHOOKS__POLL_INTERVAL_MS", poll_ms.to_string())
+        // A claim lapses 5 s after the attempt's timeout.
+        .env("ATELIER_WEBHOOKS__REQUEST_TIMEOUT_SECS", "2")
         .stdout(Stdio::null())
         .spawn()
         .expect("start atelier");
@@ -536,6 +549,15 @@ async fn a_sigkill_between_the_terminal_commit_and_the_delivery_loses_nothing(ur
     for delivery in page["items"].as_array().unwrap() {
         assert!(per_id.contains_key(delivery["id"].as_str().unwrap()));
     }
+    let delete = client
+        .delete(format!("{base}/v1/webhook-endpoints/{endpoint_id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 204);
+
+    let mut child = killed_mid_send(&client, &url, (port, &data_dir), &key, child).await;
     child.kill().unwrap();
     child.wait().unwrap();
     common::assert_verify_passes(&url, &data_dir);
@@ -615,4 +637,62 @@ async fn verify_reports_a_lost_and_an_invented_delivery(url: String) {
         report.contains(&format!("for workflow {live}, which is reserved")),
         "{report}"
     );
+}
+
+/// SIGKILLed while its attempt waits for the endpoint's answer: the next process sends the
+/// delivery again when the claim lapses, under the same `webhook-id` (delivery is at least
+/// once; a receiver deduplicates by the id). Returns the process it left running.
+async fn killed_mid_send(
+    client: &reqwest::Client,
+    url: &str,
+    (port, data_dir): (u16, &std::path::Path),
+    key: &str,
+    mut child: KillOnDrop,
+) -> KillOnDrop {
+    let base = format!("http://127.0.0.1:{port}");
+    let receiver = Receiver::hanging(1, 0);
+    let endpoint: Value = client
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(key)
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = client
+        .post(format!("{base}/v1/generations"))
+        .bearer_auth(key)
+        .json(&generation_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    receiver.wait_for(1).await;
+    child.kill().unwrap(); // SIGKILL, the attempt unanswered
+    child.wait().unwrap();
+    let mut child = start_binary(url, port, data_dir, 50);
+    wait_ready(client, &base, &mut child).await;
+    let received = receiver.wait_for(2).await;
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|r| r.headers["webhook-id"].as_str())
+        .collect();
+    assert_eq!(ids[0], ids[1], "a resent delivery keeps its webhook-id");
+    let path = format!(
+        "/v1/webhook-endpoints/{}/deliveries",
+        endpoint["id"].as_str().unwrap()
+    );
+    let delivered = common::wait_for("the resent delivery recorded", WITHIN, || async {
+        let page = remote_get(client, &base, &path, key).await;
+        match page["items"].as_array().unwrap().first() {
+            Some(delivery) if delivery["state"] == "delivered" => Ok(delivery.clone()),
+            _ => Err(page),
+        }
+    })
+    .await;
+    assert_eq!(delivered["id"], ids[0]);
+    assert_eq!(delivered["attempts"], 2, "the cut attempt counts");
+    child
 }

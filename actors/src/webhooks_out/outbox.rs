@@ -30,7 +30,7 @@ pub const FAILED: &str = "failed";
 const MAX_ERROR_CHARS: usize = 255;
 
 /// `wait` after `at` (waits here are bounded by the configuration, far from overflowing).
-fn after(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+pub fn after(at: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
     chrono::TimeDelta::from_std(wait)
         .ok()
         .and_then(|wait| at.checked_add_signed(wait))
@@ -42,9 +42,9 @@ pub fn webhook_id(delivery: Uuid) -> String {
     format!("msg_{}", delivery.simple())
 }
 
-/// Writes the deliveries the transitions in `moved` (rows as they were left) imply: one per
-/// terminal transition and endpoint of its account subscribed to its event. Called inside the
-/// transition's transaction, after the ledger locked the accounts.
+/// Writes the deliveries the transitions that left the rows `moved` imply: one per terminal
+/// transition and endpoint of its account subscribed to its event. Called inside the
+/// transitions' transaction, after the ledger locked the accounts.
 pub async fn record<C: ConnectionTrait>(
     txn: &C,
     moved: &[Workflow],
@@ -173,7 +173,7 @@ pub enum Attempt {
     Accepted { status: u16 },
     /// Worth another attempt later: a non-2xx answer, a timeout, a refused connection.
     Failed { status: Option<u16>, error: String },
-    /// Never worth another: the endpoint was deleted.
+    /// Never worth another: the endpoint was deleted, or the delivery is past its age.
     Abandoned { error: String },
 }
 
@@ -215,14 +215,19 @@ pub async fn finish(
             change.last_error = Set(truncated(error));
         }
     }
-    let updated = webhook_delivery::Entity::update_many()
-        .set(change)
-        .filter(webhook_delivery::Column::Id.eq(claim.id))
-        .filter(webhook_delivery::Column::State.eq(PENDING))
-        .filter(webhook_delivery::Column::Attempts.eq(claim.attempts))
-        .exec(db)
-        .await?;
-    Ok(updated.rows_affected == 1)
+    db::with_retries("webhook attempt", || async {
+        let txn = db::begin_write(db).await?;
+        let updated = webhook_delivery::Entity::update_many()
+            .set(change.clone())
+            .filter(webhook_delivery::Column::Id.eq(claim.id))
+            .filter(webhook_delivery::Column::State.eq(PENDING))
+            .filter(webhook_delivery::Column::Attempts.eq(claim.attempts))
+            .exec(&*txn)
+            .await?;
+        txn.commit().await?;
+        Ok(updated.rows_affected == 1)
+    })
+    .await
 }
 
 /// An endpoint's deliveries, newest first, before the cursor `before`: the page and the

@@ -6,8 +6,8 @@
 //! unless allowed, checked when connecting; no redirect followed), with a timeout on every
 //! call and at most `MAX_ANSWER_BYTES` of an answer read.
 //!
-//! A plain task rather than an actor: nothing is sent to it, and a panic in one look must not
-//! end it (actix restarts nothing), so each look runs under `catch_unwind`. Everything it knows
+//! A plain task on its own thread rather than an actor: nothing is sent to it, and a panic in
+//! one look must not end it (actix restarts nothing), so each look runs under `catch_unwind`. Everything it knows
 //! is in the rows, so a restarted process resumes where the last one stopped; an attempt cut
 //! by a crash is claimed again when its lease lapses, under the same `webhook-id`.
 use std::panic::AssertUnwindSafe;
@@ -25,6 +25,16 @@ use crate::providers::signature::Secret;
 
 /// Most bytes of an endpoint's answer read (a snippet kept for the delivery's `last_error`).
 const MAX_ANSWER_BYTES: usize = 512;
+
+/// The running sender: dropping it stops the sender's thread (an attempt cut short is sent
+/// again when its claim lapses).
+pub struct SenderHandle(actix::Arbiter);
+
+impl Drop for SenderHandle {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 #[derive(Clone)]
 pub struct Sender {
@@ -52,9 +62,13 @@ impl Sender {
         })
     }
 
-    /// Runs `send_due` every `poll_interval_ms` on the current arbiter until the system stops.
-    pub fn spawn(self) {
-        actix::spawn(async move {
+    /// Runs `send_due` every `poll_interval_ms` on a thread of its own until the handle is
+    /// dropped. Its own thread because a look holds a write transaction (on SQLite, the
+    /// process's writer turn) across awaits: on a shared thread, anything else that blocked
+    /// that thread would hold every writer of the process with it.
+    pub fn spawn(self) -> SenderHandle {
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(async move {
             let mut ticks =
                 tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -67,6 +81,7 @@ impl Sender {
                 }
             }
         });
+        SenderHandle(arbiter)
     }
 
     /// Claims the due deliveries and makes one attempt at each; returns how many.
@@ -93,14 +108,21 @@ impl Sender {
 
     /// One attempt at one delivery, recorded.
     async fn attempt(&self, claim: Claim) -> Result<bool, DbErr> {
+        let delivery = &claim.delivery;
+        let max_age = Duration::from_secs(self.config.max_age_secs);
+        let give_up_at = outbox::after(delivery.created_at, max_age);
         let attempt = if claim.endpoint.deleted_at.is_some() {
             Attempt::Abandoned {
                 error: "the endpoint was deleted".into(),
             }
+        } else if self.clock.now() > give_up_at {
+            // Attempts that never finished (a crash each time) still end.
+            Attempt::Abandoned {
+                error: "not accepted within webhooks.max_age_secs".into(),
+            }
         } else {
             self.post(&claim).await
         };
-        let delivery = &claim.delivery;
         match &attempt {
             Attempt::Accepted { status } => tracing::info!(
                 delivery = %delivery.id, endpoint = %claim.endpoint.id, status,
@@ -111,9 +133,6 @@ impl Sender {
                 attempts = delivery.attempts, %error, "webhook attempt failed"
             ),
         }
-        let max_age = Duration::from_secs(self.config.max_age_secs);
-        let give_up_at = delivery.created_at
-            + chrono::TimeDelta::from_std(max_age).unwrap_or(chrono::TimeDelta::MAX);
         outbox::finish(
             &self.db,
             delivery,

@@ -402,8 +402,9 @@ struct Writes {
     processed: Vec<i64>,
     changed: Vec<Uuid>,
     callbacks: Vec<NewCallback>,
-    /// Each applied transition's row as it left it: the outbox's input.
-    moved: Vec<workflow::Model>,
+    /// The rows of the transitions that are completion events, as they left them: the
+    /// outbox's input.
+    ended: Vec<workflow::Model>,
 }
 
 /// Each command's outcome, and the rows that carry it out. A ledger answer that contradicts
@@ -466,7 +467,9 @@ fn conclude(
                     from.attempt,
                 ));
                 writes.processed.extend(consumes);
-                writes.moved.push((*to).clone());
+                if crate::webhooks_out::event::event_for(&to).is_some() {
+                    writes.ended.push((*to).clone());
+                }
                 WriteOutcome::Transition(TransitionOutcome::Applied(*to))
             }
         };
@@ -523,7 +526,7 @@ async fn write(
     write_rows(txn, writes.created, &writes.changed, loaded).await?;
     write_inbox(txn, writes.callbacks, writes.processed, now).await?;
     // The completion webhooks these transitions imply, in their transaction.
-    crate::webhooks_out::outbox::record(txn, &writes.moved, now).await?;
+    crate::webhooks_out::outbox::record(txn, &writes.ended, now).await?;
     if !writes.keys.is_empty() {
         idempotency_key::Entity::insert_many(writes.keys)
             .exec_without_returning(txn)
