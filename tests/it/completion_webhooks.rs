@@ -476,6 +476,19 @@ fn start_binary(url: &str, port: u16, data_dir: &std::path::Path, poll_ms: u64) 
 
 const CRASH_GENERATIONS: usize = 3;
 
+/// Registers `url` on the real binary at `base`: the endpoint, with its secret.
+async fn remote_endpoint(client: &reqwest::Client, base: &str, key: &str, url: &str) -> Value {
+    let response = client
+        .post(format!("{base}/v1/webhook-endpoints"))
+        .bearer_auth(key)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
 async fn a_sigkill_between_the_terminal_commit_and_the_delivery_loses_nothing(url: String) {
     let receiver = Receiver::start(0);
     let data_dir = std::env::temp_dir().join(format!("atelier-hooks-{}", uuid::Uuid::new_v4()));
@@ -487,16 +500,7 @@ async fn a_sigkill_between_the_terminal_commit_and_the_delivery_loses_nothing(ur
     let mut child = start_binary(&url, port, &data_dir, 600_000);
     wait_ready(&client, &base, &mut child).await;
     let (_, key) = remote_account(&client, &base, 10, "hooks-crash").await;
-    let endpoint: Value = client
-        .post(format!("{base}/v1/webhook-endpoints"))
-        .bearer_auth(&key)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = remote_endpoint(&client, &base, &key, &receiver.url).await;
     let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
     for _ in 0..CRASH_GENERATIONS {
         let response = client
@@ -651,16 +655,7 @@ async fn killed_mid_send(
 ) -> KillOnDrop {
     let base = format!("http://127.0.0.1:{port}");
     let receiver = Receiver::hanging(1, 0);
-    let endpoint: Value = client
-        .post(format!("{base}/v1/webhook-endpoints"))
-        .bearer_auth(key)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let endpoint = remote_endpoint(client, &base, key, &receiver.url).await;
     let created = client
         .post(format!("{base}/v1/generations"))
         .bearer_auth(key)

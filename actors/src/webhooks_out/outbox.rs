@@ -26,6 +26,9 @@ pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const FAILED: &str = "failed";
 
+/// Most deliveries one INSERT writes (12 parameters each).
+const INSERT_CHUNK: usize = 1_000;
+
 /// Longest `last_error` kept, in characters (the column's size).
 const MAX_ERROR_CHARS: usize = 255;
 
@@ -70,8 +73,10 @@ pub async fn record<C: ConnectionTrait>(
                 .map(|endpoint| new_delivery(endpoint.id, row, *event, now))
         })
         .collect();
-    if !rows.is_empty() {
-        webhook_delivery::Entity::insert_many(rows)
+    // A batch of terminal transitions times many endpoints could pass the databases' limit
+    // on bound parameters (PostgreSQL: 65,535) in one statement.
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        webhook_delivery::Entity::insert_many(chunk.to_vec())
             .exec_without_returning(txn)
             .await?;
     }

@@ -74,14 +74,26 @@ impl Sender {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                match AssertUnwindSafe(self.send_due()).catch_unwind().await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => tracing::warn!(%error, "webhook sending failed; will retry"),
-                    Err(_) => tracing::error!("webhook sender panicked; it goes on"),
-                }
+                // A full batch means more may be due: look again at once.
+                while self.look().await == self.config.max_batch {}
             }
         });
         SenderHandle(arbiter)
+    }
+
+    /// One `send_due`, its failure or panic logged: how many deliveries it attempted.
+    async fn look(&self) -> usize {
+        match AssertUnwindSafe(self.send_due()).catch_unwind().await {
+            Ok(Ok(count)) => count,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "webhook sending failed; will retry");
+                0
+            }
+            Err(_) => {
+                tracing::error!("webhook sender panicked; it goes on");
+                0
+            }
+        }
     }
 
     /// Claims the due deliveries and makes one attempt at each; returns how many.
