@@ -101,8 +101,7 @@ fn new_secret() -> String {
     format!("whsec_{}", STANDARD.encode(bytes))
 }
 
-/// What registering answers.
-#[derive(Debug)]
+/// What registering answers (not `Debug`: it carries the secret).
 pub enum Registered {
     /// The new endpoint, its secret included (shown to the client this once).
     Created(Endpoint),

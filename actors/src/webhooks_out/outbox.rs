@@ -105,8 +105,9 @@ fn new_delivery(
     }
 }
 
-/// A delivery claimed for one attempt, with its endpoint.
-#[derive(Debug, Clone)]
+/// A delivery claimed for one attempt, with its endpoint. Not `Debug`: the endpoint carries
+/// its secret, which no log may show.
+#[derive(Clone)]
 pub struct Claim {
     pub delivery: Delivery,
     pub endpoint: Endpoint,
