@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use atelier_actors::ledger::LedgerStore;
 use atelier_actors::ledger::{GrantOutcome, Ledger, verify};
 use atelier_actors::storage::Storage;
+use atelier_actors::webhooks_out::verify::verify_outbox;
 use atelier_actors::workflow::verify::verify_workflows;
 use atelier_actors::{Clock, Credits, SystemClock, db};
 use chrono::{DateTime, Utc};
@@ -35,7 +36,7 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
-    /// Check invariants 1-6 and 8 of docs/design.md §4 over the whole database; exit 2 listing each violation
+    /// Check invariants 1-6, 8 and 9 of docs/design.md §4 over the whole database; exit 2 listing each violation
     /// (1 when it cannot run at all).
     Verify,
     /// Manage accounts.
@@ -187,9 +188,10 @@ async fn verify_database(settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut violations = verify::verify_ledger(&snapshot).await?;
     violations
         .extend(verify_workflows(&snapshot, &storage, SystemClock.now(), DEADLINE_GRACE).await?);
+    violations.extend(verify_outbox(&snapshot).await?);
     snapshot.rollback().await?;
     if violations.is_empty() {
-        println!("ok: invariants 1-6 and 8 hold");
+        println!("ok: invariants 1-6, 8 and 9 hold");
         return Ok(ExitCode::SUCCESS);
     }
     for violation in &violations {

@@ -12,6 +12,7 @@ use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::secret::SecretString;
 use atelier_actors::storage::StorageConfig;
+use atelier_actors::webhooks_out::WebhooksConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,8 @@ pub struct Settings {
     /// failover chain.
     pub providers: ProvidersSettings,
     pub simulator: SimulatorSettings,
+    /// `[webhooks]`: completion webhooks to customers, owned by `atelier_actors::webhooks_out`.
+    pub webhooks: WebhooksConfig,
 }
 
 /// The built-in simulator's behaviour, including the misbehaviour tests and demos ask for.
@@ -268,6 +271,7 @@ impl Default for Settings {
                 max_tasks: 10_000,
                 task_ttl_secs: 3600,
             },
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -292,6 +296,7 @@ const ENV_KEYS: &[&str] = &[
     "images",
     "providers",
     "simulator",
+    "webhooks",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -367,6 +372,7 @@ impl Settings {
         self.http.check()?;
         self.workflow.validate()?;
         self.storage.validate(self.workflow.url_ttl_secs)?;
+        self.webhooks.validate()?;
         check_range(
             "inputs.max_bytes",
             self.inputs.max_bytes,

@@ -2,7 +2,7 @@
 //! probed first; then migrated), the ledger's batching writer and the expiry sweeper, the
 //! listener (whose real port fills in a missing `public_url`), storage and the URL signer, the
 //! provider adapters behind their actors, the workflow writer, the engine (unless
-//! `workflow.run_engine` is off), and the HTTP server. Tests build the same thing on port 0,
+//! `workflow.run_engine` is off) with the completion webhooks' sender, and the HTTP server. Tests build the same thing on port 0,
 //! with `Seams`.
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -34,6 +34,7 @@ use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::storage::Links;
 use atelier_actors::storage::Storage;
 use atelier_actors::storage::links::LocalSigner;
+use atelier_actors::webhooks_out::sender::Sender;
 use atelier_actors::workflow::{BatchFault, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
@@ -43,7 +44,7 @@ use crate::api::{self, error::ApiError, json::JsonLimit};
 use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
-use crate::state::AppState;
+use crate::state::{AppState, Webhooks};
 
 /// Connects (with the default timeouts) and applies pending migrations.
 pub async fn open_database(url: &str) -> anyhow::Result<DatabaseConnection> {
@@ -153,6 +154,7 @@ impl Application {
             };
             start_engine(&settings, parts, fetch_clients, step_hook)
         });
+        let webhooks = start_webhooks(&settings, &db, &clock)?;
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -165,6 +167,7 @@ impl Application {
             providers,
             engine,
             workflows,
+            webhooks,
         });
         let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
@@ -199,6 +202,28 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// Starts the completion webhooks' sender where workflows are driven (it sends what their
+/// transitions wrote), and returns it with the destination policy registration checks against.
+fn start_webhooks(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Webhooks> {
+    let sender = if settings.workflow.run_engine {
+        let sender = Sender::new(db.clone(), clock.clone(), settings.webhooks.clone())
+            .context("cannot build the webhook client")?;
+        Some(sender.spawn())
+    } else {
+        None
+    };
+    let policy = Fetcher::without_redirects(
+        settings.webhooks.allowed_hosts.clone(),
+        Duration::from_secs(settings.webhooks.connect_timeout_secs),
+    )
+    .context("cannot build the webhook client")?;
+    Ok(Webhooks { policy, sender })
 }
 
 /// The ledger's writer, each batch within `deadline`, and its expiry sweeper.

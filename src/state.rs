@@ -5,8 +5,11 @@ use actix::Addr;
 use atelier_actors::Clock;
 use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
+use atelier_actors::outbound::Fetcher;
 use atelier_actors::providers::Providers;
 use atelier_actors::storage::{Links, Storage, StorageError};
+
+use atelier_actors::webhooks_out::sender::SenderHandle;
 use atelier_actors::workflow::Workflows;
 use sea_orm::DatabaseConnection;
 
@@ -28,6 +31,15 @@ pub struct AppState {
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
+    pub webhooks: Webhooks,
+}
+
+/// Completion webhooks: the outgoing-fetch policy for customers' endpoints (`[webhooks]`),
+/// which registration checks a URL against, and the sender (where the engine runs), which
+/// stops when this is dropped.
+pub struct Webhooks {
+    pub policy: Fetcher,
+    pub sender: Option<SenderHandle>,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@ pub mod outbound;
 pub mod providers;
 pub mod secret;
 pub mod storage;
+pub mod webhooks_out;
 pub mod workflow;
 
 pub use clock::{Clock, ManualClock, SystemClock};

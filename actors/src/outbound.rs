@@ -103,20 +103,57 @@ impl Fetcher {
                 Err(refused) => attempt.error(refused),
             }
         });
+        Self::build(allowed, redirects, Duration::from_secs(10))
+    }
+
+    /// As `new`, for sending rather than fetching (customer webhooks): no redirect is
+    /// followed (a 3xx is the destination's answer), and connecting waits `connect_timeout`.
+    pub fn without_redirects(
+        allowed_hosts: impl IntoIterator<Item = String>,
+        connect_timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let allowed = Arc::new(AllowedHosts(allowed_hosts.into_iter().collect()));
+        Self::build(allowed, reqwest::redirect::Policy::none(), connect_timeout)
+    }
+
+    fn build(
+        allowed: Arc<AllowedHosts>,
+        redirects: reqwest::redirect::Policy,
+        connect_timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(PublicOnly(allowed.clone())))
             .redirect(redirects)
             .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(connect_timeout)
             .build()?;
         Ok(Self { client, allowed })
     }
 
     /// A GET for `url`, or why it may not be fetched. The caller sets the timeout.
     pub fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, NotPublic> {
+        Ok(self.client.get(self.checked(url)?))
+    }
+
+    /// A POST to `url`, or why it may not be sent. The caller sets the timeout.
+    pub fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, NotPublic> {
+        Ok(self.client.post(self.checked(url)?))
+    }
+
+    fn checked(&self, url: &str) -> Result<url::Url, NotPublic> {
         let parsed = url::Url::parse(url).map_err(|_| NotPublic(format!("{url} is not a URL")))?;
         self.allowed.check(&parsed)?;
-        Ok(self.client.get(parsed))
+        Ok(parsed)
+    }
+
+    /// Whether `host` is exempt from the policy.
+    pub fn allows(&self, host: &str) -> bool {
+        self.allowed.allows(host)
+    }
+
+    /// `Ok` when `url`'s literal host may be reached (names are judged when connecting).
+    pub fn check(&self, url: &url::Url) -> Result<(), NotPublic> {
+        self.allowed.check(url)
     }
 }
 

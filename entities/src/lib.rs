@@ -8,6 +8,8 @@ pub mod hold_allocation;
 pub mod idempotency_key;
 pub mod ledger_entry;
 pub mod upload;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 pub mod webhook_inbox;
 pub mod workflow;
 pub mod workflow_event;

@@ -10,6 +10,7 @@ pub mod images;
 pub mod json;
 pub mod ledger;
 pub mod uploads;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use actix_web::http::StatusCode;
@@ -45,6 +46,20 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
         .service(resource("/v1/generations/{id}/cancel").route(web::post().to(generations::cancel)))
         .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
         .service(resource("/v1/uploads").route(web::post().to(uploads::create)))
+        .service(
+            resource("/v1/webhook-endpoints")
+                .route(web::post().to(webhook_endpoints::create))
+                .route(web::get().to(webhook_endpoints::list)),
+        )
+        .service(
+            resource("/v1/webhook-endpoints/{id}")
+                .route(web::get().to(webhook_endpoints::get))
+                .route(web::delete().to(webhook_endpoints::delete)),
+        )
+        .service(
+            resource("/v1/webhook-endpoints/{id}/deliveries")
+                .route(web::get().to(webhook_endpoints::deliveries)),
+        )
         .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
         .service(
             resource("/webhooks/{provider}/{generation_id}")

@@ -7,6 +7,7 @@ mod emulators;
 
 mod api;
 mod cog;
+mod completion_webhooks;
 mod concurrency;
 mod crash;
 mod evolink;

@@ -1,7 +1,8 @@
 //! Workflow writes, many per transaction. Creating a workflow writes the row, its hold and its
 //! first event; a transition checks the version it was read at, moves the state, appends its
 //! event, marks the callbacks it consumed as processed and — for a terminal state — settles or
-//! releases the hold; storing a callback keeps it in the inbox once. A batch applies its commands in order inside ONE transaction, so each
+//! releases the hold — and writes its completion webhooks to the outbox; storing a callback
+//! keeps it in the inbox once. A batch applies its commands in order inside ONE transaction, so each
 //! command is exactly as atomic as alone while the commit is shared: SQLite admits one writer,
 //! and this is how it keeps up.
 //!
@@ -401,6 +402,9 @@ struct Writes {
     processed: Vec<i64>,
     changed: Vec<Uuid>,
     callbacks: Vec<NewCallback>,
+    /// The rows of the transitions that are completion events, as they left them: the
+    /// outbox's input.
+    ended: Vec<workflow::Model>,
 }
 
 /// Each command's outcome, and the rows that carry it out. A ledger answer that contradicts
@@ -463,6 +467,9 @@ fn conclude(
                     from.attempt,
                 ));
                 writes.processed.extend(consumes);
+                if crate::webhooks_out::event::event_for(&to).is_some() {
+                    writes.ended.push((*to).clone());
+                }
                 WriteOutcome::Transition(TransitionOutcome::Applied(*to))
             }
         };
@@ -518,6 +525,8 @@ async fn write(
 ) -> Result<(), DbErr> {
     write_rows(txn, writes.created, &writes.changed, loaded).await?;
     write_inbox(txn, writes.callbacks, writes.processed, now).await?;
+    // The completion webhooks these transitions imply, in their transaction.
+    crate::webhooks_out::outbox::record(txn, &writes.ended, now).await?;
     if !writes.keys.is_empty() {
         idempotency_key::Entity::insert_many(writes.keys)
             .exec_without_returning(txn)

@@ -600,3 +600,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `atelier verify` over `database_url`, with storage under `data_dir`, exits 0.
+pub fn assert_verify_passes(database_url: &str, data_dir: &std::path::Path) {
+    let verify = atelier_command(database_url)
+        .env("ATELIER_DATA_DIR", data_dir)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
