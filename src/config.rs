@@ -36,6 +36,7 @@ pub struct Settings {
     /// `data_dir/signing.key`, so that URLs stay valid across restarts.
     pub signing_secret: Option<SecretString>,
     pub http: HttpSettings,
+    pub api_keys: ApiKeySettings,
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
     /// `[workflow]`: owned by the engine, which documents and checks its keys.
@@ -172,6 +173,14 @@ pub struct HttpSettings {
     pub callback_limit_bytes: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// How long an account's other keys keep working after it rotates its key, in seconds
+    /// (0 to 30 days; 0 revokes them at once).
+    pub rotation_grace_secs: u64,
+}
+
 /// How long the database may make us wait (see `atelier_actors::db::DbTimeouts`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +223,9 @@ impl Default for Settings {
                 generation_limit_bytes: 25 * 1024 * 1024,
                 upload_limit_bytes: 20 * 1024 * 1024,
                 callback_limit_bytes: 16 * 1024 * 1024,
+            },
+            api_keys: ApiKeySettings {
+                rotation_grace_secs: 24 * 3600,
             },
             database: DatabaseSettings {
                 statement_timeout_ms: 30_000,
@@ -360,6 +372,12 @@ impl Settings {
             provider.validate(name)?;
         }
         self.http.check()?;
+        check_range(
+            "api_keys.rotation_grace_secs",
+            self.api_keys.rotation_grace_secs,
+            0,
+            MAX_SECS,
+        )?;
         self.workflow.validate()?;
         check_range(
             "inputs.max_bytes",

@@ -9,6 +9,7 @@ mod api;
 mod cog;
 mod concurrency;
 mod crash;
+mod customer_api;
 mod generations_api;
 mod hardening;
 mod ledger_model;

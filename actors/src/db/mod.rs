@@ -213,3 +213,20 @@ pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransacti
         db.begin().await
     }
 }
+
+/// A page cut from `rows`, which a query fetched with `limit + 1` rows so that the extra one
+/// tells whether more follow: the first `limit` rows, and the cursor of the last of them
+/// while more follow.
+pub fn page_of<T, C>(
+    mut rows: Vec<T>,
+    limit: u64,
+    cursor: impl Fn(&T) -> C,
+) -> (Vec<T>, Option<C>) {
+    if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
