@@ -291,6 +291,7 @@ const ENV_KEYS: &[&str] = &[
     "log_format",
     "signing_secret",
     "http",
+    "api_keys",
     "database",
     "ledger",
     "workflow",
@@ -615,6 +616,10 @@ mod tests {
                 "http.upload_limit_bytes",
             ),
             ("http.workers = 100000", "http.workers"),
+            (
+                "api_keys.rotation_grace_secs = 2592001",
+                "api_keys.rotation_grace_secs",
+            ),
             ("ledger.max_batch = 0", "ledger.max_batch"),
             (
                 "ledger.expiry_sweep_interval_secs = 100000000000000",
