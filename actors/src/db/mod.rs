@@ -230,3 +230,15 @@ pub fn page_of<T, C>(
         (rows, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::page_of;
+
+    #[test]
+    fn a_page_has_a_cursor_only_while_more_follow() {
+        assert_eq!(page_of(vec![5, 4, 3], 2, |row| *row), (vec![5, 4], Some(4)));
+        assert_eq!(page_of(vec![5, 4], 2, |row| *row), (vec![5, 4], None));
+        assert_eq!(page_of(Vec::<i32>::new(), 2, |row| *row), (vec![], None));
+    }
+}
