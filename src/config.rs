@@ -38,6 +38,7 @@ pub struct Settings {
     /// `data_dir/signing.key`, so that URLs stay valid across restarts.
     pub signing_secret: Option<SecretString>,
     pub http: HttpSettings,
+    pub api_keys: ApiKeySettings,
     pub database: DatabaseSettings,
     pub ledger: LedgerSettings,
     /// `[workflow]`: owned by the engine, which documents and checks its keys.
@@ -178,6 +179,14 @@ pub struct HttpSettings {
     pub callback_limit_bytes: usize,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    /// How long an account's other keys keep working after it rotates its key, in seconds
+    /// (0 to 30 days; 0 revokes them at once).
+    pub rotation_grace_secs: u64,
+}
+
 /// How long the database may make us wait (see `atelier_actors::db::DbTimeouts`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +229,9 @@ impl Default for Settings {
                 generation_limit_bytes: 25 * 1024 * 1024,
                 upload_limit_bytes: 20 * 1024 * 1024,
                 callback_limit_bytes: 16 * 1024 * 1024,
+            },
+            api_keys: ApiKeySettings {
+                rotation_grace_secs: 24 * 3600,
             },
             database: DatabaseSettings {
                 statement_timeout_ms: 30_000,
@@ -288,6 +300,7 @@ const ENV_KEYS: &[&str] = &[
     "signing_secret",
     "http",
     "storage",
+    "api_keys",
     "database",
     "ledger",
     "workflow",
@@ -370,6 +383,12 @@ impl Settings {
             provider.validate(name)?;
         }
         self.http.check()?;
+        check_range(
+            "api_keys.rotation_grace_secs",
+            self.api_keys.rotation_grace_secs,
+            0,
+            MAX_SECS,
+        )?;
         self.workflow.validate()?;
         self.storage.validate(self.workflow.url_ttl_secs)?;
         self.webhooks.validate()?;
@@ -656,6 +675,10 @@ pub(crate) mod tests {
                 "http.upload_limit_bytes",
             ),
             ("http.workers = 100000", "http.workers"),
+            (
+                "api_keys.rotation_grace_secs = 2592001",
+                "api_keys.rotation_grace_secs",
+            ),
             ("ledger.max_batch = 0", "ledger.max_batch"),
             (
                 "ledger.expiry_sweep_interval_secs = 100000000000000",

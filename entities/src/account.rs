@@ -8,7 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
     pub name: Option<String>,
-    /// SHA-256 of the API key, hex. The key itself is shown once, at creation, and never stored.
+    /// SHA-256 of the account's first API key, hex. Written at creation and no longer read:
+    /// since keys can be rotated they live in `api_keys`, which is what authenticates.
     #[sea_orm(unique)]
     pub api_key_hash: String,
     pub created_at: DateTimeUtc,

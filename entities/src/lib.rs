@@ -2,6 +2,7 @@
 //! the rows consistent live in `atelier-actors`.
 
 pub mod account;
+pub mod api_key;
 pub mod credit_package;
 pub mod hold;
 pub mod hold_allocation;

@@ -8,6 +8,7 @@ mod m20261124_000002_workflows;
 mod m20261124_000003_provider_charge;
 mod m20261201_000001_grant_reference_per_account;
 mod m20261201_000010_event_versions;
+mod m20261202_000010_customer_api;
 mod m20261202_000020_completion_webhooks;
 
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_provider_charge::Migration),
             Box::new(m20261201_000001_grant_reference_per_account::Migration),
             Box::new(m20261201_000010_event_versions::Migration),
+            Box::new(m20261202_000010_customer_api::Migration),
             Box::new(m20261202_000020_completion_webhooks::Migration),
         ]
     }

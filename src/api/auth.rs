@@ -1,5 +1,5 @@
-//! Who is calling: the operator (admin token from configuration) or an account (its API key,
-//! looked up by SHA-256 hash; the key itself is never stored or logged).
+//! Who is calling: the operator (admin token from configuration) or an account (one of its API
+//! keys that still works, looked up by SHA-256 hash; the key itself is never stored or logged).
 use std::future::Future;
 use std::pin::Pin;
 
@@ -55,7 +55,7 @@ async fn identify(state: web::Data<AppState>, token: String) -> Result<Caller, A
     if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
         return Ok(Caller::Admin);
     }
-    match accounts::find_by_api_key(&state.db, &token).await? {
+    match accounts::find_by_api_key(&state.db, &token, state.clock.now()).await? {
         Some(account) => Ok(Caller::Account(account)),
         None => Err(ApiError::unauthorized(
             "invalid_credentials",

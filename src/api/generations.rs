@@ -1,6 +1,4 @@
 //! Generations: create (holding the credits), read, list, cancel, and the timeline.
-use std::collections::HashMap;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::Credits;
 use atelier_actors::ledger::read;
@@ -19,6 +17,7 @@ use super::auth::Client;
 use super::error::ApiError;
 use super::images::{self, ImageRef};
 use super::json::ApiJson;
+use super::query::{Page, Params};
 use super::uploads;
 use crate::accounts::{hex, random_token};
 use crate::state::AppState;
@@ -62,9 +61,74 @@ struct GenerationView {
     result_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorView>,
+    /// What was asked, as far as it can be shown again (absent for a row whose inputs do not
+    /// read, which only a hand-edited database has).
+    #[serde(flatten)]
+    request: Option<RequestView>,
+}
+
+/// The request a generation was created from.
+#[derive(Debug, Serialize)]
+struct RequestView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aspect_ratio: Option<String>,
+    inputs: InputsView,
+}
+
+#[derive(Debug, Serialize)]
+struct InputsView {
+    person_image: InputView,
+    garment_image: InputView,
+}
+
+/// An input image as the request named it; never its bytes, nor where we keep it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+enum InputView {
+    /// `upload:<id>`.
+    Upload { reference: String },
+    /// A `data:` URI, copied into our storage when the generation was created.
+    Data,
+    /// A URL, copied into our storage when the generation is submitted.
+    Url { url: String },
+}
+
+impl InputView {
+    fn new(image: InputImage) -> Self {
+        match image {
+            InputImage::Url(url) => Self::Url { url },
+            InputImage::Stored(key) => match uploads::id_of_key(&key) {
+                Some(id) => Self::Upload {
+                    reference: uploads::reference(id),
+                },
+                None => Self::Data,
+            },
+        }
+    }
+}
+
+impl RequestView {
+    fn new(row: &workflow::Model) -> Option<Self> {
+        let inputs = Inputs::from_json(&row.inputs)
+            .inspect_err(
+                |error| tracing::warn!(generation_id = %row.id, %error, "inputs do not read"),
+            )
+            .ok()?;
+        Some(Self {
+            prompt: inputs.prompt,
+            aspect_ratio: inputs.aspect_ratio,
+            inputs: InputsView {
+                person_image: InputView::new(inputs.person_image),
+                garment_image: InputView::new(inputs.garment_image),
+            },
+        })
+    }
 }
 
 async fn view(state: &AppState, row: workflow::Model) -> Result<GenerationView, ApiError> {
+    let request = RequestView::new(&row);
     let charged = (row.state == WorkflowState::Settled).then(|| row.charge_due());
     let result_url = match (&row.state, &row.result_key) {
         (WorkflowState::Settled, Some(key)) => Some(state.object_url(key).await?),
@@ -87,6 +151,7 @@ async fn view(state: &AppState, row: workflow::Model) -> Result<GenerationView, 
         updated_at: row.updated_at,
         result_url,
         error,
+        request,
     })
 }
 
@@ -207,6 +272,7 @@ pub async fn create(
     match outcome? {
         CreateOutcome::Created(row) => {
             tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
+            release_if_an_upload_vanished(&state, account.id, &row).await?;
             Ok(HttpResponse::Accepted().json(view(&state, row).await?))
         }
         CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row).await?)),
@@ -216,6 +282,52 @@ pub async fn create(
             requested,
         } => Err(insufficient_credits(requested, available)),
     }
+}
+
+/// An upload the request names may have been deleted while the generation was being created:
+/// the delete looks for live generations using it after removing its row, so one that missed
+/// this generation ran before it committed, and this check, run after the commit, sees the row
+/// gone. The generation could not run, so it is released at once (nothing is charged) and the
+/// request is answered as if the upload had been gone all along.
+async fn release_if_an_upload_vanished(
+    state: &AppState,
+    account_id: Uuid,
+    row: &workflow::Model,
+) -> Result<(), ApiError> {
+    let Ok(inputs) = Inputs::from_json(&row.inputs) else {
+        return Ok(());
+    };
+    for (field, image) in [
+        ("person_image", inputs.person_image),
+        ("garment_image", inputs.garment_image),
+    ] {
+        let InputImage::Stored(key) = image else {
+            continue;
+        };
+        let Some(id) = uploads::id_of_key(&key) else {
+            continue;
+        };
+        if uploads::find_owned(&state.db, account_id, id)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let vanished = Event::Failed {
+            code: FailureCode::InputUnavailable,
+            message: format!("{field}: upload {id} was deleted while the generation was created"),
+        };
+        state
+            .workflows
+            .transition(row.id, None, vanished, None)
+            .await?;
+        tracing::info!(generation_id = %row.id, upload_id = %id, "upload deleted during create; released");
+        return Err(ApiError::invalid(
+            "unknown_upload",
+            format!("{field}: no upload {id}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The provider the request names (or the default) and its cost, once the prompt and the
@@ -387,37 +499,21 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state, row).await?))
 }
 
-#[derive(Debug, Serialize)]
-struct Page {
-    items: Vec<GenerationView>,
-    next_cursor: Option<Uuid>,
-}
-
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = super::ledger::parse_limit(&query)?;
-    let filter = match query.get("state") {
-        None => None,
-        Some(raw) => Some(WorkflowState::parse(raw).ok_or_else(|| {
-            let states: Vec<&str> = WorkflowState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::invalid(
-                "invalid_state",
-                format!("state: one of {}", states.join(", ")),
-            )
-        })?),
-    };
-    let before = match query.get("cursor") {
-        None => None,
-        Some(raw) => Some(Uuid::parse_str(raw).map_err(|_| {
-            ApiError::invalid(
-                "invalid_cursor",
-                "cursor: not a cursor this endpoint returned",
-            )
-        })?),
-    };
+    let params = Params::parse(&request, &["limit", "cursor", "state"])?;
+    let limit = params.limit()?;
+    let states: Vec<&str> = WorkflowState::ALL.iter().map(|s| s.as_str()).collect();
+    let filter = params.parsed(
+        "state",
+        "invalid_state",
+        &format!("one of {}", states.join(", ")),
+        WorkflowState::parse,
+    )?;
+    let before = params.cursor(|raw| Uuid::parse_str(raw).ok())?;
     let (rows, next) = workflows::list(&state.db, account.id, filter, before, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
         items: futures::future::try_join_all(rows.into_iter().map(|row| view(&state, row))).await?,

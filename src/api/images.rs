@@ -99,9 +99,16 @@ fn parse_data(rest: &str) -> Result<ImageRef, String> {
     }
 }
 
+/// Longest image URL accepted, in bytes: it is stored with the generation and echoed on every
+/// read of it.
+const MAX_URL_BYTES: usize = 4096;
+
 /// `https://` to a public address; `http://` and private addresses only for allowed hosts.
 /// Host names are resolved (and checked again) when the image is fetched.
 fn parse_url(raw: &str, allowed_hosts: &[String]) -> Result<String, String> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err(format!("a URL may be at most {MAX_URL_BYTES} bytes"));
+    }
     let url = url::Url::parse(raw)
         .map_err(|_| "must be an https:// URL, a data:image/... URI or upload:<id>".to_owned())?;
     let host = url.host_str().ok_or("the URL has no host")?;
@@ -213,6 +220,8 @@ mod tests {
         let allowed = ["127.0.0.1".to_owned()];
         assert!(parse("http://127.0.0.1:9000/a.png", &allowed).is_ok());
         assert!(parse("upload:not-an-id", &[]).is_err());
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(parse(&long, &[]).is_err());
         let id = Uuid::new_v4();
         assert_eq!(
             parse(&format!("upload:{id}"), &[]),

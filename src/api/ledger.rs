@@ -1,18 +1,17 @@
-//! `GET /v1/ledger`: the caller's append-only entries, newest first, cursor-paginated.
-use std::collections::HashMap;
-
-use actix_web::{HttpResponse, web};
-use atelier_actors::ledger::read;
+//! `GET /v1/ledger`: the caller's append-only entries, newest first, cursor-paginated, filtered
+//! by kind, generation and time.
+use actix_web::{HttpRequest, HttpResponse, web};
+use atelier_actors::ledger::read::{self, EntryFilter};
+use atelier_entities::ledger_entry::EntryKind;
 use chrono::{DateTime, Utc};
+use sea_orm::Iterable;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
+use super::query::{Page, Params};
 use crate::state::AppState;
-
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 200;
 
 #[derive(Debug, Serialize)]
 struct EntryView {
@@ -29,49 +28,66 @@ struct EntryView {
     at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page {
-    items: Vec<EntryView>,
-    next_cursor: Option<String>,
+/// The filters `GET /v1/ledger` takes, each checked.
+fn filter(params: &Params) -> Result<EntryFilter, ApiError> {
+    let kinds: Vec<&str> = EntryKind::iter().map(EntryKind::as_str).collect();
+    let kind = params.parsed(
+        "kind",
+        "invalid_kind",
+        &format!("one of {}", kinds.join(", ")),
+        |raw| EntryKind::iter().find(|kind| kind.as_str() == raw),
+    )?;
+    let generation_id = params.parsed(
+        "generation",
+        "invalid_generation",
+        "a generation id",
+        |raw| Uuid::parse_str(raw).ok(),
+    )?;
+    let from = instant(params, "from")?;
+    let to = instant(params, "to")?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(ApiError::invalid(
+            "invalid_range",
+            "from: must be before to",
+        ));
+    }
+    Ok(EntryFilter {
+        kind,
+        generation_id,
+        from,
+        to,
+    })
 }
 
-pub fn parse_limit(query: &HashMap<String, String>) -> Result<u64, ApiError> {
-    match query.get("limit") {
-        None => Ok(DEFAULT_LIMIT),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "invalid_limit",
-                    format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
-                )
-            }),
-    }
+/// An RFC 3339 timestamp (`+` written `%2B`, as a query string reads `+` as a space).
+fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params.parsed(
+        name,
+        "invalid_time",
+        "an RFC 3339 timestamp such as 2030-01-01T00:00:00Z",
+        |raw| {
+            DateTime::parse_from_rfc3339(raw)
+                .ok()
+                .map(|at| at.with_timezone(&Utc))
+        },
+    )
 }
 
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,
-    query: web::Query<HashMap<String, String>>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = parse_limit(&query)?;
-    let before = match query.get("cursor") {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<i64>()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "invalid_cursor",
-                        "cursor: not a cursor this endpoint returned",
-                    )
-                })?,
-        ),
-    };
-    let (entries, next) = read::entries_page(&state.db, account.id, before, limit).await?;
+    let params = Params::parse(
+        &request,
+        &["limit", "cursor", "kind", "generation", "from", "to"],
+    )?;
+    let limit = params.limit()?;
+    let before = params.cursor(|raw| raw.parse::<i64>().ok().filter(|id| *id > 0))?;
+    let filter = filter(&params)?;
+    let (entries, next) = read::entries_page(&state.db, account.id, &filter, before, limit).await?;
     let items = entries
         .into_iter()
         .map(|entry| EntryView {

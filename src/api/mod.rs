@@ -1,5 +1,6 @@
 //! The HTTP API (docs/api.md). Handlers stay thin: parse, call the engine, map outcomes.
 pub mod accounts;
+pub mod api_keys;
 pub mod auth;
 pub mod balance;
 pub mod error;
@@ -9,6 +10,8 @@ pub mod health;
 pub mod images;
 pub mod json;
 pub mod ledger;
+pub mod multipart;
+pub mod query;
 pub mod uploads;
 pub mod webhook_endpoints;
 pub mod webhooks;
@@ -34,6 +37,11 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
             resource("/v1/accounts/{account_id}/balance").route(web::get().to(balance::of_account)),
         )
         .service(resource("/v1/balance").route(web::get().to(balance::own)))
+        .service(
+            resource("/v1/api-keys")
+                .route(web::post().to(api_keys::rotate))
+                .route(web::get().to(api_keys::list)),
+        )
         .service(resource("/v1/ledger").route(web::get().to(ledger::list)))
         .service(
             resource("/v1/generations")
@@ -45,7 +53,16 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
         .service(resource("/v1/generations/{id}").route(web::get().to(generations::get)))
         .service(resource("/v1/generations/{id}/cancel").route(web::post().to(generations::cancel)))
         .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
-        .service(resource("/v1/uploads").route(web::post().to(uploads::create)))
+        .service(
+            resource("/v1/uploads")
+                .route(web::post().to(uploads::create))
+                .route(web::get().to(uploads::list)),
+        )
+        .service(
+            resource("/v1/uploads/{id}")
+                .route(web::get().to(uploads::get))
+                .route(web::delete().to(uploads::delete)),
+        )
         .service(
             resource("/v1/webhook-endpoints")
                 .route(web::post().to(webhook_endpoints::create))

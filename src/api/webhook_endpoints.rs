@@ -1,9 +1,8 @@
 //! `/v1/webhook-endpoints`: an account registers, lists and deletes the URLs its completion
 //! webhooks go to, and reads each endpoint's deliveries. The rules (which URLs, how many, which
 //! events) live in `atelier_actors::webhooks_out`; this parses and maps.
-use std::collections::HashMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::webhooks_out::endpoints::{self, Registered};
 use atelier_actors::webhooks_out::{EventType, outbox};
 use atelier_entities::webhook_delivery::Model as Delivery;
@@ -15,6 +14,7 @@ use uuid::Uuid;
 use super::auth::Client;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::query::{Page, Params};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -182,49 +182,23 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct Page {
-    items: Vec<DeliveryView>,
-    next_cursor: Option<String>,
-}
-
-/// `?cursor=` of this endpoint: a delivery's `webhook-id`.
-fn parse_cursor(query: &HashMap<String, String>) -> Result<Option<Uuid>, ApiError> {
-    if let Some(unknown) = query
-        .keys()
-        .find(|key| !["limit", "cursor"].contains(&key.as_str()))
-    {
-        return Err(ApiError::invalid(
-            "unknown_parameter",
-            format!("{unknown}: not a parameter of this endpoint (limit, cursor)"),
-        ));
-    }
-    let Some(raw) = query.get("cursor") else {
-        return Ok(None);
-    };
-    raw.strip_prefix("msg_")
-        .and_then(|id| Uuid::try_parse(id).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "invalid_cursor",
-                "cursor: not a cursor this endpoint returned",
-            )
-        })
-}
-
 pub async fn deliveries(
     Client(account): Client,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<HashMap<String, String>>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let before = parse_cursor(&query)?;
-    let limit = super::ledger::parse_limit(&query)?;
+    let params = Params::parse(&request, &["limit", "cursor"])?;
+    let limit = params.limit()?;
+    // A cursor is a delivery's `webhook-id`.
+    let before = params.cursor(|raw| {
+        raw.strip_prefix("msg_")
+            .and_then(|id| Uuid::try_parse(id).ok())
+    })?;
     let endpoint = owned(&state, account.id, &path).await?;
     let (rows, next) = outbox::page_for_endpoint(&state.db, endpoint.id, before, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
-        items: rows.into_iter().map(DeliveryView::from).collect(),
+        items: rows.into_iter().map(DeliveryView::from).collect::<Vec<_>>(),
         next_cursor: next.map(outbox::webhook_id),
     }))
 }

@@ -709,12 +709,13 @@ impl Shared {
 async fn run_case(shared: &Shared, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let failed = |error: sea_orm::DbErr| TestCaseError::fail(error.to_string());
     // Children first: the foreign keys point from allocations and entries to holds,
-    // packages and accounts.
+    // packages and accounts, and from API keys to accounts.
     for table in [
         "hold_allocations",
         "ledger_entries",
         "holds",
         "credit_packages",
+        "api_keys",
         "accounts",
     ] {
         shared

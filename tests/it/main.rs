@@ -10,6 +10,7 @@ mod cog;
 mod completion_webhooks;
 mod concurrency;
 mod crash;
+mod customer_api;
 mod evolink;
 mod fashn;
 mod generations_api;

@@ -23,6 +23,23 @@ fn grant(account_id: Uuid, credits: i64, reference: &str) -> Command {
     }
 }
 
+/// An account as the schema of the first migrations holds it (`accounts::create` writes tables
+/// that later migrations make).
+async fn old_account(db: &sea_orm::DatabaseConnection, now: chrono::DateTime<chrono::Utc>) -> Uuid {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let id = Uuid::now_v7();
+    atelier_entities::account::ActiveModel {
+        id: Set(id),
+        name: Set(None),
+        api_key_hash: Set(atelier::accounts::hash_secret(&id.to_string())),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    id
+}
+
 /// The migration that scopes grant references per account rebuilds the packages table on
 /// SQLite: a package with a live hold and ledger entries pointing at it must come through,
 /// the hold must still settle, and down-then-up must work too.
@@ -31,9 +48,7 @@ async fn grant_references_become_per_account_keeping_every_row(url: String) {
     Migrator::up(&db, Some(3)).await.unwrap();
     let now = start_of_test_time();
     let store = LedgerStore::new(db.clone(), Arc::new(ManualClock::new(now)));
-    let first = atelier::accounts::create(&db, None, now).await.unwrap();
-    let second = atelier::accounts::create(&db, None, now).await.unwrap();
-    let (first, second) = (first.account.id, second.account.id);
+    let (first, second) = (old_account(&db, now).await, old_account(&db, now).await);
     let hold_id = Uuid::now_v7();
     let hold = Command::Hold {
         hold_id,

@@ -213,3 +213,32 @@ pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransacti
         db.begin().await
     }
 }
+
+/// A page cut from `rows`, which a query fetched with `limit + 1` rows so that the extra one
+/// tells whether more follow: the first `limit` rows, and the cursor of the last of them
+/// while more follow.
+pub fn page_of<T, C>(
+    mut rows: Vec<T>,
+    limit: u64,
+    cursor: impl Fn(&T) -> C,
+) -> (Vec<T>, Option<C>) {
+    if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_of;
+
+    #[test]
+    fn a_page_has_a_cursor_only_while_more_follow() {
+        assert_eq!(page_of(vec![5, 4, 3], 2, |row| *row), (vec![5, 4], Some(4)));
+        assert_eq!(page_of(vec![5, 4], 2, |row| *row), (vec![5, 4], None));
+        assert_eq!(page_of(Vec::<i32>::new(), 2, |row| *row), (vec![], None));
+    }
+}

@@ -259,15 +259,25 @@ async fn schedule_attempt(
     reason: &str,
     at_least: Option<Duration>,
 ) -> Result<Step, StepError> {
-    let attempt = row.attempt + 1;
     let delay = deps
         .config
         .retry_delay(row.attempt)
         .max(at_least.unwrap_or_default());
-    let now = deps.clock.now();
-    tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, ?delay, %reason, "will look again");
-    // Never past a deadline that would end the wait anyway: the deadline decides, on time.
-    let next = (now + chrono_duration(delay)).min(next_deadline(deps, row));
+    let next = deps.clock.now() + chrono_duration(delay);
+    reschedule_at(deps, row, reason, next).await
+}
+
+/// Counts the failed attempt and looks again at `next`, never past a deadline that would end
+/// the wait anyway: the deadline decides, on time.
+async fn reschedule_at(
+    deps: &Deps,
+    row: &workflow::Model,
+    reason: &str,
+    next: DateTime<Utc>,
+) -> Result<Step, StepError> {
+    let attempt = row.attempt + 1;
+    tracing::info!(generation_id = %row.id, state = row.state.as_str(), attempt, %next, %reason, "will look again");
+    let next = next.min(next_deadline(deps, row));
     deps.workflows
         .reschedule(row.id, row.version, attempt, next)
         .await?;
@@ -350,6 +360,7 @@ async fn input_urls(
     row: &workflow::Model,
     inputs: &Inputs,
 ) -> Result<Result<(String, String), Step>, StepError> {
+    let now = deps.clock.now();
     let mut urls = Vec::with_capacity(2);
     for (field, image) in [
         ("person_image", &inputs.person_image),
@@ -375,7 +386,7 @@ async fn input_urls(
             Ok(url) => urls.push(url),
             Err(error) => {
                 let error = format!("cannot link {field}: {error}");
-                return storage_down(deps, row, FailureCode::InputUnavailable, &error)
+                return storage_down(deps, row, FailureCode::InputUnavailable, &error, now)
                     .await
                     .map(Err);
             }
@@ -735,7 +746,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         Ok(false) => {}
         Err(error) => {
             let error = format!("cannot look for the result: {error}");
-            return storage_down(deps, row, FailureCode::UploadFailed, &error).await;
+            return storage_down(deps, row, FailureCode::UploadFailed, &error, now).await;
         }
     }
     let source = row.result_source.clone().unwrap_or_default();
@@ -764,7 +775,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
             }
             Err(error) => {
                 let error = format!("cannot store the result: {error}");
-                storage_down(deps, row, FailureCode::UploadFailed, &error).await
+                storage_down(deps, row, FailureCode::UploadFailed, &error, now).await
             }
         },
         Err(DownloadError::Refused(code, message)) => fail(deps, row, code, message).await,
@@ -781,22 +792,26 @@ async fn settle(deps: &Deps, row: &workflow::Model, key: String) -> Result<Step,
 }
 
 /// Our own storage failed: not the provider's fault and nothing to give up on after a few
-/// attempts, so the step is tried again with backoff for as long as the overall deadline
-/// leaves room; when no attempt fits before it, the workflow is released with
-/// `code` (`upload_failed` while uploading: never charged without the object).
+/// attempts, so the step is tried again with backoff for as long as the deadline leaves room
+/// for another attempt (twice as long as this one, which began at `started`: a storage
+/// client's own retries vary); once none fits, the
+/// workflow is released with `code` (`upload_failed` while uploading: never charged without
+/// the object).
 async fn storage_down(
     deps: &Deps,
     row: &workflow::Model,
     code: FailureCode,
     error: &str,
+    started: DateTime<Utc>,
 ) -> Result<Step, StepError> {
-    let next_try = deps.clock.now() + chrono_duration(deps.config.retry_delay(row.attempt));
-    if next_try >= next_deadline(deps, row) {
+    let now = deps.clock.now();
+    let next = now + chrono_duration(deps.config.retry_delay(row.attempt));
+    if next + (now - started) * 2 >= next_deadline(deps, row) {
         let message = format!("storage stayed unavailable until the deadline: {error}");
         return fail(deps, row, code, message).await;
     }
     tracing::warn!(generation_id = %row.id, state = row.state.as_str(), %error, "storage unavailable; will try again");
-    schedule_attempt(deps, row, error, None).await
+    reschedule_at(deps, row, error, next).await
 }
 
 /// Copies a URL input into our storage under its deterministic key (once: a retry finds it).

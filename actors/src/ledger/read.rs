@@ -2,6 +2,7 @@
 //! `expires_at` contributes nothing available even before the sweeper has recorded it.
 use std::collections::HashMap;
 
+use atelier_entities::ledger_entry::EntryKind;
 use atelier_entities::{credit_package, hold, ledger_entry};
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -9,6 +10,8 @@ use sea_orm::{
     QuerySelect,
 };
 use uuid::Uuid;
+
+use crate::db::page_of;
 
 use super::book::{consumption_order, is_expired};
 
@@ -50,11 +53,23 @@ pub async fn balance<C: ConnectionTrait>(
     Ok(balance_from(live, now))
 }
 
-/// One page of an account's entries, newest first. `before` is the id the previous page ended
-/// at; the returned cursor is `Some` while older entries remain.
+/// Which of an account's entries a page shows; every field set narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryFilter {
+    pub kind: Option<EntryKind>,
+    pub generation_id: Option<Uuid>,
+    /// Entries made at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries made before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One page of an account's entries that pass `filter`, newest first. `before` is the id the
+/// previous page ended at; the returned cursor is `Some` while older entries remain.
 pub async fn entries_page<C: ConnectionTrait>(
     db: &C,
     account_id: Uuid,
+    filter: &EntryFilter,
     before: Option<i64>,
     limit: u64,
 ) -> Result<(Vec<ledger_entry::Model>, Option<i64>), DbErr> {
@@ -65,14 +80,20 @@ pub async fn entries_page<C: ConnectionTrait>(
     if let Some(before) = before {
         query = query.filter(ledger_entry::Column::Id.lt(before));
     }
-    let mut entries = query.all(db).await?;
-    let next = if entries.len() as u64 > limit {
-        entries.truncate(limit as usize);
-        entries.last().map(|entry| entry.id)
-    } else {
-        None
-    };
-    Ok((entries, next))
+    if let Some(kind) = filter.kind {
+        query = query.filter(ledger_entry::Column::Kind.eq(kind));
+    }
+    if let Some(generation_id) = filter.generation_id {
+        query = query.filter(ledger_entry::Column::GenerationId.eq(generation_id));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(ledger_entry::Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(ledger_entry::Column::CreatedAt.lt(to));
+    }
+    let entries = query.all(db).await?;
+    Ok(page_of(entries, limit, |entry| entry.id))
 }
 
 /// Accounts holding credits that expired and are not yet recorded as such: the sweeper's work.

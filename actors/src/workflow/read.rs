@@ -3,13 +3,17 @@
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 use uuid::Uuid;
 
+use crate::db::page_of;
+
 use super::command::IDEMPOTENCY_SCOPE;
+use super::inputs::InputImage;
 use super::machine::LIVE;
 
 /// A workflow the account owns.
@@ -43,14 +47,8 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(before) = before {
         query = query.filter(workflow::Column::Id.lt(before));
     }
-    let mut rows = query.all(db).await?;
-    let next = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id)
-    } else {
-        None
-    };
-    Ok((rows, next))
+    let rows = query.all(db).await?;
+    Ok(page_of(rows, limit, |row| row.id))
 }
 
 pub async fn events<C: ConnectionTrait>(
@@ -70,6 +68,32 @@ pub async fn find<C: ConnectionTrait>(
     workflow_id: Uuid,
 ) -> Result<Option<workflow::Model>, DbErr> {
     workflow::Entity::find_by_id(workflow_id).one(db).await
+}
+
+/// Whether a live workflow of the account keeps `key` among its stored inputs: an object that
+/// must stay in storage until that workflow ends. Matched in the inputs' JSON, which holds
+/// each stored input as `{"stored":"<key>"}`.
+pub async fn live_with_input<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    key: &str,
+) -> Result<bool, DbErr> {
+    let needle = serde_json::to_string(&InputImage::Stored(key.to_owned())).expect("serialises");
+    let escaped: String = needle
+        .chars()
+        .flat_map(|c| match c {
+            '!' | '%' | '_' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
+    let pattern = LikeExpr::new(format!("%{escaped}%")).escape('!');
+    let found = workflow::Entity::find()
+        .filter(workflow::Column::AccountId.eq(account_id))
+        .filter(workflow::Column::State.is_in(LIVE))
+        .filter(workflow::Column::Inputs.like(pattern))
+        .count(db)
+        .await?;
+    Ok(found > 0)
 }
 
 /// The callbacks stored for a workflow that nothing has acted on yet, oldest first.
