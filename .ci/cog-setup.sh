@@ -17,13 +17,14 @@ _cog_setup() (
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   venv=${COG_VENV:-$repo/target/cog-venv}
   # Pinned: the tests rely on this version's wire behaviour (webhooks, 409 when busy, ...).
-  local -a pins=(cog==0.23.1 pillow==13.0.0)
+  # standardwebhooks: the official library the completion-webhook tests verify deliveries with.
+  local -a pins=(cog==0.23.1 pillow==13.0.0 standardwebhooks==1.1.0)
 
   ready() {
     [[ -x $venv/bin/python ]] && "$venv/bin/python" - "${pins[@]}" <<'EOF' 2>/dev/null
 import sys
 from importlib.metadata import version
-import cog, coglet, PIL  # noqa: F401  (importable, not just installed)
+import cog, coglet, PIL, standardwebhooks.webhooks  # noqa: F401  (importable, not just installed)
 sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
 EOF
   }

@@ -143,6 +143,42 @@ fn verifies(secret: &str, received: &Received) -> bool {
         .any(|entry| entry == format!("v1,{expected}"))
 }
 
+/// What the official `standardwebhooks` library (Python, in the tests' venv) makes of a
+/// delivery: the payload it verified, or `None` when it refused it. `None` outright (with a
+/// note) when no such Python is configured, or a failure when services are required.
+fn official_verify(secret: &str, received: &Received) -> Option<Option<Value>> {
+    const SCRIPT: &str = "import json, sys\n\
+        from standardwebhooks.webhooks import Webhook\n\
+        try:\n    print(json.dumps(Webhook(sys.argv[1]).verify(sys.stdin.buffer.read(), \
+        json.loads(sys.argv[2]))))\n\
+        except Exception as error:\n    print(repr(error), file=sys.stderr); sys.exit(3)\n";
+    let python = common::service_var("ATELIER_TEST_COG_PYTHON", "standardwebhooks (Python)")?;
+    let mut child = std::process::Command::new(python)
+        .args([
+            "-c",
+            SCRIPT,
+            secret,
+            &serde_json::to_string(&received.headers).unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&received.body)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    match output.status.code() {
+        Some(0) => Some(Some(serde_json::from_slice(&output.stdout).unwrap())),
+        Some(3) => Some(None),
+        other => panic!("the standardwebhooks check could not run: {other:?}"),
+    }
+}
+
 async fn register(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
     app.client
         .post(app.url("/v1/webhook-endpoints"))
@@ -333,6 +369,15 @@ async fn deliveries_are_signed_and_retried_under_one_webhook_id(url: String) {
         let mut tampered = attempt.clone();
         tampered.body.push(b' ');
         assert!(!verifies(secret, &tampered));
+    }
+    if let Some(verified) = official_verify(secret, &received[0]) {
+        assert_eq!(
+            verified,
+            Some(serde_json::from_slice(&received[0].body).unwrap())
+        );
+        let mut tampered = received[0].clone();
+        tampered.body.push(b' ');
+        assert_eq!(official_verify(secret, &tampered), Some(None));
     }
     let event: Value = serde_json::from_slice(&received[0].body).unwrap();
     assert_eq!(event["type"], "generation.settled");
