@@ -102,6 +102,10 @@ async fn bench(
             .send(atelier_actors::engine::registry::Shutdown)
             .await?;
     }
+    // Nor the completion webhooks' sender.
+    if let Some(sender) = &state.webhooks.sender {
+        sender.stop();
+    }
     let mut summary = json!({"bench": "e2e", "database": kind, "storage": storage, "generations": plan.generations,
                "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
                "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,

@@ -30,9 +30,17 @@ const MAX_ANSWER_BYTES: usize = 512;
 /// again when its claim lapses).
 pub struct SenderHandle(actix::Arbiter);
 
+impl SenderHandle {
+    /// Stops the sender's thread now (as dropping the handle does), for an owner that cannot
+    /// drop it: one about to remove the database it reads.
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+}
+
 impl Drop for SenderHandle {
     fn drop(&mut self) {
-        self.0.stop();
+        self.stop();
     }
 }
 
