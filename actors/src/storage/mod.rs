@@ -127,9 +127,6 @@ impl Storage {
     /// `AWS_*` variables. Requests are bounded in time and retried only briefly: an outage
     /// fails the step, whose own backoff (persisted) decides when to try again.
     pub fn s3(config: &StorageConfig) -> Result<Self, StorageError> {
-        // object_store's client speaks TLS through rustls with whatever provider the process
-        // installed: ring, which our own HTTP client uses too (a second install is a no-op).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let request_timeout = Duration::from_secs(config.request_timeout_secs);
         let options = ClientOptions::new()
             .with_timeout(request_timeout)
