@@ -121,6 +121,17 @@ pub async fn claim_due(
     limit: u64,
     lease: Duration,
 ) -> Result<Vec<Claim>, DbErr> {
+    // Most looks find nothing due. Asking first keeps an idle sender from opening a write
+    // transaction every look: on SQLite that would take the process's one writer turn.
+    let nothing_due = webhook_delivery::Entity::find()
+        .filter(webhook_delivery::Column::State.eq(PENDING))
+        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
+        .one(db)
+        .await?
+        .is_none();
+    if nothing_due {
+        return Ok(Vec::new());
+    }
     let until = after(now, lease);
     let claimed = db::with_retries("webhook claim", || async {
         let txn = db::begin_write(db).await?;
