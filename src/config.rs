@@ -26,6 +26,9 @@ pub struct Settings {
     pub database_url: SecretString,
     /// `ATELIER_ADMIN_TOKEN`; generated and printed at start when absent.
     pub admin_token: Option<SecretString>,
+    /// `ATELIER_OPS_READ_TOKEN`: a read-only operator token, which sees everything under
+    /// `/v1/ops` and `/ops` and may change nothing. None when absent.
+    pub ops_read_token: Option<SecretString>,
     /// `ATELIER_DATA_DIR`: local object storage.
     pub data_dir: PathBuf,
     /// `ATELIER_PUBLIC_URL`: base URL providers call back to; `http://` + bind when absent.
@@ -218,6 +221,7 @@ impl Default for Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://atelier.sqlite?mode=rwc".into(),
             admin_token: None,
+            ops_read_token: None,
             data_dir: PathBuf::from("./data"),
             public_url: None,
             default_provider: "simulator".into(),
@@ -293,6 +297,7 @@ impl Default for Settings {
 const ENV_KEYS: &[&str] = &[
     "bind",
     "admin_token",
+    "ops_read_token",
     "data_dir",
     "public_url",
     "default_provider",
@@ -362,6 +367,10 @@ impl Settings {
             ));
         }
         check_len("ATELIER_ADMIN_TOKEN", self.admin_token.as_deref(), 16)?;
+        check_len("ATELIER_OPS_READ_TOKEN", self.ops_read_token.as_deref(), 16)?;
+        if self.ops_read_token.is_some() && self.ops_read_token == self.admin_token {
+            return Err("ATELIER_OPS_READ_TOKEN must differ from ATELIER_ADMIN_TOKEN".into());
+        }
         check_len("signing_secret", self.signing_secret.as_deref(), 32)?;
         if let Some(public_url) = &self.public_url {
             check_base_url("public_url", public_url)?;

@@ -10,6 +10,7 @@ mod m20261201_000001_grant_reference_per_account;
 mod m20261201_000010_event_versions;
 mod m20261202_000010_customer_api;
 mod m20261202_000020_completion_webhooks;
+mod m20261203_000001_ops_audit;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_event_versions::Migration),
             Box::new(m20261202_000010_customer_api::Migration),
             Box::new(m20261202_000020_completion_webhooks::Migration),
+            Box::new(m20261203_000001_ops_audit::Migration),
         ]
     }
 }

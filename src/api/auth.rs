@@ -1,5 +1,6 @@
-//! Who is calling: the operator (admin token from configuration) or an account (one of its API
-//! keys that still works, looked up by SHA-256 hash; the key itself is never stored or logged).
+//! Who is calling: the operator (admin token from configuration), a read-only operator (the
+//! ops read token, when configured) or an account (one of its API keys that still works,
+//! looked up by SHA-256 hash; the key itself is never stored or logged).
 use std::future::Future;
 use std::pin::Pin;
 
@@ -17,11 +18,19 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub enum Caller {
     Admin,
+    /// The read-only operator: sees what the admin sees, changes nothing.
+    Observer,
     Account(account::Model),
 }
 
-/// Only the operator may call.
+/// Only the operator may call: every write of the ops API and the admin endpoints.
 pub struct Admin;
+
+/// The operator or the read-only operator: the reads of the ops API and the dashboard.
+pub struct Operator {
+    /// Whether this caller may act (the admin token) or only look.
+    pub may_act: bool,
+}
 
 /// Only an account may call; the account is the caller's own.
 pub struct Client(pub account::Model);
@@ -54,6 +63,11 @@ pub(crate) fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
 async fn identify(state: web::Data<AppState>, token: String) -> Result<Caller, ApiError> {
     if bool::from(token.as_bytes().ct_eq(state.admin_token.as_bytes())) {
         return Ok(Caller::Admin);
+    }
+    if let Some(read_token) = &state.settings.ops_read_token
+        && bool::from(token.as_bytes().ct_eq(read_token.expose().as_bytes()))
+    {
+        return Ok(Caller::Observer);
     }
     match accounts::find_by_api_key(&state.db, &token, state.clock.now()).await? {
         Some(account) => Ok(Caller::Account(account)),
@@ -99,7 +113,24 @@ impl FromRequest for Admin {
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         with_role(request, payload, |caller| match caller {
             Caller::Admin => Ok(Admin),
+            Caller::Observer => Err(ApiError::forbidden_with(
+                "read_only",
+                "the read-only operator token may not change anything",
+            )),
             Caller::Account(_) => Err(ApiError::forbidden("this endpoint needs the admin token")),
+        })
+    }
+}
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        with_role(request, payload, |caller| match caller {
+            Caller::Admin => Ok(Operator { may_act: true }),
+            Caller::Observer => Ok(Operator { may_act: false }),
+            Caller::Account(_) => Err(ApiError::forbidden("this endpoint needs an operator token")),
         })
     }
 }
@@ -111,7 +142,7 @@ impl FromRequest for Client {
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         with_role(request, payload, |caller| match caller {
             Caller::Account(account) => Ok(Client(account)),
-            Caller::Admin => Err(ApiError::forbidden(
+            Caller::Admin | Caller::Observer => Err(ApiError::forbidden(
                 "this endpoint needs an account's API key",
             )),
         })

@@ -63,7 +63,7 @@ pub async fn of_account(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = super::parse_account_id(&path)?;
     let visible = match caller {
-        Caller::Admin => accounts::find(&state.db, account_id).await?.is_some(),
+        Caller::Admin | Caller::Observer => accounts::find(&state.db, account_id).await?.is_some(),
         Caller::Account(account) => account.id == account_id,
     };
     if !visible {

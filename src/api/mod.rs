@@ -11,6 +11,7 @@ pub mod images;
 pub mod json;
 pub mod ledger;
 pub mod multipart;
+pub mod ops;
 pub mod query;
 pub mod uploads;
 pub mod webhook_endpoints;
@@ -77,6 +78,7 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
             resource("/v1/webhook-endpoints/{id}/deliveries")
                 .route(web::get().to(webhook_endpoints::deliveries)),
         )
+        .configure(ops::routes)
         .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
         .service(
             resource("/webhooks/{provider}/{generation_id}")
@@ -88,7 +90,7 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
 }
 
 /// A resource whose other methods answer 405 in the API's error shape.
-fn resource(path: &str) -> Resource {
+pub(crate) fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(|| async {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
