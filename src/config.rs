@@ -180,6 +180,11 @@ pub struct HttpSettings {
     pub upload_limit_bytes: usize,
     /// Largest provider callback, in bytes: Cog inlines its result as a `data:` URI.
     pub callback_limit_bytes: usize,
+    /// Most status streams (SSE) open at once in this process; more get 503.
+    pub max_streams: usize,
+    /// Seconds between keep-alive comments on an idle status stream: also how soon a stream
+    /// whose client went away is noticed and its slot freed (within about twice this).
+    pub stream_keep_alive_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +238,8 @@ impl Default for Settings {
                 generation_limit_bytes: 25 * 1024 * 1024,
                 upload_limit_bytes: 20 * 1024 * 1024,
                 callback_limit_bytes: 16 * 1024 * 1024,
+                max_streams: 10_000,
+                stream_keep_alive_secs: 15,
             },
             api_keys: ApiKeySettings {
                 rotation_grace_secs: 24 * 3600,
@@ -455,12 +462,21 @@ impl Settings {
 /// Longest a simulator delay may be, in milliseconds (an hour).
 const MAX_DELAY_MS: u64 = 3600 * 1000;
 const MAX_WORKERS: usize = 1024;
+/// Most status streams a process may be set to hold open (each holds a socket).
+const MAX_STREAMS: usize = 100_000;
 /// Longest secret accepted, in characters: a bound, not a policy.
 const MAX_SECRET_LEN: usize = 1024;
 
 impl HttpSettings {
     fn check(&self) -> Result<(), String> {
         check_range("http.workers", self.workers, 0, MAX_WORKERS)?;
+        check_range("http.max_streams", self.max_streams, 1, MAX_STREAMS)?;
+        check_range(
+            "http.stream_keep_alive_secs",
+            self.stream_keep_alive_secs,
+            1,
+            300,
+        )?;
         for (key, value) in [
             ("http.json_limit_bytes", self.json_limit_bytes),
             ("http.generation_limit_bytes", self.generation_limit_bytes),
@@ -668,6 +684,8 @@ pub(crate) mod tests {
         "providers.simulator.base_url = \"notaurl\"",
         "http.upload_limit_bytes = 0",
         "http.callback_limit_bytes = 0",
+        "http.max_streams = 0",
+        "http.stream_keep_alive_secs = 0",
         "http.generation_limit_bytes = 0",
         "http.json_limit_bytes = 100",
         "http.upload_limit_bytes = 100000000000",

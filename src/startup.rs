@@ -40,7 +40,7 @@ use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
-use crate::api::{self, error::ApiError, json::JsonLimit};
+use crate::api::{self, error::ApiError, json::JsonLimit, streams::StreamSlots};
 use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
@@ -168,6 +168,7 @@ impl Application {
             engine,
             workflows,
             webhooks,
+            streams: StreamSlots::new(settings.http.max_streams),
         });
         let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
@@ -187,12 +188,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let engine = self.state.engine.clone();
+        let feed = self.state.workflows.feed().clone();
         actix_web::rt::spawn(async move {
             stop_signal().await;
             tracing::info!("stopping: draining the engine, then HTTP");
             if let Some(engine) = engine {
                 drain(&engine, DRAIN_LIMIT).await;
             }
+            // Open status streams end, so that the graceful stop need not wait them out.
+            feed.close();
             handle.stop(true).await;
         });
         self.server.await

@@ -32,6 +32,8 @@ pub struct AppState {
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
     pub webhooks: Webhooks,
+    /// Open status streams, bounded by `http.max_streams`.
+    pub streams: crate::api::streams::StreamSlots,
 }
 
 /// Completion webhooks: the outgoing-fetch policy for customers' endpoints (`[webhooks]`),

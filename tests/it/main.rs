@@ -20,6 +20,7 @@ mod migrations;
 mod operator;
 mod providers;
 mod s3;
+mod streams;
 mod unsigned_callbacks;
 mod workflow;
 mod workflow_crash;

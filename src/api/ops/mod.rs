@@ -12,7 +12,9 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)));
+    config
+        .service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)))
+        .service(super::resource("/v1/ops/stream").route(web::get().to(super::streams::ops)));
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
