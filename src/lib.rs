@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod ops;
+pub mod progress;
 pub mod scratch;
 pub mod signing;
 pub mod simulator;
