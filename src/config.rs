@@ -57,6 +57,16 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     /// `[webhooks]`: completion webhooks to customers, owned by `atelier_actors::webhooks_out`.
     pub webhooks: WebhooksConfig,
+    /// `[ops]`: the operators' dashboard.
+    pub ops: OpsSettings,
+}
+
+/// The operators' dashboard at `/ops`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    /// How long a dashboard session lasts after signing in, in seconds (1 minute to 7 days).
+    pub session_ttl_secs: u64,
 }
 
 /// The built-in simulator's behaviour, including the misbehaviour tests and demos ask for.
@@ -295,6 +305,9 @@ impl Default for Settings {
                 task_ttl_secs: 3600,
             },
             webhooks: WebhooksConfig::default(),
+            ops: OpsSettings {
+                session_ttl_secs: 8 * 3600,
+            },
         }
     }
 }
@@ -399,6 +412,12 @@ impl Settings {
             provider.validate(name)?;
         }
         self.http.check()?;
+        check_range(
+            "ops.session_ttl_secs",
+            self.ops.session_ttl_secs,
+            60,
+            7 * 24 * 3600,
+        )?;
         check_range(
             "api_keys.rotation_grace_secs",
             self.api_keys.rotation_grace_secs,
@@ -685,6 +704,7 @@ pub(crate) mod tests {
         "http.upload_limit_bytes = 0",
         "http.callback_limit_bytes = 0",
         "http.max_streams = 0",
+        "ops.session_ttl_secs = 10",
         "http.stream_keep_alive_secs = 0",
         "http.generation_limit_bytes = 0",
         "http.json_limit_bytes = 100",

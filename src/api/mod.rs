@@ -83,6 +83,7 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
                 .route(web::get().to(webhook_endpoints::deliveries)),
         )
         .configure(ops::routes)
+        .configure(crate::dashboard::routes)
         .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
         .service(
             resource("/webhooks/{provider}/{generation_id}")

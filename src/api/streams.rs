@@ -227,7 +227,7 @@ pub async fn ops(
     follow(&state, &request, Scope::All, true).await
 }
 
-async fn follow(
+pub(crate) async fn follow(
     state: &AppState,
     request: &HttpRequest,
     scope: Scope,

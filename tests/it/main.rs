@@ -11,6 +11,7 @@ mod completion_webhooks;
 mod concurrency;
 mod crash;
 mod customer_api;
+mod dashboard;
 mod evolink;
 mod fashn;
 mod generations_api;
