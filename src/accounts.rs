@@ -68,6 +68,8 @@ pub async fn create(
         // The column predates `api_keys` and must be unique: it keeps the first key's hash.
         api_key_hash: Set(hash_secret(&api_key)),
         created_at: Set(now),
+        disabled_at: Set(None),
+        disabled_reason: Set(None),
     }
     .insert(&*txn)
     .await?;
@@ -220,4 +222,122 @@ pub fn masked_key(key: &api_key::Model) -> String {
         "{API_KEY_PREFIX}…{}",
         key.last_four.as_deref().unwrap_or("????")
     )
+}
+
+/// Longest account search text, in characters.
+pub const MAX_QUERY_LEN: usize = MAX_NAME_LEN;
+
+/// One page of accounts matching `query` (every account without one), newest first; `before`
+/// is the last id of the previous page. `query` matches an id, an id's prefix (hex digits,
+/// hyphens optional) or a piece of the name, ignoring case (ASCII case only on SQLite).
+pub async fn search<C: ConnectionTrait>(
+    db: &C,
+    query: Option<&str>,
+    before: Option<Uuid>,
+    limit: u64,
+) -> Result<(Vec<account::Model>, Option<Uuid>), DbErr> {
+    let mut select = account::Entity::find()
+        .order_by_desc(account::Column::Id)
+        .limit(limit + 1);
+    if let Some(query) = query {
+        select = select.filter(matching(query));
+    }
+    if let Some(before) = before {
+        select = select.filter(account::Column::Id.lt(before));
+    }
+    let rows = select.all(db).await?;
+    Ok(atelier_actors::db::page_of(rows, limit, |row| row.id))
+}
+
+/// Accounts whose name holds `query`, ignoring case, or whose id starts with it.
+fn matching(query: &str) -> sea_orm::Condition {
+    let escaped: String = query
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '!' | '%' | '_' => vec!['!', c],
+            c => vec![c],
+        })
+        .collect();
+    let pattern = sea_orm::sea_query::LikeExpr::new(format!("%{escaped}%")).escape('!');
+    let name = Expr::expr(sea_orm::sea_query::Func::lower(Expr::col((
+        account::Entity,
+        account::Column::Name,
+    ))))
+    .like(pattern);
+    let mut condition = sea_orm::Condition::any().add(name);
+    if let Some((low, high)) = id_prefix_range(query) {
+        condition = condition.add(account::Column::Id.between(low, high));
+    }
+    condition
+}
+
+/// The ids starting with `prefix` (hex digits, hyphens anywhere, any case), as the range
+/// [prefix then zeros, prefix then f's]: ids compare bytewise on both databases, so a range
+/// serves the primary key's index where a text match could not.
+pub fn id_prefix_range(prefix: &str) -> Option<(Uuid, Uuid)> {
+    let digits: String = prefix.chars().filter(|c| *c != '-').collect();
+    if digits.is_empty() || digits.len() > 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let padded = |fill: char| {
+        let mut text = digits.clone();
+        text.extend(std::iter::repeat_n(fill, 32 - digits.len()));
+        Uuid::parse_str(&text).ok()
+    };
+    Some((padded('0')?, padded('f')?))
+}
+
+/// Disables the account (`Some(reason)`) or enables it (`None`); the account as it is now,
+/// `None` when there is no such account. Whether it was already so is the caller's to check.
+pub async fn set_disabled<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    disabled: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Option<account::Model>, DbErr> {
+    let at = disabled.as_ref().map(|_| now);
+    account::Entity::update_many()
+        .col_expr(account::Column::DisabledAt, Expr::value(at))
+        .col_expr(account::Column::DisabledReason, Expr::value(disabled))
+        .filter(account::Column::Id.eq(account_id))
+        .exec(db)
+        .await?;
+    find(db, account_id).await
+}
+
+/// Makes every key of the account that still works stop working at `now`; how many did.
+/// Revoked keys are kept (expired) until the account's next rotation deletes them.
+pub async fn revoke_keys<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let revoked = api_key::Entity::update_many()
+        .col_expr(api_key::Column::ExpiresAt, Expr::value(now))
+        .filter(api_key::Column::AccountId.eq(account_id))
+        .filter(works_at(now))
+        .exec(db)
+        .await?;
+    Ok(revoked.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_prefix_is_a_range_of_ids() {
+        let (low, high) = id_prefix_range("0192AB-c").unwrap();
+        assert_eq!(low.to_string(), "0192abc0-0000-0000-0000-000000000000");
+        assert_eq!(high.to_string(), "0192abcf-ffff-ffff-ffff-ffffffffffff");
+        let full = "0192abcd-0000-7000-8000-000000000001";
+        assert_eq!(
+            id_prefix_range(full),
+            Some((full.parse().unwrap(), full.parse().unwrap()))
+        );
+        for not_hex in ["", "-", "alice", "0192abcg", &"0".repeat(33)] {
+            assert_eq!(id_prefix_range(not_hex), None, "{not_hex}");
+        }
+    }
 }

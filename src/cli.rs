@@ -1,23 +1,21 @@
-//! The command line: `serve` (the default), `migrate`, `verify`, `accounts create`,
-//! `grants add`, `bench`.
+//! The command line: `serve` (the default), `migrate`, `verify`, `accounts create|list`,
+//! `grants add|list`, `bench`.
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use atelier_actors::ledger::LedgerStore;
-use atelier_actors::ledger::{GrantOutcome, Ledger, verify};
-use atelier_actors::progress::Progress;
+use atelier_actors::ledger::{GrantOutcome, Ledger};
 use atelier_actors::storage::Storage;
-use atelier_actors::webhooks_out::verify::verify_outbox;
-use atelier_actors::workflow::verify::verify_workflows_with;
+use atelier_actors::{Clock, Credits, SystemClock};
 
 use crate::progress::Reporter;
-use atelier_actors::{Clock, Credits, SystemClock, db};
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::api::accounts::{AccountCreated, GrantView};
+use crate::api::query::MAX_LIMIT;
 use crate::config::Settings;
 use crate::startup::{Application, open_database};
 use crate::{accounts, bench, stress, telemetry};
@@ -72,6 +70,15 @@ enum AccountsCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List accounts, newest first, as a table: id, name, disabled, available, held, created.
+    List {
+        /// An id, an id's prefix or a piece of the name (case-insensitive).
+        #[arg(long)]
+        query: Option<String>,
+        /// 1 to 200.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +94,14 @@ enum GrantsCommand {
         expires_at: Option<DateTime<Utc>>,
         #[arg(long)]
         reference: String,
+    },
+    /// List an account's packages, newest first, as a table with every bucket.
+    List {
+        #[arg(long)]
+        account: Uuid,
+        /// 1 to 200.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
     },
 }
 
@@ -113,6 +128,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&AccountCreated::from(created))?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Accounts {
+            command: AccountsCommand::List { query, limit },
+        } => list_accounts(&settings, query, limit, clock.now()).await,
+        Command::Grants {
+            command: GrantsCommand::List { account, limit },
+        } => list_grants(&settings, account, limit).await,
         Command::Grants {
             command:
                 GrantsCommand::Add {
@@ -180,40 +201,142 @@ async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every invariant `atelier verify` checks, over one consistent snapshot, reporting progress.
-pub async fn check_invariants(
-    db: &sea_orm::DatabaseConnection,
-    storage: &Storage,
-    progress: &dyn Progress,
-) -> anyhow::Result<Vec<verify::Violation>> {
-    let snapshot = db::begin_snapshot(db).await?;
-    let mut violations = verify::verify_ledger_with(&snapshot, progress).await?;
-    let now = SystemClock.now();
-    violations
-        .extend(verify_workflows_with(&snapshot, storage, now, DEADLINE_GRACE, progress).await?);
-    violations.extend(verify_outbox(&snapshot).await?);
-    snapshot.rollback().await?;
-    Ok(violations)
+/// `--limit`: 1 to `MAX_LIMIT`, as the API takes it.
+fn checked_limit(limit: u64) -> anyhow::Result<u64> {
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        bail!("--limit: must be from 1 to {MAX_LIMIT}");
+    }
+    Ok(limit)
 }
 
-/// How far past its deadline a live workflow may be before `verify` calls it stuck: the engine
-/// acts on deadlines every tick, so this only trips when nothing is running the engine.
-const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
+async fn list_accounts(
+    settings: &Settings,
+    query: Option<String>,
+    limit: u64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let limit = checked_limit(limit)?;
+    let query = query.map(|query| query.trim().to_owned());
+    if let Some(query) = &query
+        && (query.is_empty() || query.chars().count() > accounts::MAX_QUERY_LEN)
+    {
+        bail!(
+            "--query: must be 1 to {} characters",
+            accounts::MAX_QUERY_LEN
+        );
+    }
+    let db = open_database(&settings.database_url).await?;
+    let (rows, _) = accounts::search(&db, query.as_deref(), None, limit).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let balances = atelier_actors::ledger::read::balances_of(&db, &ids, now).await?;
+    let table = rows.into_iter().map(|row| {
+        let (available, held) = balances.get(&row.id).copied().unwrap_or_default();
+        vec![
+            row.id.to_string(),
+            row.name.unwrap_or_default(),
+            if row.disabled_at.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_owned(),
+            available.to_string(),
+            held.to_string(),
+            row.created_at.to_rfc3339(),
+        ]
+    });
+    print_table(
+        &["id", "name", "disabled", "available", "held", "created_at"],
+        table,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_grants(settings: &Settings, account: Uuid, limit: u64) -> anyhow::Result<ExitCode> {
+    let limit = checked_limit(limit)?;
+    let db = open_database(&settings.database_url).await?;
+    if accounts::find(&db, account).await?.is_none() {
+        bail!("no account {account}");
+    }
+    let packages = atelier_actors::ledger::read::packages_of(&db, account, limit).await?;
+    let table = packages.into_iter().map(|package| {
+        let expires_at = package.expires_at.map(|at| at.to_rfc3339());
+        vec![
+            package.id.to_string(),
+            package.reference,
+            package.credits.to_string(),
+            package.remaining.to_string(),
+            package.held.to_string(),
+            package.consumed.to_string(),
+            package.expired.to_string(),
+            package.voided.to_string(),
+            expires_at.unwrap_or_else(|| "never".into()),
+            package.created_at.to_rfc3339(),
+        ]
+    });
+    print_table(
+        &[
+            "id",
+            "reference",
+            "credits",
+            "remaining",
+            "held",
+            "consumed",
+            "expired",
+            "voided",
+            "expires_at",
+            "created_at",
+        ],
+        table,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A plain table: a header line, then one line per row, columns padded to their widest cell
+/// and separated by two spaces. Control characters in a cell (a name may hold any) print as
+/// spaces, so that every row stays one line.
+fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let clean = |cell: String| -> String {
+        cell.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    let mut lines: Vec<Vec<String>> = vec![headers.iter().map(|h| (*h).to_owned()).collect()];
+    lines.extend(rows.map(|row| row.into_iter().map(clean).collect()));
+    let mut widths = vec![0; headers.len()];
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for line in lines {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
 
 async fn verify_database(settings: &Settings) -> anyhow::Result<ExitCode> {
     let db = open_database(&settings.database_url).await?;
     let storage = Storage::open(&settings.storage, &settings.data_dir)?;
     let started = std::time::Instant::now();
-    let violations = check_invariants(&db, &storage, &Reporter::new("verify")).await?;
+    let progress = Reporter::new("verify");
+    let report = crate::ops::verify::run(&db, &storage, SystemClock.now(), None, &progress).await?;
     let took = started.elapsed().as_secs_f64();
-    if violations.is_empty() {
+    if report.violations.is_empty() {
         println!("ok: invariants 1-6, 8 and 9 hold (checked in {took:.1}s)");
         return Ok(ExitCode::SUCCESS);
     }
-    for violation in &violations {
+    for violation in &report.violations {
         println!("{violation}");
     }
-    eprintln!("atelier: {} invariant violation(s)", violations.len());
+    eprintln!(
+        "atelier: {} invariant violation(s)",
+        report.violations.len()
+    );
     // 2, not 1: a script can tell broken books from a verify that could not run.
     Ok(ExitCode::from(2))
 }

@@ -1,4 +1,4 @@
-//! An account: the owner of credit packages and (later) generations.
+//! An account: the owner of credit packages and generations.
 use sea_orm::entity::prelude::*;
 
 #[sea_orm::model]
@@ -13,6 +13,11 @@ pub struct Model {
     #[sea_orm(unique)]
     pub api_key_hash: String,
     pub created_at: DateTimeUtc,
+    /// When an operator disabled the account; `None` while it is enabled. A disabled account's
+    /// keys answer 403 `account_disabled` on every client route.
+    pub disabled_at: Option<DateTimeUtc>,
+    /// Why, as the operator said.
+    pub disabled_reason: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -99,6 +99,39 @@ impl GrantView {
     }
 }
 
+/// A grant request that passed every check of its own: what the ledger is asked.
+pub struct CheckedGrant {
+    credits: Credits,
+    expires_at: Option<DateTime<Utc>>,
+    reference: String,
+}
+
+impl GrantRequest {
+    /// Checks the request's fields, in the order docs/api.md gives.
+    pub fn check(self) -> Result<CheckedGrant, ApiError> {
+        let credits = self
+            .credits
+            .as_i64()
+            .ok_or(CreditsError::NotAnInteger)
+            .and_then(Credits::parse)
+            .map_err(|error| ApiError::invalid("invalid_credits", format!("credits: {error}")))?;
+        let reference = self.reference.trim().to_owned();
+        if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
+            return Err(ApiError::invalid(
+                "invalid_reference",
+                format!("reference: must be 1 to {MAX_REFERENCE_LEN} bytes"),
+            ));
+        }
+        Ok(CheckedGrant {
+            credits,
+            expires_at: self
+                .expires_at
+                .map(atelier_actors::clock::truncate_to_micros),
+            reference,
+        })
+    }
+}
+
 pub async fn grant(
     _: Admin,
     state: web::Data<AppState>,
@@ -106,23 +139,21 @@ pub async fn grant(
     body: ApiJson<GrantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = super::parse_account_id(&path)?;
-    let request = body.0;
-    let credits = request
-        .credits
-        .as_i64()
-        .ok_or(CreditsError::NotAnInteger)
-        .and_then(Credits::parse)
-        .map_err(|error| ApiError::invalid("invalid_credits", format!("credits: {error}")))?;
-    let reference = request.reference.trim().to_owned();
-    if reference.is_empty() || reference.len() > MAX_REFERENCE_LEN {
-        return Err(ApiError::invalid(
-            "invalid_reference",
-            format!("reference: must be 1 to {MAX_REFERENCE_LEN} bytes"),
-        ));
-    }
-    let expires_at = request
-        .expires_at
-        .map(atelier_actors::clock::truncate_to_micros);
+    run_grant(&state, account_id, body.0.check()?).await
+}
+
+/// The idempotent grant (docs/api.md, `POST /v1/accounts/{id}/grants`): 201 for a new package,
+/// 200 for the one the reference already made; the ops API's grant runs it too.
+pub async fn run_grant(
+    state: &AppState,
+    account_id: Uuid,
+    grant: CheckedGrant,
+) -> Result<HttpResponse, ApiError> {
+    let CheckedGrant {
+        credits,
+        expires_at,
+        reference,
+    } = grant;
     let now = state.clock.now();
     match state
         .ledger

@@ -32,7 +32,7 @@ pub struct Operator {
     pub may_act: bool,
 }
 
-/// Only an account may call; the account is the caller's own.
+/// Only an account that is not disabled may call; the account is the caller's own.
 pub struct Client(pub account::Model);
 
 pub(crate) fn bearer(request: &HttpRequest) -> Result<String, ApiError> {
@@ -76,6 +76,14 @@ async fn identify(state: web::Data<AppState>, token: String) -> Result<Caller, A
             "the bearer token is not valid",
         )),
     }
+}
+
+/// What a disabled account's keys get on every client route.
+pub(crate) fn account_disabled() -> ApiError {
+    ApiError::forbidden_with(
+        "account_disabled",
+        "this account is disabled; ask the operator",
+    )
 }
 
 fn state(request: &HttpRequest) -> web::Data<AppState> {
@@ -141,6 +149,8 @@ impl FromRequest for Client {
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         with_role(request, payload, |caller| match caller {
+            // Its keys still identify it, so that the answer can say why: disabled, not unknown.
+            Caller::Account(account) if account.disabled_at.is_some() => Err(account_disabled()),
             Caller::Account(account) => Ok(Client(account)),
             Caller::Admin | Caller::Observer => Err(ApiError::forbidden(
                 "this endpoint needs an account's API key",

@@ -64,6 +64,9 @@ pub async fn of_account(
     let account_id = super::parse_account_id(&path)?;
     let visible = match caller {
         Caller::Admin | Caller::Observer => accounts::find(&state.db, account_id).await?.is_some(),
+        Caller::Account(account) if account.disabled_at.is_some() => {
+            return Err(super::auth::account_disabled());
+        }
         Caller::Account(account) => account.id == account_id,
     };
     if !visible {

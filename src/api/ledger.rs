@@ -2,7 +2,7 @@
 //! by kind, generation and time.
 use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::ledger::read::{self, EntryFilter};
-use atelier_entities::ledger_entry::EntryKind;
+use atelier_entities::ledger_entry::{self, EntryKind};
 use chrono::{DateTime, Utc};
 use sea_orm::Iterable;
 use serde::Serialize;
@@ -13,8 +13,9 @@ use super::error::ApiError;
 use super::query::{Page, Params};
 use crate::state::AppState;
 
+/// A ledger entry as the API shows it (also on an account's ops page).
 #[derive(Debug, Serialize)]
-struct EntryView {
+pub struct EntryView {
     id: i64,
     kind: &'static str,
     package_id: Uuid,
@@ -26,6 +27,22 @@ struct EntryView {
     available_after: i64,
     held_after: i64,
     at: DateTime<Utc>,
+}
+
+impl From<ledger_entry::Model> for EntryView {
+    fn from(entry: ledger_entry::Model) -> Self {
+        Self {
+            id: entry.id,
+            kind: entry.kind.as_str(),
+            package_id: entry.package_id,
+            amount: entry.amount,
+            generation_id: entry.generation_id,
+            hold_id: entry.hold_id,
+            available_after: entry.available_after,
+            held_after: entry.held_after,
+            at: entry.created_at,
+        }
+    }
 }
 
 /// The filters `GET /v1/ledger` takes, each checked.
@@ -62,7 +79,7 @@ fn filter(params: &Params) -> Result<EntryFilter, ApiError> {
 }
 
 /// An RFC 3339 timestamp (`+` written `%2B`, as a query string reads `+` as a space).
-fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params.parsed(
         name,
         "invalid_time",
@@ -88,20 +105,7 @@ pub async fn list(
     let before = params.cursor(|raw| raw.parse::<i64>().ok().filter(|id| *id > 0))?;
     let filter = filter(&params)?;
     let (entries, next) = read::entries_page(&state.db, account.id, &filter, before, limit).await?;
-    let items = entries
-        .into_iter()
-        .map(|entry| EntryView {
-            id: entry.id,
-            kind: entry.kind.as_str(),
-            package_id: entry.package_id,
-            amount: entry.amount,
-            generation_id: entry.generation_id,
-            hold_id: entry.hold_id,
-            available_after: entry.available_after,
-            held_after: entry.held_after,
-            at: entry.created_at,
-        })
-        .collect();
+    let items: Vec<EntryView> = entries.into_iter().map(EntryView::from).collect();
     Ok(HttpResponse::Ok().json(Page {
         items,
         next_cursor: next.map(|id| id.to_string()),

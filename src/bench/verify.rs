@@ -52,8 +52,10 @@ async fn bench(
     )
     .await?;
     let started = Instant::now();
-    let violations =
-        crate::cli::check_invariants(&state.db, &state.storage, &Reporter::new("verify")).await?;
+    let now = SystemClock.now();
+    let progress = Reporter::new("verify");
+    let report = crate::ops::verify::run(&state.db, &state.storage, now, None, &progress).await?;
+    let violations = report.violations;
     let seconds = started.elapsed().as_secs_f64();
     ensure!(
         violations.is_empty(),

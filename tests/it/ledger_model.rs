@@ -1,5 +1,5 @@
 //! The ledger against a plain in-memory model: random batches of grant / hold / settle (partial)
-//! / release / expire / clock advance over several accounts — with invalid commands among them
+//! / release / expire / void / clock advance over several accounts — with invalid commands among them
 //! (unknown and duplicate hold ids, negative settles, grants already expired) and amounts near
 //! `MAX_CREDITS` — applied on a real database through the store in one transaction, or sent all
 //! at once through the `Ledger` handle and its batcher. After every batch each outcome matches
@@ -16,7 +16,8 @@ use atelier::startup::open_database;
 use atelier_actors::credits::MAX_CREDITS;
 use atelier_actors::ledger::verify::verify_ledger;
 use atelier_actors::ledger::{
-    Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome, read,
+    Command, ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome,
+    VoidOutcome, read,
 };
 use atelier_actors::ledger::{DEFAULT_MAX_BATCH, Ledger, LedgerStore};
 use atelier_actors::{Clock, Credits, ManualClock};
@@ -73,6 +74,11 @@ enum Step {
     Expire {
         account: usize,
     },
+    /// Voids an earlier grant's remainder, for its own account or (`account`) any account.
+    Void {
+        pick: usize,
+        account: Option<usize>,
+    },
     /// Ends the batch: the clock moves between transactions, never inside one.
     Advance {
         secs: i64,
@@ -99,7 +105,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (any::<usize>(), -1..3_i64).prop_map(|(pick, under)| Step::SettleNear { pick, under }),
         2 => any::<usize>().prop_map(|pick| Step::Release { pick }),
         1 => proptest::option::of(-1..3_i64).prop_map(|settle| Step::Unknown { settle }),
-        1 => account.prop_map(|account| Step::Expire { account }),
+        1 => account.clone().prop_map(|account| Step::Expire { account }),
+        1 => (any::<usize>(), proptest::option::weighted(0.2, account))
+            .prop_map(|(pick, account)| Step::Void { pick, account }),
         2 => (1..900_i64).prop_map(|secs| Step::Advance { secs }),
     ]
 }
@@ -114,6 +122,7 @@ struct Package {
     held: i64,
     consumed: i64,
     expired: i64,
+    voided: i64,
     expires_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
 }
@@ -222,8 +231,11 @@ impl Model {
             let back = amount - consumed_here;
             package.held -= amount;
             package.consumed += consumed_here;
+            // Returned credits leave an expired package as expired, a voided one as voided.
             if package.is_expired(now) {
                 package.expired += back;
+            } else if package.voided > 0 {
+                package.voided += back;
             } else {
                 package.remaining += back;
             }
@@ -233,6 +245,24 @@ impl Model {
         hold.state = state;
         hold.settled = consume;
         returned
+    }
+}
+
+impl Model {
+    /// Voids the unused, unexpired remainder of package `index` for `account`, at most once.
+    fn void(&mut self, index: usize, account: usize, now: DateTime<Utc>) -> Expected {
+        let package = &mut self.packages[index];
+        if package.account != account {
+            Expected::PackageNotFound
+        } else if package.voided > 0 {
+            Expected::AlreadyVoided
+        } else if package.remaining == 0 || package.is_expired(now) {
+            Expected::NothingToVoid
+        } else {
+            let amount = std::mem::take(&mut package.remaining);
+            package.voided = amount;
+            Expected::Voided(amount)
+        }
     }
 }
 
@@ -275,6 +305,10 @@ enum Expected {
     HoldNotFound,
     DuplicateHoldId,
     Expired(i64),
+    Voided(i64),
+    NothingToVoid,
+    AlreadyVoided,
+    PackageNotFound,
 }
 
 /// How a batch reaches the ledger.
@@ -348,6 +382,7 @@ impl Case {
                 },
                 Expected::Expired(self.model.expire_due(account, now)),
             )),
+            Step::Void { pick, account } => self.plan_void(pick, account, now),
             Step::Advance { secs } => {
                 self.flush().await?;
                 self.clock.advance(Duration::seconds(secs));
@@ -364,6 +399,30 @@ impl Case {
     /// The index of an earlier hold `pick` chooses, if there is any.
     fn picked(&self, pick: usize) -> Option<usize> {
         (!self.model.holds.is_empty()).then(|| pick % self.model.holds.len())
+    }
+
+    /// A void of an earlier grant whose id the store has told (one granted in the batch being
+    /// assembled has none yet).
+    fn plan_void(
+        &mut self,
+        pick: usize,
+        account: Option<usize>,
+        now: DateTime<Utc>,
+    ) -> Option<(Command, Expected)> {
+        if self.model.packages.is_empty() {
+            return None;
+        }
+        let index = pick % self.model.packages.len();
+        let package = &self.model.packages[index];
+        if package.id.is_nil() {
+            return None;
+        }
+        let (package_id, account) = (package.id, account.unwrap_or(package.account));
+        let command = Command::Void {
+            account_id: self.accounts[account],
+            package_id,
+        };
+        Some((command, self.model.void(index, account, now)))
     }
 
     fn plan_repeat_grant(
@@ -476,6 +535,7 @@ impl Case {
                     held: 0,
                     consumed: 0,
                     expired: 0,
+                    voided: 0,
                     expires_at,
                     created_at: now,
                 });
@@ -591,6 +651,10 @@ impl Case {
                 Expected::Released { returned }
             }
             Outcome::Expire(ExpireOutcome { expired }) => Expected::Expired(expired),
+            Outcome::Void(VoidOutcome::Voided { voided, .. }) => Expected::Voided(voided),
+            Outcome::Void(VoidOutcome::NothingToVoid) => Expected::NothingToVoid,
+            Outcome::Void(VoidOutcome::AlreadyVoided) => Expected::AlreadyVoided,
+            Outcome::Void(VoidOutcome::PackageNotFound) => Expected::PackageNotFound,
             other => panic!("outcome the model never expects: {other:?}"),
         }
     }
@@ -624,7 +688,7 @@ impl Case {
                     package.held,
                     package.consumed,
                     package.expired,
-                    0
+                    package.voided
                 ),
                 "package {}",
                 package.reference

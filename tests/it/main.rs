@@ -19,6 +19,7 @@ mod hardening;
 mod ledger_model;
 mod migrations;
 mod operator;
+mod ops_accounts;
 mod providers;
 mod s3;
 mod streams;

@@ -26,15 +26,17 @@ fn grant(account_id: Uuid, credits: i64, reference: &str) -> Command {
 /// An account as the schema of the first migrations holds it (`accounts::create` writes tables
 /// that later migrations make).
 async fn old_account(db: &sea_orm::DatabaseConnection, now: chrono::DateTime<chrono::Utc>) -> Uuid {
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    use sea_orm::{ActiveValue::Set, EntityTrait};
     let id = Uuid::now_v7();
-    atelier_entities::account::ActiveModel {
+    atelier_entities::account::Entity::insert(atelier_entities::account::ActiveModel {
         id: Set(id),
         name: Set(None),
         api_key_hash: Set(atelier::accounts::hash_secret(&id.to_string())),
         created_at: Set(now),
-    }
-    .insert(db)
+        // Columns of later migrations stay unset.
+        ..Default::default()
+    })
+    .exec_without_returning(db)
     .await
     .unwrap();
     id

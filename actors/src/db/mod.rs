@@ -214,6 +214,24 @@ pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransacti
     }
 }
 
+/// A snapshot (as `begin_snapshot`) whose statements PostgreSQL cuts at `limit` each, so that
+/// an operator's read over a large database cannot run on in the server after its caller gave
+/// up; SQLite has no such setting, and the caller bounds the whole read in time.
+pub async fn begin_bounded_snapshot(
+    db: &DatabaseConnection,
+    limit: Duration,
+) -> Result<DatabaseTransaction, DbErr> {
+    let snapshot = begin_snapshot(db).await?;
+    if is_postgres(db) {
+        use sea_orm::ConnectionTrait;
+        let millis = limit.as_millis().max(1);
+        snapshot
+            .execute_unprepared(&format!("SET LOCAL statement_timeout = {millis}"))
+            .await?;
+    }
+    Ok(snapshot)
+}
+
 /// A page cut from `rows`, which a query fetched with `limit + 1` rows so that the extra one
 /// tells whether more follow: the first `limit` rows, and the cursor of the last of them
 /// while more follow.

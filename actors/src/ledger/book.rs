@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::command::Command;
 use super::outcome::{
     ExpireOutcome, GrantOutcome, HoldOutcome, HoldRecord, Outcome, ReleaseOutcome, SettleOutcome,
+    VoidOutcome,
 };
 use crate::Credits;
 
@@ -80,6 +81,12 @@ pub fn consumption_order(package: &Package) -> (bool, Option<DateTime<Utc>>, Dat
         package.created_at,
         package.id,
     )
+}
+
+/// Whether an operator voided the package: its remainder, and whatever a hold returns to it
+/// later, are void.
+pub fn is_voided(package: &Package) -> bool {
+    package.voided > 0
 }
 
 pub fn is_expired(package: &Package, now: DateTime<Utc>) -> bool {
@@ -171,6 +178,10 @@ impl Book {
             }
             Command::Release { hold_id } => Outcome::Release(self.release(*hold_id, now)),
             Command::ExpireDue { account_id } => Outcome::Expire(self.expire_due(*account_id, now)),
+            Command::Void {
+                account_id,
+                package_id,
+            } => Outcome::Void(self.void(*account_id, *package_id, now)),
         }
     }
 
@@ -373,6 +384,42 @@ impl Book {
         ExpireOutcome { expired }
     }
 
+    /// Voids the package's unused remainder: what is neither consumed, held nor expired leaves
+    /// the account with one `void` entry. Credits held at the time stay held; when their hold
+    /// returns them they are voided too (`resolve`), so a voided package never has credits
+    /// remaining again. An expired package has nothing to void (its remainder is expiry's, as
+    /// the sweeper records it). A refusal writes nothing.
+    pub fn void(&mut self, account_id: Uuid, package_id: Uuid, now: DateTime<Utc>) -> VoidOutcome {
+        if !self.accounts.contains_key(&account_id) {
+            return VoidOutcome::AccountNotFound;
+        }
+        let Some(package) = self
+            .packages
+            .get(&package_id)
+            .filter(|package| package.account_id == account_id)
+        else {
+            return VoidOutcome::PackageNotFound;
+        };
+        if is_voided(package) {
+            return VoidOutcome::AlreadyVoided;
+        }
+        if package.remaining == 0 || is_expired(package, now) {
+            return VoidOutcome::NothingToVoid;
+        }
+        let amount = package.remaining;
+        self.move_credits(package_id, EntryKind::Void, amount, None, now);
+        let package = self.packages[&package_id].clone();
+        assert!(
+            package.remaining == 0 && package.voided == amount,
+            "{}: a void left credits remaining: {package:?}",
+            crate::batcher::INVARIANT_VIOLATED
+        );
+        VoidOutcome::Voided {
+            voided: amount,
+            package,
+        }
+    }
+
     /// Consumes `consume` credits from the hold's allocations in order and returns the rest to
     /// their packages (where a package has expired meanwhile, the returned credits expire with
     /// it). Returns how many credits went back.
@@ -409,15 +456,7 @@ impl Book {
                     Some(&record.row),
                     now,
                 );
-                if is_expired(&self.packages[&allocation.package_id], now) {
-                    self.move_credits(
-                        allocation.package_id,
-                        EntryKind::Expire,
-                        back,
-                        Some(&record.row),
-                        now,
-                    );
-                }
+                self.retire_returned(allocation.package_id, back, &record.row, now);
             }
         }
         record.row.state = state;
@@ -426,6 +465,28 @@ impl Book {
         self.holds.insert(hold_id, record);
         self.changes.holds.insert(hold_id);
         returned
+    }
+
+    /// Credits a hold just returned to a package that can no longer spend them leave it again
+    /// at once: they expire with an expired package (they were never spendable past its
+    /// expiry), and are voided with a voided one (the operator voided all of it that was not in
+    /// use; these were in use then).
+    fn retire_returned(&mut self, package_id: Uuid, back: i64, hold: &HoldRow, now: DateTime<Utc>) {
+        let package = &self.packages[&package_id];
+        let kind = if is_expired(package, now) {
+            EntryKind::Expire
+        } else if is_voided(package) {
+            EntryKind::Void
+        } else {
+            return;
+        };
+        self.move_credits(package_id, kind, back, Some(hold), now);
+        let package = &self.packages[&package_id];
+        assert!(
+            !is_voided(package) || package.remaining == 0,
+            "{}: a voided package has credits remaining: {package:?}",
+            crate::batcher::INVARIANT_VIOLATED
+        );
     }
 
     /// The only place package buckets change: moves `amount` between buckets as `kind` says,

@@ -255,3 +255,84 @@ fn entries_carry_the_running_balances() {
         ]
     );
 }
+
+#[test]
+fn a_void_takes_the_unused_remainder_and_leaves_held_credits_held() {
+    let mut fx = Fixture::new();
+    let package = fx.grant(10, None);
+    let record = fx.held(4, start());
+    assert_eq!(
+        fx.book.void(fx.account, package, start()),
+        VoidOutcome::Voided {
+            voided: 6,
+            package: fx.book.package(package).unwrap().clone(),
+        }
+    );
+    let p = fx.book.package(package).unwrap();
+    assert_eq!((p.remaining, p.held, p.voided), (0, 4, 6));
+    assert_eq!(
+        fx.book.totals(fx.account).unwrap(),
+        Totals {
+            available: 0,
+            held: 4
+        }
+    );
+    // The hold settles 1 and returns 3, which are voided with their package at once.
+    fx.book.settle(record.row.id, 1, start());
+    let p = fx.book.package(package).unwrap();
+    assert_eq!((p.remaining, p.held, p.consumed, p.voided), (0, 0, 1, 9));
+    let last = fx.book.changes.entries.last().unwrap();
+    assert_eq!(
+        (last.kind, last.amount, last.hold_id),
+        (EntryKind::Void, 3, Some(record.row.id))
+    );
+    assert_eq!(fx.book.spendable(fx.account, start()), 0);
+}
+
+#[test]
+fn a_void_with_nothing_unused_is_refused_and_writes_nothing() {
+    let mut fx = Fixture::new();
+    let spent = fx.grant(2, None);
+    let record = fx.held(2, start());
+    let expiring = fx.grant(3, Some(start() + Duration::hours(1)));
+    let voided = fx.grant(5, None);
+    fx.book.void(fx.account, voided, start());
+    let other = Fixture::new().account;
+    fx.book.add_account(other);
+    fx.book.changes = Changes::default();
+    let later = start() + Duration::hours(2);
+    // All held: nothing unused.
+    assert_eq!(
+        fx.book.void(fx.account, spent, start()),
+        VoidOutcome::NothingToVoid
+    );
+    fx.book.settle(record.row.id, 2, start());
+    fx.book.changes = Changes::default();
+    assert_eq!(
+        fx.book.void(fx.account, spent, start()),
+        VoidOutcome::NothingToVoid
+    );
+    // Expired, unswept: the remainder is expiry's.
+    assert_eq!(
+        fx.book.void(fx.account, expiring, later),
+        VoidOutcome::NothingToVoid
+    );
+    assert_eq!(
+        fx.book.void(fx.account, voided, start()),
+        VoidOutcome::AlreadyVoided
+    );
+    assert_eq!(
+        fx.book.void(other, voided, start()),
+        VoidOutcome::PackageNotFound
+    );
+    assert_eq!(
+        fx.book.void(fx.account, Uuid::now_v7(), start()),
+        VoidOutcome::PackageNotFound
+    );
+    assert_eq!(
+        fx.book.void(Uuid::now_v7(), voided, start()),
+        VoidOutcome::AccountNotFound
+    );
+    assert!(fx.book.changes.is_empty());
+    assert_eq!(fx.buckets(expiring), (3, 0, 0, 0));
+}

@@ -29,6 +29,11 @@ pub enum Command {
     ExpireDue {
         account_id: Uuid,
     },
+    /// Voids the package's unused remainder (docs/design.md §3).
+    Void {
+        account_id: Uuid,
+        package_id: Uuid,
+    },
 }
 
 impl Command {
@@ -37,7 +42,8 @@ impl Command {
         match self {
             Command::Grant { account_id, .. }
             | Command::Hold { account_id, .. }
-            | Command::ExpireDue { account_id } => Some(*account_id),
+            | Command::ExpireDue { account_id }
+            | Command::Void { account_id, .. } => Some(*account_id),
             Command::Settle { .. } | Command::Release { .. } => None,
         }
     }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::command::Command;
 use super::outcome::{
-    ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome,
+    ExpireOutcome, GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome, VoidOutcome,
 };
 use super::store::LedgerStore;
 use crate::Credits;
@@ -111,5 +111,21 @@ impl Ledger {
 
     pub async fn expire_due(&self, account_id: Uuid) -> Result<ExpireOutcome, LedgerError> {
         batcher::execute_as(&self.actor, Command::ExpireDue { account_id }).await
+    }
+
+    /// Voids what is left unused of the account's package `package_id` (docs/design.md §3).
+    pub async fn void(
+        &self,
+        account_id: Uuid,
+        package_id: Uuid,
+    ) -> Result<VoidOutcome, LedgerError> {
+        batcher::execute_as(
+            &self.actor,
+            Command::Void {
+                account_id,
+                package_id,
+            },
+        )
+        .await
     }
 }

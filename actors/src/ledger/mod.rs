@@ -25,5 +25,6 @@ pub use command::Command;
 pub use handle::{DEFAULT_MAX_BATCH, Ledger, LedgerError};
 pub use outcome::{
     ExpireOutcome, GrantOutcome, HoldOutcome, HoldRecord, Outcome, ReleaseOutcome, SettleOutcome,
+    VoidOutcome,
 };
 pub use store::LedgerStore;

@@ -10,6 +10,7 @@ pub enum Outcome {
     Settle(SettleOutcome),
     Release(ReleaseOutcome),
     Expire(ExpireOutcome),
+    Void(VoidOutcome),
 }
 
 /// An open or resolved hold with the allocations it took, in consumption order.
@@ -62,9 +63,27 @@ pub struct ExpireOutcome {
     pub expired: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoidOutcome {
+    /// `voided` credits left the package; the package as it is now.
+    Voided {
+        voided: i64,
+        package: Package,
+    },
+    /// Nothing is left unused: every credit is consumed, held or expired (or the package has
+    /// expired, and its remainder is expiry's).
+    NothingToVoid,
+    /// The package was voided before.
+    AlreadyVoided,
+    /// The account has no such package.
+    PackageNotFound,
+    AccountNotFound,
+}
+
 // One conversion per outcome type, from the ledger's answer to what its command expects.
 crate::outcome_conversion!(Outcome, GrantOutcome, Outcome::Grant(outcome) => outcome);
 crate::outcome_conversion!(Outcome, HoldOutcome, Outcome::Hold(outcome) => outcome);
 crate::outcome_conversion!(Outcome, SettleOutcome, Outcome::Settle(outcome) => outcome);
 crate::outcome_conversion!(Outcome, ReleaseOutcome, Outcome::Release(outcome) => outcome);
 crate::outcome_conversion!(Outcome, ExpireOutcome, Outcome::Expire(outcome) => outcome);
+crate::outcome_conversion!(Outcome, VoidOutcome, Outcome::Void(outcome) => outcome);

@@ -123,3 +123,107 @@ pub async fn holds<C: ConnectionTrait>(
         .await?;
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
+
+/// The recorded (available, held) balances of these accounts as of `now`, expiry applied: one
+/// query over their live packages. An account without any is absent.
+pub async fn balances_of<C: ConnectionTrait>(
+    db: &C,
+    account_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<HashMap<Uuid, (i64, i64)>, DbErr> {
+    let live = credit_package::Entity::find()
+        .filter(credit_package::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(
+            credit_package::Column::Remaining
+                .gt(0)
+                .or(credit_package::Column::Held.gt(0)),
+        )
+        .all(db)
+        .await?;
+    let mut by_account: HashMap<Uuid, Vec<credit_package::Model>> = HashMap::new();
+    for package in live {
+        by_account
+            .entry(package.account_id)
+            .or_default()
+            .push(package);
+    }
+    Ok(by_account
+        .into_iter()
+        .map(|(account_id, packages)| {
+            let balance = balance_from(packages, now);
+            (account_id, (balance.available, balance.held))
+        })
+        .collect())
+}
+
+/// An account's packages, spent or not, newest first: at most `limit`.
+pub async fn packages_of<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    limit: u64,
+) -> Result<Vec<credit_package::Model>, DbErr> {
+    credit_package::Entity::find()
+        .filter(credit_package::Column::AccountId.eq(account_id))
+        .order_by_desc(credit_package::Column::CreatedAt)
+        .order_by_desc(credit_package::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// An account's open holds, oldest first: at most `limit`.
+pub async fn open_holds<C: ConnectionTrait>(
+    db: &C,
+    account_id: Uuid,
+    limit: u64,
+) -> Result<Vec<hold::Model>, DbErr> {
+    hold::Entity::find()
+        .filter(hold::Column::AccountId.eq(account_id))
+        .filter(hold::Column::State.eq(hold::HoldState::Open))
+        .order_by_asc(hold::Column::CreatedAt)
+        .order_by_asc(hold::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// The credits every entry kind moved in [`from`, `to`), over all accounts (kinds that moved
+/// none are absent).
+pub async fn totals_by_kind<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<HashMap<EntryKind, i64>, DbErr> {
+    let rows: Vec<(EntryKind, i64)> = ledger_entry::Entity::find()
+        .select_only()
+        .column(ledger_entry::Column::Kind)
+        // A sum of up to 10^12 per entry: cast, as PostgreSQL sums bigints into a numeric.
+        .column_as(
+            sea_orm::sea_query::Expr::cust("CAST(SUM(amount) AS BIGINT)"),
+            "total",
+        )
+        .filter(ledger_entry::Column::CreatedAt.gte(from))
+        .filter(ledger_entry::Column::CreatedAt.lt(to))
+        .group_by(ledger_entry::Column::Kind)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// How many rows the ledger holds: what a verify reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowCounts {
+    pub packages: u64,
+    pub holds: u64,
+    pub ledger_entries: u64,
+}
+
+pub async fn row_counts<C: ConnectionTrait>(db: &C) -> Result<RowCounts, DbErr> {
+    use sea_orm::PaginatorTrait;
+    Ok(RowCounts {
+        packages: credit_package::Entity::find().count(db).await?,
+        holds: hold::Entity::find().count(db).await?,
+        ledger_entries: ledger_entry::Entity::find().count(db).await?,
+    })
+}

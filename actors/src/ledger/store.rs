@@ -195,6 +195,35 @@ async fn load_packages(
             book.add_package(package);
         }
     }
+    load_voided(txn, commands, locked, book).await
+}
+
+/// The packages the voids name, live or not, so that a void can tell a package with nothing
+/// left from one that does not exist.
+async fn load_voided(
+    txn: &DatabaseTransaction,
+    commands: &[Command],
+    locked: &[Uuid],
+    book: &mut Book,
+) -> Result<(), DbErr> {
+    let voided: BTreeSet<Uuid> = commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Void { package_id, .. } => Some(*package_id),
+            _ => None,
+        })
+        .collect();
+    if voided.is_empty() || locked.is_empty() {
+        return Ok(());
+    }
+    let packages = credit_package::Entity::find()
+        .filter(credit_package::Column::Id.is_in(voided))
+        .filter(credit_package::Column::AccountId.is_in(locked.iter().copied()))
+        .all(txn)
+        .await?;
+    for package in packages {
+        book.add_package(package);
+    }
     Ok(())
 }
 

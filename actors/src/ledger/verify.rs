@@ -3,7 +3,8 @@
 //! entries and compares them with the stored rows.
 //!
 //! 1. Per package: `credits = remaining + held + consumed + expired + voided`, none negative,
-//!    and each bucket equals what the package's entries moved into it.
+//!    each bucket equals what the package's entries moved into it, and a voided package has
+//!    none remaining.
 //! 2. Per account: every entry's `available_after` / `held_after` equals the running sum of the
 //!    entries before it, and the last one equals the sums over the account's packages.
 //! 3. Per hold: resolved at most once; settled + returned = held; an open hold's allocations
@@ -241,6 +242,16 @@ fn check_package(
                 "credits {} but buckets {buckets:?} sum to {}",
                 package.credits,
                 buckets.iter().sum::<i64>()
+            ),
+        );
+    }
+    if package.voided > 0 && package.remaining > 0 {
+        report.add(
+            1,
+            subject.clone(),
+            format!(
+                "voided, yet {} credits remain (credits a hold returns to a voided package are voided too)",
+                package.remaining
             ),
         );
     }

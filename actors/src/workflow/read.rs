@@ -5,7 +5,7 @@ use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::{LikeExpr, Query};
+use sea_orm::sea_query::{Expr, LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -284,4 +284,88 @@ async fn owners_of<C: ConnectionTrait>(
         .into_iter()
         .map(|(id, account_id, provider)| (id, (account_id, provider)))
         .collect())
+}
+
+/// How many workflows each state holds now (states holding none are absent).
+pub async fn counts_by_state<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Vec<(WorkflowState, i64)>, DbErr> {
+    workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::State)
+        .column_as(workflow::Column::Id.count(), "count")
+        .group_by(workflow::Column::State)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// Workflows that ended within one hour, with one state and failure code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedInHour {
+    pub hour: DateTime<Utc>,
+    pub state: WorkflowState,
+    pub error_code: Option<String>,
+    pub count: i64,
+}
+
+/// Terminal workflows that ended (their last update) in [`from`, `to`), counted per hour, state
+/// and failure code, oldest hour first. The hour is computed in SQL, in each database's own
+/// dialect (sea-query has no portable date truncation), so that the count of rows read stays
+/// in the database.
+pub async fn ended_per_hour<C: ConnectionTrait>(
+    db: &C,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<EndedInHour>, DbErr> {
+    let hour = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "CAST(floor(extract(epoch FROM updated_at) / 3600) AS BIGINT)"
+        }
+        _ => "CAST(strftime('%s', updated_at) AS INTEGER) / 3600",
+    };
+    let rows: Vec<(i64, WorkflowState, Option<String>, i64)> = workflow::Entity::find()
+        .select_only()
+        .column_as(Expr::cust(hour), "hour")
+        .column(workflow::Column::State)
+        .column(workflow::Column::ErrorCode)
+        .column_as(workflow::Column::Id.count(), "count")
+        .filter(workflow::Column::State.is_in([WorkflowState::Settled, WorkflowState::Released]))
+        .filter(workflow::Column::UpdatedAt.gte(from))
+        .filter(workflow::Column::UpdatedAt.lt(to))
+        .group_by(Expr::cust(hour))
+        .group_by(workflow::Column::State)
+        .group_by(workflow::Column::ErrorCode)
+        .order_by_asc(Expr::cust(hour))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(hour, state, error_code, count)| {
+            let hour = DateTime::from_timestamp(hour.checked_mul(3600)?, 0)?;
+            Some(EndedInHour {
+                hour,
+                state,
+                error_code,
+                count,
+            })
+        })
+        .collect())
+}
+
+/// Live workflows created at or before `created_by`, oldest first, at most `limit`.
+pub async fn live_since<C: ConnectionTrait>(
+    db: &C,
+    created_by: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<workflow::Model>, DbErr> {
+    workflow::Entity::find()
+        .filter(workflow::Column::State.is_in(LIVE))
+        .filter(workflow::Column::CreatedAt.lte(created_by))
+        .order_by_asc(workflow::Column::CreatedAt)
+        .order_by_asc(workflow::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
 }

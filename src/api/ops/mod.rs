@@ -3,7 +3,11 @@
 //! every action takes the admin token and appends to the audit log before it runs.
 //!
 //! One file per thing operated on; `routes` registers them all.
+pub mod accounts;
 pub mod audit;
+pub mod bounded;
+pub mod summary;
+pub mod verify;
 
 use actix_web::{HttpRequest, web};
 
@@ -14,7 +18,37 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)))
-        .service(super::resource("/v1/ops/stream").route(web::get().to(super::streams::ops)));
+        .service(super::resource("/v1/ops/stream").route(web::get().to(super::streams::ops)))
+        .service(super::resource("/v1/ops/accounts").route(web::get().to(accounts::list)))
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}").route(web::get().to(accounts::detail)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/grants")
+                .route(web::post().to(accounts::grant)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/grants/{package_id}/void")
+                .route(web::post().to(accounts::void)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/disable")
+                .route(web::post().to(accounts::disable)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/enable")
+                .route(web::post().to(accounts::enable)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/revoke-keys")
+                .route(web::post().to(accounts::revoke_keys)),
+        )
+        .service(
+            super::resource("/v1/ops/accounts/{account_id}/api-keys")
+                .route(web::post().to(accounts::issue_key)),
+        )
+        .service(super::resource("/v1/ops/summary").route(web::get().to(summary::get)))
+        .service(super::resource("/v1/ops/verify").route(web::post().to(verify::run)));
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
