@@ -17,6 +17,7 @@ mod generations_api;
 mod hardening;
 mod ledger_model;
 mod migrations;
+mod openapi;
 mod operator;
 mod providers;
 mod s3;

@@ -5,14 +5,15 @@
 //! One file per thing operated on; `routes` registers them all.
 pub mod audit;
 
-use actix_web::{HttpRequest, web};
+use actix_web::HttpRequest;
 
 use super::error::ApiError;
+use super::{Routes, resource};
 use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)));
+pub fn routes(routes: &mut Routes) {
+    routes.service(resource("/v1/ops/audit").route(audit::__path_list, audit::list));
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
