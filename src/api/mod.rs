@@ -86,10 +86,10 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
                 .route(webhook_endpoints::__path_get, webhook_endpoints::get)
                 .route(webhook_endpoints::__path_delete, webhook_endpoints::delete),
         )
-        .service(
-            resource("/v1/webhook-endpoints/{id}/deliveries")
-                .route(webhook_endpoints::__path_deliveries, webhook_endpoints::deliveries),
-        );
+        .service(resource("/v1/webhook-endpoints/{id}/deliveries").route(
+            webhook_endpoints::__path_deliveries,
+            webhook_endpoints::deliveries,
+        ));
     ops::routes(routes);
     routes
         .service(resource("/v1/files/{key:.+}").route(files::__path_get, files::get))

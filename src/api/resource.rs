@@ -7,9 +7,9 @@
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{FromRequest, Handler, HttpResponse, Responder, web};
+use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{HttpMethod, Paths};
 use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
 use utoipa_actix_web::OpenApiFactory;
 use utoipa_actix_web::service_config::ServiceConfig;
 
