@@ -17,13 +17,29 @@ const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-async fn document(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
+/// `method path` without credentials.
+async fn plain(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `POST path` with the admin token and `body` as it is written, JSON or not.
+async fn admin_raw(app: &TestApp, path: &str, body: &'static str) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn document(app: &TestApp) -> Value {
+    let response = plain(app, reqwest::Method::GET, "/openapi.json").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     response.json().await.unwrap()
@@ -178,12 +194,7 @@ async fn undeclared_methods_answer_405_with_the_registered_methods(url: String) 
         );
     }
     // A path nobody registered is still 404, without Allow.
-    let response = app
-        .client
-        .put(app.url("/v1/nothing-here"))
-        .send()
-        .await
-        .unwrap();
+    let response = plain(&app, reqwest::Method::PUT, "/v1/nothing-here").await;
     assert!(response.headers().get("allow").is_none());
     assert_eq!(error_code(response, 404).await, "not_found");
 }
@@ -197,24 +208,14 @@ async fn the_interactive_docs_are_served(url: String) {
     let bare = no_redirects.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(bare.status(), 308);
     assert_eq!(bare.headers()["location"], "/docs/");
-    let page = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let page = plain(&app, reqwest::Method::GET, "/docs/").await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("swagger-ui"));
     // The page's own files are in the binary (vendored), and it reads our document.
-    let init = app
-        .client
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap();
+    let init = plain(&app, reqwest::Method::GET, "/docs/swagger-initializer.js").await;
     assert_eq!(init.status(), 200);
     assert!(init.text().await.unwrap().contains("/openapi.json"));
-    let bundle = app
-        .client
-        .get(app.url("/docs/swagger-ui-bundle.js"))
-        .send()
-        .await
-        .unwrap();
+    let bundle = plain(&app, reqwest::Method::GET, "/docs/swagger-ui-bundle.js").await;
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
 }
@@ -224,15 +225,7 @@ async fn the_interactive_docs_are_served(url: String) {
 async fn an_optional_body_may_be_null(url: String) {
     let app = TestApp::builder(&url).spawn().await;
     for body in ["null", "", "{}"] {
-        let response = app
-            .client
-            .post(app.url("/v1/accounts"))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = admin_raw(&app, "/v1/accounts", body).await;
         assert_eq!(response.status(), 201, "{body:?}");
     }
     let named = app
@@ -254,15 +247,7 @@ async fn a_body_must_be_an_object_not_an_array(url: String) {
             r#"[5, null, "ref"]"#,
         ),
     ] {
-        let response = app
-            .client
-            .post(app.url(&path))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let response = admin_raw(&app, &path, body).await;
         assert_eq!(
             error_code(response, 422).await,
             "invalid_field",
