@@ -214,7 +214,10 @@ async fn the_interactive_docs_are_served(url: String) {
     // The page's own files are in the binary (vendored), and it reads our document.
     let init = plain(&app, reqwest::Method::GET, "/docs/swagger-initializer.js").await;
     assert_eq!(init.status(), 200);
-    assert!(init.text().await.unwrap().contains("/openapi.json"));
+    let init = init.text().await.unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+    // Offline: no validator badge asking a public server about the document.
+    assert!(init.contains(r#""validatorUrl": "none""#), "{init}");
     let bundle = plain(&app, reqwest::Method::GET, "/docs/swagger-ui-bundle.js").await;
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().await.unwrap().len() > 100_000);
