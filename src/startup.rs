@@ -39,6 +39,7 @@ use atelier_actors::workflow::{BatchFault, Workflows};
 use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
+use utoipa_actix_web::AppExt;
 
 use crate::api::{self, error::ApiError, json::JsonLimit, streams::StreamSlots};
 use crate::config::{ConfigError, Settings};
@@ -315,7 +316,7 @@ fn http_server(
         .iter()
         .any(|(name, config)| config.adapter_name(name) == "simulator");
     let mut server = HttpServer::new(move || {
-        App::new()
+        let (app, openapi) = App::new()
             .app_data(app_state.clone())
             .app_data(simulator.clone())
             .app_data(json_limit.clone())
@@ -323,12 +324,22 @@ fn http_server(
                 ApiError::malformed("malformed_query", format!("query string: {error}")).into()
             }))
             .wrap(crate::access_log::middleware())
+            // The simulator stands in for a provider: not part of the API nor of its document.
             .configure(|config| {
                 if serve_simulator {
                     Simulator::routes(config);
                 }
             })
-            .configure(|config| api::routes(config, &http))
+            // The dashboard's HTML pages: not part of the API's document either.
+            .configure(crate::dashboard::routes)
+            .into_utoipa_app()
+            .openapi(api::openapi::base())
+            .configure(|config| api::routes(&mut api::Routes::new(config), &http))
+            .split_for_parts();
+        let document = api::openapi::Document::new(&api::openapi::complete(openapi));
+        app.app_data(web::Data::new(document))
+            .route("/docs", web::get().to(api::openapi::docs_redirect))
+            .service(api::openapi::docs())
     })
     .shutdown_timeout(10)
     // Signals are ours (`run_until_stopped`): the engine must drain before HTTP stops.

@@ -7,25 +7,29 @@ use atelier_actors::ledger::book::is_expired;
 use atelier_entities::credit_package;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Admin;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::openapi::ErrorBody;
 use crate::accounts;
 use crate::state::AppState;
 
 const MAX_REFERENCE_LEN: usize = 255;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
+    /// 1 to 200 characters.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
 }
 
 /// A new account as the API and the CLI show it: the only time its key is shown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccountCreated {
     id: Uuid,
     name: Option<String>,
@@ -44,12 +48,22 @@ impl From<accounts::NewAccount> for AccountCreated {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/accounts", tag = "admin",
+    security(("admin_token" = [])),
+    request_body(content = Option<CreateAccount>, description = "May be empty or `null`"),
+    responses(
+        (status = 201, description = "The account, with its key: the only time it is shown", body = AccountCreated),
+        (status = 422, description = "`invalid_name`: blank or over 200 characters; or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn create(
     _: Admin,
     state: web::Data<AppState>,
-    body: ApiJson<CreateAccount>,
+    body: ApiJson<Option<CreateAccount>>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = body.0.name;
+    // The document calls the body optional, which JSON `null` says too.
+    let name = body.0.and_then(|body| body.name);
     accounts::check_name(name.as_deref())
         .map_err(|error| ApiError::invalid("invalid_name", format!("name: {error}")))?;
     let created = accounts::create(&state.db, name, state.clock.now()).await?;
@@ -57,18 +71,21 @@ pub async fn create(
     Ok(HttpResponse::Created().json(AccountCreated::from(created)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     /// A number of any size, so that overflowing and fractional amounts get the same
     /// `invalid_credits` as zero or negative ones.
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000_000_000_i64)]
     credits: serde_json::Number,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+    /// 1 to 255 bytes after trimming; unique per account.
+    #[schema(min_length = 1, max_length = 255)]
     reference: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GrantView {
     id: Uuid,
     account_id: Uuid,
@@ -132,6 +149,20 @@ impl GrantRequest {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/accounts/{account_id}/grants", tag = "admin",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body = GrantRequest,
+    responses(
+        (status = 201, description = "The new grant", body = GrantView),
+        (status = 200, description = "The existing grant with this reference and the same fields", body = GrantView),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`reference_conflict`: the reference is used by a grant with other fields", body = ErrorBody),
+        (status = 422, description = "`invalid_credits`, `invalid_reference`, `expires_at_in_past`, or a body field error", body = ErrorBody),
+        (status = 503, description = "`database_busy`: nothing was written, try again; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn grant(
     _: Admin,
     state: web::Data<AppState>,

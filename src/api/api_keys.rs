@@ -5,15 +5,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_entities::api_key;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use super::query::Params;
 use crate::accounts::{self, MAX_LIVE_KEYS, Rotation};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct KeyView {
     id: Uuid,
     /// The prefix and the last four characters (`????` for a key made before keys were
@@ -36,7 +38,7 @@ impl From<&api_key::Model> for KeyView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Rotated {
     #[serde(flatten)]
     key: KeyView,
@@ -46,6 +48,15 @@ struct Rotated {
     previous_keys_expire_at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    post, path = "/v1/api-keys", tag = "client",
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "The new key, shown this once; the others keep working until `previous_keys_expire_at`", body = Rotated),
+        (status = 409, description = "`too_many_keys`: the account holds 10 keys that work", body = ErrorBody),
+        (status = 422, description = "`unknown_parameter`: this endpoint takes no query parameter", body = ErrorBody)
+    )
+)]
 pub async fn rotate(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -74,11 +85,19 @@ pub async fn rotate(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct KeyList {
     items: Vec<KeyView>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/api-keys", tag = "client",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The keys that still work, masked, newest first", body = KeyList),
+        (status = 422, description = "`unknown_parameter`: this endpoint takes no query parameter", body = ErrorBody)
+    )
+)]
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,

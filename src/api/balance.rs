@@ -3,14 +3,16 @@ use actix_web::{HttpResponse, web};
 use atelier_actors::ledger::read::{self, Balance};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{Caller, Client};
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use crate::accounts;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct PackageView {
     id: Uuid,
     credits: i64,
@@ -19,7 +21,7 @@ struct PackageView {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct BalanceView {
     account_id: Uuid,
     available: i64,
@@ -46,6 +48,11 @@ fn view(account_id: Uuid, balance: Balance) -> BalanceView {
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/balance", tag = "client",
+    security(("api_key" = [])),
+    responses((status = 200, description = "The caller's balance", body = BalanceView))
+)]
 pub async fn own(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -56,6 +63,15 @@ pub async fn own(
 
 /// The operator sees any account; an account sees only itself (another's id is 404, so ids
 /// cannot be probed).
+#[utoipa::path(
+    get, path = "/v1/accounts/{account_id}/balance", tag = "admin",
+    security(("admin_token" = []), ("api_key" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account's balance", body = BalanceView),
+        (status = 404, description = "`account_not_found`: unknown, not an id, or another account's (with an account key)", body = ErrorBody)
+    )
+)]
 pub async fn of_account(
     caller: Caller,
     state: web::Data<AppState>,

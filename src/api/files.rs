@@ -6,9 +6,23 @@ use actix_web::{HttpResponse, web};
 use atelier_actors::storage::ImageKind;
 
 use super::error::ApiError;
+use super::openapi::{Binary, ErrorBody};
 use crate::signing::SignatureError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get, path = "/v1/files/{key}", tag = "client",
+    params(
+        ("key" = String, Path, description = "The object's key (may hold `/`)"),
+        ("expires" = i64, Query, description = "Unix seconds the URL is valid until"),
+        ("signature" = String, Query, description = "HMAC-SHA256 over the key and the expiry"),
+    ),
+    responses(
+        (status = 200, description = "The object; `Content-Type` from its bytes", content_type = "application/octet-stream", body = Binary),
+        (status = 403, description = "`invalid_signature` or `url_expired`", body = ErrorBody),
+        (status = 404, description = "`file_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -11,12 +11,14 @@ use atelier_entities::workflow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
 use super::images::{self, ImageRef};
 use super::json::ApiJson;
+use super::openapi::ErrorBody;
 use super::query::{Page, Params};
 use super::uploads;
 use crate::accounts::{hex, random_token};
@@ -26,26 +28,33 @@ const MAX_PROMPT_CHARS: usize = 2_000;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 const ASPECT_RATIOS: &[&str] = &["1:1", "3:4", "4:3", "2:3", "3:2", "9:16", "16:9"];
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGeneration {
+    /// `https://…`, `data:image/png|jpeg|webp;base64,…` or `upload:<id>`.
+    #[schema(pattern = "^(https://|data:image/(png|jpeg|webp);base64,|upload:)")]
     person_image: String,
+    /// As `person_image`.
+    #[schema(pattern = "^(https://|data:image/(png|jpeg|webp);base64,|upload:)")]
     garment_image: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     prompt: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(1:1|3:4|4:3|2:3|3:2|9:16|16:9)$")]
     aspect_ratio: Option<String>,
+    /// A configured provider; the default one when absent.
     #[serde(default)]
     provider: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ErrorView {
     code: String,
     message: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct GenerationView {
     id: Uuid,
     state: &'static str,
@@ -68,7 +77,7 @@ struct GenerationView {
 }
 
 /// The request a generation was created from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct RequestView {
     #[serde(skip_serializing_if = "Option::is_none")]
     prompt: Option<String>,
@@ -77,14 +86,14 @@ struct RequestView {
     inputs: InputsView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct InputsView {
     person_image: InputView,
     garment_image: InputView,
 }
 
 /// An input image as the request named it; never its bytes, nor where we keep it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "source", rename_all = "snake_case")]
 enum InputView {
     /// `upload:<id>`.
@@ -231,6 +240,20 @@ async fn resolve_image(
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/generations", tag = "client",
+    security(("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a replay with the same body answers 200 and the same generation")),
+    request_body = CreateGeneration,
+    responses(
+        (status = 202, description = "The new generation, `reserved`, its cost held", body = GenerationView),
+        (status = 200, description = "A replayed `Idempotency-Key`: the generation it made, as it is now", body = GenerationView),
+        (status = 402, description = "`insufficient_credits`: nothing was created or stored", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_reused`: the key was used with another body", body = ErrorBody),
+        (status = 422, description = "`invalid_idempotency_key`, `unknown_provider`, `invalid_prompt`, `invalid_aspect_ratio`, `invalid_image`, `image_too_large`, `unknown_upload`, or a body field error", body = ErrorBody),
+        (status = 503, description = "`database_busy`: nothing was written, try again; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn create(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -490,6 +513,15 @@ async fn owned(
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get, path = "/v1/generations/{id}", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    responses(
+        (status = 200, description = "The generation", body = GenerationView),
+        (status = 404, description = "`generation_not_found`: unknown, not an id, or another account's", body = ErrorBody)
+    )
+)]
 pub async fn get(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -499,6 +531,20 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state, row).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/generations", tag = "client",
+    security(("api_key" = [])),
+    params(
+        ("state" = Option<String>, Query, pattern = "^(reserved|submitted|awaiting_callback|uploading|settled|released)$", description = "`reserved`, `submitted`, `awaiting_callback`, `uploading`, `settled` or `released`"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The caller's generations, newest first", body = Page<GenerationView, Uuid>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_state`, `invalid_limit`, `invalid_cursor`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -521,6 +567,17 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/v1/generations/{id}/cancel", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    responses(
+        (status = 200, description = "The generation, `released` with `canceled` (or unchanged, when it was released already)", body = GenerationView),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_settled`", body = ErrorBody),
+        (status = 503, description = "`database_busy`: nothing was written, try again; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn cancel(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -550,7 +607,7 @@ pub async fn cancel(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct EventView {
     from: Option<&'static str>,
     to: &'static str,
@@ -558,6 +615,15 @@ struct EventView {
     at: DateTime<Utc>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/generations/{id}/events", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    responses(
+        (status = 200, description = "The timeline, oldest first", body = Vec<EventView>),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn events(
     Client(account): Client,
     state: web::Data<AppState>,

@@ -1,17 +1,36 @@
 //! Liveness and readiness.
 use actix_web::{HttpResponse, web};
 use atelier_migrations::{Migrator, MigratorTrait};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use crate::state::AppState;
 
+/// `{"status": …}`: `ok` from `/healthz`, `ready` from `/readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    status: &'static str,
+}
+
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Status))
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Status { status: "ok" })
 }
 
 /// Ready when the database answers, every migration has been applied and both batching
 /// writers (the ledger's and the workflows') run and are not stuck.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the database answers, no migration is pending, both writers run", body = Status),
+        (status = 503, description = "`not_ready`: the message names the cause; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     for (writer, health) in [
         ("ledger", state.ledger.health()),
@@ -28,7 +47,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }
     match Migrator::get_pending_migrations(&state.db).await {
         Ok(pending) if pending.is_empty() => {
-            Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+            Ok(HttpResponse::Ok().json(Status { status: "ready" }))
         }
         Ok(pending) => Err(ApiError::unavailable(format!(
             "{} migrations pending",

@@ -64,6 +64,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                     ));
                 }
             }
+            if body.trim_ascii_start().starts_with(b"[") {
+                // serde reads a struct from an array too, field by field in order: `[]` made
+                // an account. Every body of this API is an object.
+                return Err(ApiError::invalid(
+                    "invalid_field",
+                    "request body: expected a JSON object, not an array",
+                ));
+            }
             parse(&body).map(ApiJson)
         })
     }

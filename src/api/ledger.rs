@@ -6,15 +6,17 @@ use atelier_entities::ledger_entry::{self, EntryKind};
 use chrono::{DateTime, Utc};
 use sea_orm::Iterable;
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use super::query::{Page, Params};
 use crate::state::AppState;
 
 /// A ledger entry as the API shows it (also on an account's ops page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EntryView {
     id: i64,
     kind: &'static str,
@@ -92,6 +94,23 @@ pub(crate) fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc
     )
 }
 
+#[utoipa::path(
+    get, path = "/v1/ledger", tag = "client",
+    security(("api_key" = [])),
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<String>, Query, pattern = "^[1-9][0-9]{0,17}$", description = "`next_cursor` of the previous page"),
+        ("kind" = Option<String>, Query, pattern = "^(grant|hold|settle|release|expire|void)$", description = "`grant`, `hold`, `settle`, `release`, `expire` or `void`"),
+        ("generation" = Option<uuid::Uuid>, Query, description = "Only this generation's entries"),
+        ("from" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Entries at or after this instant"),
+        ("to" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "Entries before this instant"),
+    ),
+    responses(
+        (status = 200, description = "The caller's entries, newest first", body = Page<EntryView, String>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `invalid_kind`, `invalid_generation`, `invalid_time`, `invalid_range`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,

@@ -11,99 +11,118 @@ pub mod images;
 pub mod json;
 pub mod ledger;
 pub mod multipart;
+pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod resource;
 pub mod streams;
 pub mod uploads;
 pub mod webhook_endpoints;
 pub mod webhooks;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, Resource, web};
+use actix_web::{HttpResponse, web};
 use uuid::Uuid;
 
 use error::ApiError;
+pub use resource::{RegisteredRoute, Resource, Routes, resource};
 
 use crate::config::HttpSettings;
 
-/// Every route; `http` sets the body limits that differ per endpoint.
-pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
-    config
-        .service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)))
-        .service(resource("/v1/accounts").route(web::post().to(accounts::create)))
+/// Every route of the API; `http` sets the body limits that differ per endpoint. A route is
+/// one line here and one `#[utoipa::path]` on its handler (docs/architecture.md, HTTP).
+pub fn routes(routes: &mut Routes, http: &HttpSettings) {
+    routes
+        .service(resource("/healthz").route(health::__path_healthz, health::healthz))
+        .service(resource("/readyz").route(health::__path_readyz, health::readyz))
+        .service(resource("/openapi.json").route(openapi::__path_document, openapi::document))
+        .service(resource("/v1/accounts").route(accounts::__path_create, accounts::create))
         .service(
-            resource("/v1/accounts/{account_id}/grants").route(web::post().to(accounts::grant)),
+            resource("/v1/accounts/{account_id}/grants")
+                .route(accounts::__path_grant, accounts::grant),
         )
         .service(
-            resource("/v1/accounts/{account_id}/balance").route(web::get().to(balance::of_account)),
+            resource("/v1/accounts/{account_id}/balance")
+                .route(balance::__path_of_account, balance::of_account),
         )
-        .service(resource("/v1/balance").route(web::get().to(balance::own)))
+        .service(resource("/v1/balance").route(balance::__path_own, balance::own))
         .service(
             resource("/v1/api-keys")
-                .route(web::post().to(api_keys::rotate))
-                .route(web::get().to(api_keys::list)),
+                .route(api_keys::__path_rotate, api_keys::rotate)
+                .route(api_keys::__path_list, api_keys::list),
         )
-        .service(resource("/v1/ledger").route(web::get().to(ledger::list)))
+        .service(resource("/v1/ledger").route(ledger::__path_list, ledger::list))
         .service(
             resource("/v1/generations")
                 // Requests may carry their images as data: URIs.
                 .app_data(web::Data::new(json::JsonLimit(http.generation_limit_bytes)))
-                .route(web::post().to(generations::create))
-                .route(web::get().to(generations::list)),
+                .route(generations::__path_create, generations::create)
+                .route(generations::__path_list, generations::list),
         )
         // Before `/v1/generations/{id}`, which would take `stream` for an id.
-        .service(resource("/v1/generations/stream").route(web::get().to(streams::account)))
-        .service(resource("/v1/generations/{id}").route(web::get().to(generations::get)))
-        .service(resource("/v1/generations/{id}/stream").route(web::get().to(streams::generation)))
-        .service(resource("/v1/generations/{id}/cancel").route(web::post().to(generations::cancel)))
-        .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
+        .service(resource("/v1/generations/stream").undocumented(
+            actix_web::http::Method::GET,
+            web::get().to(streams::account),
+        ))
+        .service(resource("/v1/generations/{id}").route(generations::__path_get, generations::get))
+        .service(resource("/v1/generations/{id}/stream").undocumented(
+            actix_web::http::Method::GET,
+            web::get().to(streams::generation),
+        ))
+        .service(
+            resource("/v1/generations/{id}/cancel")
+                .route(generations::__path_cancel, generations::cancel),
+        )
+        .service(
+            resource("/v1/generations/{id}/events")
+                .route(generations::__path_events, generations::events),
+        )
         .service(
             resource("/v1/uploads")
-                .route(web::post().to(uploads::create))
-                .route(web::get().to(uploads::list)),
+                .route(uploads::__path_create, uploads::create)
+                .route(uploads::__path_list, uploads::list),
         )
         .service(
             resource("/v1/uploads/{id}")
-                .route(web::get().to(uploads::get))
-                .route(web::delete().to(uploads::delete)),
+                .route(uploads::__path_get, uploads::get)
+                .route(uploads::__path_delete, uploads::delete),
         )
         .service(
             resource("/v1/webhook-endpoints")
-                .route(web::post().to(webhook_endpoints::create))
-                .route(web::get().to(webhook_endpoints::list)),
+                .route(webhook_endpoints::__path_create, webhook_endpoints::create)
+                .route(webhook_endpoints::__path_list, webhook_endpoints::list),
         )
         .service(
             resource("/v1/webhook-endpoints/{id}")
-                .route(web::get().to(webhook_endpoints::get))
-                .route(web::delete().to(webhook_endpoints::delete)),
+                .route(webhook_endpoints::__path_get, webhook_endpoints::get)
+                .route(webhook_endpoints::__path_delete, webhook_endpoints::delete),
         )
-        .service(
-            resource("/v1/webhook-endpoints/{id}/deliveries")
-                .route(web::get().to(webhook_endpoints::deliveries)),
-        )
-        .configure(ops::routes)
-        .configure(crate::dashboard::routes)
-        .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
+        .service(resource("/v1/webhook-endpoints/{id}/deliveries").route(
+            webhook_endpoints::__path_deliveries,
+            webhook_endpoints::deliveries,
+        ));
+    ops::routes(routes);
+    routes
+        .service(resource("/v1/files/{key:.+}").route(files::__path_get, files::get))
         .service(
             resource("/webhooks/{provider}/{generation_id}")
-                .route(web::post().to(webhooks::receive)),
+                .route(webhooks::__path_receive, webhooks::receive),
         )
         .default_service(web::to(|| async {
             ApiError::not_found("not_found", "no such endpoint").error_response_owned()
         }));
 }
 
-/// A resource whose other methods answer 405 in the API's error shape.
-pub(crate) fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(|| async {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this endpoint",
-        )
-        .error_response_owned()
-    }))
+/// What `routes` registers, as it registers it: for the test that the OpenAPI document covers
+/// every route and names none that is not.
+pub fn registered_routes(http: &HttpSettings) -> Vec<RegisteredRoute> {
+    use utoipa_actix_web::AppExt;
+    let mut registered = Vec::new();
+    let _ = actix_web::App::new().into_utoipa_app().configure(|config| {
+        let mut table = Routes::new(config);
+        routes(&mut table, http);
+        registered = table.into_registered();
+    });
+    registered
 }
 
 impl ApiError {

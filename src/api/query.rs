@@ -18,9 +18,11 @@ const MAX_QUOTED: usize = 64;
 
 /// A page of a list endpoint: its items, and the cursor that asks for the next page while
 /// more follow.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T, C> {
     pub items: Vec<T>,
+    /// `null` on the last page.
+    #[schema(value_type = Option<String>)]
     pub next_cursor: Option<C>,
 }
 

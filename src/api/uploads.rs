@@ -19,6 +19,7 @@ use sea_orm::{
     QuerySelect,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Client;
@@ -26,13 +27,14 @@ use super::error::ApiError;
 use super::images::Refusal;
 use super::json::read_limited;
 use super::multipart;
+use super::openapi::{Binary, ErrorBody};
 use super::query::{Page, Params};
 use crate::state::AppState;
 
 /// Where every upload's object lives: under the account, named by the upload's id.
 const KEY_PREFIX: &str = "uploads/";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct UploadView {
     id: Uuid,
     /// What to put in a generation request's image field.
@@ -70,10 +72,38 @@ pub fn id_of_key(key: &str) -> Option<Uuid> {
     Uuid::parse_str(id).ok()
 }
 
+/// The form `POST /v1/uploads` takes, as OpenAPI shows it.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadForm {
+    /// The image, with its own `Content-Type` (PNG, JPEG or WebP).
+    pub file: Binary,
+}
+
 fn not_found() -> ApiError {
     ApiError::not_found("upload_not_found", "no such upload")
 }
 
+#[utoipa::path(
+    post, path = "/v1/uploads", tag = "client",
+    security(("api_key" = [])),
+    request_body(
+        description = "A raw PNG, JPEG or WebP image, or a form with one part named `file`",
+        content(
+            (Binary = "image/png"),
+            (Binary = "image/jpeg"),
+            (Binary = "image/webp"),
+            (UploadForm = "multipart/form-data", encoding(("file" = (content_type = "image/png, image/jpeg, image/webp")))),
+        )
+    ),
+    responses(
+        (status = 201, description = "The upload", body = UploadView),
+        (status = 400, description = "`malformed_multipart`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: another or no `Content-Type`", body = ErrorBody),
+        (status = 422, description = "`missing_file`, `unexpected_part`, `invalid_image`, `image_too_large`", body = ErrorBody)
+    )
+)]
 pub async fn create(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -171,6 +201,15 @@ async fn owned(
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get, path = "/v1/uploads/{id}", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The upload's id")),
+    responses(
+        (status = 200, description = "The upload, its `url` signed afresh", body = UploadView),
+        (status = 404, description = "`upload_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn get(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -180,6 +219,19 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state, row).await?))
 }
 
+#[utoipa::path(
+    get, path = "/v1/uploads", tag = "client",
+    security(("api_key" = [])),
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The caller's uploads, newest first", body = Page<UploadView, Uuid>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -200,6 +252,16 @@ pub async fn list(
 /// after the row goes: one created meanwhile either shows in the second look (the row is put
 /// back, 409) or commits after it, and then finds the row gone and is released
 /// (`generations::release_if_an_upload_vanished`).
+#[utoipa::path(
+    delete, path = "/v1/uploads/{id}", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The upload's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`upload_not_found`", body = ErrorBody),
+        (status = 409, description = "`upload_in_use`: a live generation uses it", body = ErrorBody)
+    )
+)]
 pub async fn delete(
     Client(account): Client,
     state: web::Data<AppState>,

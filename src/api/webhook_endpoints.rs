@@ -9,24 +9,39 @@ use atelier_entities::webhook_delivery::Model as Delivery;
 use atelier_entities::webhook_endpoint::Model as Endpoint;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Client;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::openapi::ErrorBody;
 use super::query::{Page, Params};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
+    /// `https://…` to a public host, at most 2048 bytes.
+    #[schema(max_length = 2048, pattern = "^https?://")]
     url: String,
-    /// Default: every event type.
+    /// `generation.settled`, `generation.released`; default: both.
     #[serde(default)]
+    #[schema(min_items = 1, inline, value_type = Option<Vec<EventName>>)]
     events: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
+/// The event types an endpoint may ask for, as OpenAPI shows them.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum EventName {
+    #[schema(rename = "generation.settled")]
+    Settled,
+    #[schema(rename = "generation.released")]
+    Released,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct EndpointView {
     id: Uuid,
     url: String,
@@ -75,6 +90,16 @@ fn parse_events(asked: Option<Vec<String>>) -> Result<Vec<EventType>, ApiError> 
     Ok(events)
 }
 
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints", tag = "client",
+    security(("api_key" = [])),
+    request_body = CreateEndpoint,
+    responses(
+        (status = 201, description = "The endpoint, with its signing secret: the only time it is shown", body = EndpointView),
+        (status = 409, description = "`too_many_endpoints`", body = ErrorBody),
+        (status = 422, description = "`invalid_url`, `invalid_events`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn create(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -97,11 +122,16 @@ pub async fn create(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct List<T> {
     items: Vec<T>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints", tag = "client",
+    security(("api_key" = [])),
+    responses((status = 200, description = "The account's endpoints, oldest first; no secrets", body = List<EndpointView>))
+)]
 pub async fn list(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -124,6 +154,15 @@ async fn owned(state: &AppState, account_id: Uuid, raw: &str) -> Result<Endpoint
         .ok_or_else(not_found)
 }
 
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{id}", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses(
+        (status = 200, description = "The endpoint; no secret", body = EndpointView),
+        (status = 404, description = "`webhook_endpoint_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn get(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -133,6 +172,15 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(endpoint, false)))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/webhook-endpoints/{id}", tag = "client",
+    security(("api_key" = [])),
+    params(("id" = String, Path, description = "The endpoint's id")),
+    responses(
+        (status = 204, description = "Deleted: nothing more is sent to it"),
+        (status = 404, description = "`webhook_endpoint_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn delete(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -146,7 +194,7 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct DeliveryView {
     /// The `webhook-id` every attempt carried.
     id: String,
@@ -182,6 +230,21 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "client",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The endpoint's id"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<String>, Query, pattern = "^msg_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The endpoint's deliveries, newest first", body = Page<DeliveryView, String>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 404, description = "`webhook_endpoint_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn deliveries(
     Client(account): Client,
     state: web::Data<AppState>,

@@ -8,13 +8,37 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_actors::workflow::{NewCallback, read};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::json::read_limited;
+use super::openapi::ErrorBody;
 use crate::accounts::hex;
 use crate::state::AppState;
 
+/// The answer to a stored callback: `{"received": true}`.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Received {
+    received: bool,
+}
+
+#[utoipa::path(
+    post, path = "/webhooks/{provider}/{generation_id}", tag = "webhooks",
+    params(
+        ("provider" = String, Path, description = "The provider the callback is from"),
+        ("generation_id" = String, Path, description = "The generation it is about"),
+        ("token" = String, Query, description = "The generation's callback token, from the webhook URL Atelier handed the provider"),
+    ),
+    request_body(content = Object, description = "The provider's callback, as it sends it"),
+    responses(
+        (status = 200, description = "Stored in the inbox (a replay is stored once)", body = Received),
+        (status = 400, description = "`malformed_callback`: the provider's adapter cannot parse the body; `unreadable_body`", body = ErrorBody),
+        (status = 401, description = "`invalid_token` (also for an unknown generation), `invalid_signature`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 422, description = "`unknown_task`: the callback names another task than the one recorded", body = ErrorBody)
+    )
+)]
 pub async fn receive(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -81,7 +105,7 @@ pub async fn receive(
     } else if let Some(engine) = &state.engine {
         engine.do_send(atelier_actors::engine::registry::Wake(id));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({"received": true})))
+    Ok(HttpResponse::Ok().json(Received { received: true }))
 }
 
 /// The request's headers in the HTTP types the provider adapters use.

@@ -18,6 +18,7 @@ mod generations_api;
 mod hardening;
 mod ledger_model;
 mod migrations;
+mod openapi;
 mod operator;
 mod ops_accounts;
 mod providers;

@@ -3,9 +3,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_entities::ops_audit;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::{Page, Params};
 use crate::ops::audit::{self, AuditFilter};
 use crate::state::AppState;
@@ -13,7 +15,7 @@ use crate::state::AppState;
 /// Longest value a text filter takes.
 const MAX_FILTER_LEN: usize = 255;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuditView {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -21,6 +23,7 @@ pub struct AuditView {
     pub action: String,
     pub target_kind: String,
     pub target_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<serde_json::Value>,
     pub reason: Option<String>,
     pub source: String,
@@ -53,6 +56,22 @@ fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
     )
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/audit", tag = "ops",
+    security(("operator_token" = [])),
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<String>, Query, pattern = "^[1-9][0-9]{0,17}$", description = "`next_cursor` of the previous page"),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 255, description = "Only this action"),
+        ("target_kind" = Option<String>, Query, min_length = 1, max_length = 255, description = "Only actions on this kind of target"),
+        ("target_id" = Option<String>, Query, min_length = 1, max_length = 255, description = "Only actions on this target"),
+    ),
+    responses(
+        (status = 200, description = "The operators' actions, newest first", body = Page<AuditView, String>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `invalid_filter`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     _: Operator,
     state: web::Data<AppState>,

@@ -9,46 +9,58 @@ pub mod bounded;
 pub mod summary;
 pub mod verify;
 
+use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
 
 use super::error::ApiError;
+use super::{Routes, resource};
 use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)))
-        .service(super::resource("/v1/ops/stream").route(web::get().to(super::streams::ops)))
-        .service(super::resource("/v1/ops/accounts").route(web::get().to(accounts::list)))
+pub fn routes(routes: &mut Routes) {
+    // `undocumented`: registered, not yet annotated for the OpenAPI document (the coverage
+    // test lists them until they are).
+    routes
+        .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
         .service(
-            super::resource("/v1/ops/accounts/{account_id}").route(web::get().to(accounts::detail)),
+            resource("/v1/ops/stream")
+                .undocumented(Method::GET, web::get().to(crate::api::streams::ops)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/grants")
-                .route(web::post().to(accounts::grant)),
+            resource("/v1/ops/accounts").undocumented(Method::GET, web::get().to(accounts::list)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/grants/{package_id}/void")
-                .route(web::post().to(accounts::void)),
+            resource("/v1/ops/accounts/{account_id}")
+                .undocumented(Method::GET, web::get().to(accounts::detail)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/disable")
-                .route(web::post().to(accounts::disable)),
+            resource("/v1/ops/accounts/{account_id}/grants")
+                .undocumented(Method::POST, web::post().to(accounts::grant)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/enable")
-                .route(web::post().to(accounts::enable)),
+            resource("/v1/ops/accounts/{account_id}/grants/{package_id}/void")
+                .undocumented(Method::POST, web::post().to(accounts::void)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/revoke-keys")
-                .route(web::post().to(accounts::revoke_keys)),
+            resource("/v1/ops/accounts/{account_id}/disable")
+                .undocumented(Method::POST, web::post().to(accounts::disable)),
         )
         .service(
-            super::resource("/v1/ops/accounts/{account_id}/api-keys")
-                .route(web::post().to(accounts::issue_key)),
+            resource("/v1/ops/accounts/{account_id}/enable")
+                .undocumented(Method::POST, web::post().to(accounts::enable)),
         )
-        .service(super::resource("/v1/ops/summary").route(web::get().to(summary::get)))
-        .service(super::resource("/v1/ops/verify").route(web::post().to(verify::run)));
+        .service(
+            resource("/v1/ops/accounts/{account_id}/revoke-keys")
+                .undocumented(Method::POST, web::post().to(accounts::revoke_keys)),
+        )
+        .service(
+            resource("/v1/ops/accounts/{account_id}/api-keys")
+                .undocumented(Method::POST, web::post().to(accounts::issue_key)),
+        )
+        .service(resource("/v1/ops/summary").undocumented(Method::GET, web::get().to(summary::get)))
+        .service(
+            resource("/v1/ops/verify").undocumented(Method::POST, web::post().to(verify::run)),
+        );
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
