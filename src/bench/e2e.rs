@@ -345,6 +345,7 @@ async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Resul
             error_message: None,
             created_at: now,
             updated_at: now,
+            retry_of: None,
         });
         seed::insert_parked(&state.db, rows.collect()).await?;
     }

@@ -18,6 +18,7 @@ mod hardening;
 mod ledger_model;
 mod migrations;
 mod operator;
+mod ops_generations;
 mod providers;
 mod s3;
 mod unsigned_callbacks;

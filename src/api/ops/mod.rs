@@ -4,6 +4,11 @@
 //!
 //! One file per thing operated on; `routes` registers them all.
 pub mod audit;
+pub mod bulk;
+pub mod generation_actions;
+pub mod generation_detail;
+pub mod generation_filter;
+pub mod generations;
 
 use actix_web::{HttpRequest, web};
 
@@ -13,6 +18,26 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 /// Every route under `/v1/ops`.
 pub fn routes(config: &mut web::ServiceConfig) {
     config.service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)));
+    config.service(super::resource("/v1/ops/generations").route(web::get().to(generations::list)));
+    // Before `/v1/ops/generations/{id}`, which would take `bulk` for an id.
+    config.service(super::resource("/v1/ops/generations/bulk").route(web::post().to(bulk::start)));
+    config.service(
+        super::resource("/v1/ops/generations/{id}").route(web::get().to(generation_detail::get)),
+    );
+    config.service(
+        super::resource("/v1/ops/generations/{id}/cancel")
+            .route(web::post().to(generation_actions::cancel)),
+    );
+    config.service(
+        super::resource("/v1/ops/generations/{id}/wake")
+            .route(web::post().to(generation_actions::wake)),
+    );
+    config.service(
+        super::resource("/v1/ops/generations/{id}/retry")
+            .route(web::post().to(generation_actions::retry)),
+    );
+    config.service(super::resource("/v1/ops/bulk").route(web::get().to(bulk::list)));
+    config.service(super::resource("/v1/ops/bulk/{id}").route(web::get().to(bulk::get)));
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
