@@ -31,6 +31,7 @@ database_tests!(
     retry_runs_a_released_generation_again_as_a_new_one,
     every_route_wants_an_operator_and_actions_the_admin,
     a_bulk_cancel_survives_a_restart_and_cancels_each_once,
+    a_bulk_wake_makes_each_due_now,
 );
 
 fn with_read_token(settings: &mut atelier::config::Settings) {
@@ -741,4 +742,41 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
         .await;
     assert_eq!(untouched["state"], "reserved", "outside the filter");
     common::assert_verify_passes(&url, &app.state.settings.data_dir);
+}
+
+async fn a_bulk_wake_makes_each_due_now(url: String) {
+    let app = TestApp::builder(&url).spawn().await;
+    let account = common::funded_account(&app.state.db, &app.state.ledger, 3).await;
+    park(&app, account, 3).await;
+    let filter = json!({"account": account.to_string()});
+    let started = app
+        .ops_post(
+            "/v1/ops/generations/bulk",
+            ADMIN_TOKEN,
+            &json!({"filter": filter, "action": "wake", "dry_run": false,
+                    "expected_count": 3, "reason": "the provider is back"}),
+        )
+        .await;
+    assert_eq!(started.status(), 202);
+    let job: Value = started.json().await.unwrap();
+    let (app_ref, job_ref) = (&app, job["id"].as_str().unwrap());
+    let finished = wait_for("the wake job finished", WITHIN, || async move {
+        let seen = bulk_job(app_ref, job_ref).await;
+        (seen["state"] == "finished")
+            .then_some(seen.clone())
+            .ok_or(seen)
+    })
+    .await;
+    assert_eq!(finished["done"], 3, "{finished}");
+    let page = app
+        .ops_get(&format!("/v1/ops/generations?account={account}"))
+        .await;
+    let soon = chrono::Utc::now() + chrono::Duration::minutes(1);
+    for item in page["items"].as_array().unwrap() {
+        let due: chrono::DateTime<chrono::Utc> =
+            item["next_attempt_at"].as_str().unwrap().parse().unwrap();
+        assert!(due < soon, "still waiting out its hour: {item}");
+        assert_eq!(item["state"], "reserved");
+    }
+    assert_eq!(app.audit_of("generation.bulk_wake").await.len(), 1);
 }

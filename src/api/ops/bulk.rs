@@ -105,19 +105,7 @@ pub async fn start(
             filter: absolute,
         }));
     }
-    let reason = checked_reason(body.reason, true)?.expect("a required reason is present");
-    let expected = body.expected_count.ok_or_else(|| {
-        ApiError::invalid(
-            "missing_expected_count",
-            "expected_count: the count a dry run answered",
-        )
-    })?;
-    if expected != count {
-        return Err(ApiError::conflict(
-            "count_changed",
-            format!("{count} generations match now, not {expected}; check again with a dry run"),
-        ));
-    }
+    let reason = confirmed(body.reason, body.expected_count, count)?;
     let id = Uuid::now_v7();
     let mut entry = action(
         &request,
@@ -146,6 +134,29 @@ pub async fn start(
     tracing::info!(bulk_job_id = %id, action = kind.as_str(), total = count, "bulk job started");
     bulk::spawn(state.clone(), id);
     Ok(HttpResponse::Accepted().json(JobView::from(job)))
+}
+
+/// What a real run needs beyond a dry run: a reason, and the count the operator saw, which
+/// must still be the count. The reason, checked.
+fn confirmed(
+    reason: Option<String>,
+    expected: Option<u64>,
+    count: u64,
+) -> Result<String, ApiError> {
+    let reason = checked_reason(reason, true)?.expect("a required reason is present");
+    let expected = expected.ok_or_else(|| {
+        ApiError::invalid(
+            "missing_expected_count",
+            "expected_count: the count a dry run answered",
+        )
+    })?;
+    if expected != count {
+        return Err(ApiError::conflict(
+            "count_changed",
+            format!("{count} generations match now, not {expected}; check again with a dry run"),
+        ));
+    }
+    Ok(reason)
 }
 
 pub async fn get(
