@@ -57,6 +57,16 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     /// `[webhooks]`: completion webhooks to customers, owned by `atelier_actors::webhooks_out`.
     pub webhooks: WebhooksConfig,
+    /// `[ops]`: the operators' dashboard.
+    pub ops: OpsSettings,
+}
+
+/// The operators' dashboard at `/ops`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSettings {
+    /// How long a dashboard session lasts after signing in, in seconds (1 minute to 7 days).
+    pub session_ttl_secs: u64,
 }
 
 /// The built-in simulator's behaviour, including the misbehaviour tests and demos ask for.
@@ -180,6 +190,11 @@ pub struct HttpSettings {
     pub upload_limit_bytes: usize,
     /// Largest provider callback, in bytes: Cog inlines its result as a `data:` URI.
     pub callback_limit_bytes: usize,
+    /// Most status streams (SSE) open at once in this process; more get 503.
+    pub max_streams: usize,
+    /// Seconds between keep-alive comments on an idle status stream: also how soon a stream
+    /// whose client went away is noticed and its slot freed (within about twice this).
+    pub stream_keep_alive_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +248,8 @@ impl Default for Settings {
                 generation_limit_bytes: 25 * 1024 * 1024,
                 upload_limit_bytes: 20 * 1024 * 1024,
                 callback_limit_bytes: 16 * 1024 * 1024,
+                max_streams: 10_000,
+                stream_keep_alive_secs: 15,
             },
             api_keys: ApiKeySettings {
                 rotation_grace_secs: 24 * 3600,
@@ -288,6 +305,9 @@ impl Default for Settings {
                 task_ttl_secs: 3600,
             },
             webhooks: WebhooksConfig::default(),
+            ops: OpsSettings {
+                session_ttl_secs: 8 * 3600,
+            },
         }
     }
 }
@@ -393,6 +413,12 @@ impl Settings {
         }
         self.http.check()?;
         check_range(
+            "ops.session_ttl_secs",
+            self.ops.session_ttl_secs,
+            60,
+            7 * 24 * 3600,
+        )?;
+        check_range(
             "api_keys.rotation_grace_secs",
             self.api_keys.rotation_grace_secs,
             0,
@@ -455,12 +481,21 @@ impl Settings {
 /// Longest a simulator delay may be, in milliseconds (an hour).
 const MAX_DELAY_MS: u64 = 3600 * 1000;
 const MAX_WORKERS: usize = 1024;
+/// Most status streams a process may be set to hold open (each holds a socket).
+const MAX_STREAMS: usize = 100_000;
 /// Longest secret accepted, in characters: a bound, not a policy.
 const MAX_SECRET_LEN: usize = 1024;
 
 impl HttpSettings {
     fn check(&self) -> Result<(), String> {
         check_range("http.workers", self.workers, 0, MAX_WORKERS)?;
+        check_range("http.max_streams", self.max_streams, 1, MAX_STREAMS)?;
+        check_range(
+            "http.stream_keep_alive_secs",
+            self.stream_keep_alive_secs,
+            1,
+            300,
+        )?;
         for (key, value) in [
             ("http.json_limit_bytes", self.json_limit_bytes),
             ("http.generation_limit_bytes", self.generation_limit_bytes),
@@ -668,6 +703,9 @@ pub(crate) mod tests {
         "providers.simulator.base_url = \"notaurl\"",
         "http.upload_limit_bytes = 0",
         "http.callback_limit_bytes = 0",
+        "http.max_streams = 0",
+        "ops.session_ttl_secs = 10",
+        "http.stream_keep_alive_secs = 0",
         "http.generation_limit_bytes = 0",
         "http.json_limit_bytes = 100",
         "http.upload_limit_bytes = 100000000000",

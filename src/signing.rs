@@ -95,6 +95,15 @@ impl UrlSigner {
         )
     }
 
+    /// The signature of `key` until `expires_at`, as `verify` checks it: for values other
+    /// than file URLs (the dashboard's sessions), under keys no stored object has.
+    pub fn sign(&self, key: &str, expires_at: DateTime<Utc>) -> String {
+        hex(&self
+            .mac(key, expires_at.timestamp())
+            .finalize()
+            .into_bytes())
+    }
+
     pub fn verify(
         &self,
         key: &str,

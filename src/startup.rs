@@ -40,7 +40,7 @@ use atelier_actors::{Clock, db};
 use atelier_migrations::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 
-use crate::api::{self, error::ApiError, json::JsonLimit};
+use crate::api::{self, error::ApiError, json::JsonLimit, streams::StreamSlots};
 use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
@@ -171,6 +171,7 @@ impl Application {
             workflows,
             webhooks,
             bulk_hook: seams.bulk_page_hook,
+            streams: StreamSlots::new(settings.http.max_streams),
         });
         crate::ops::bulk::resume(state.clone());
         let server = http_server(&settings, state.clone(), simulator, listener)?;
@@ -191,12 +192,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let engine = self.state.engine.clone();
+        let feed = self.state.workflows.feed().clone();
         actix_web::rt::spawn(async move {
             stop_signal().await;
             tracing::info!("stopping: draining the engine, then HTTP");
             if let Some(engine) = engine {
                 drain(&engine, DRAIN_LIMIT).await;
             }
+            // Open status streams end, so that the graceful stop need not wait them out.
+            feed.close();
             handle.stop(true).await;
         });
         self.server.await

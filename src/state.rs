@@ -34,6 +34,8 @@ pub struct AppState {
     pub webhooks: Webhooks,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
     pub bulk_hook: Option<crate::ops::bulk::PageHook>,
+    /// Open status streams, bounded by `http.max_streams`.
+    pub streams: crate::api::streams::StreamSlots,
 }
 
 /// Completion webhooks: the outgoing-fetch policy for customers' endpoints (`[webhooks]`),

@@ -11,6 +11,7 @@ pub mod images;
 pub mod ledger;
 pub mod net;
 pub mod outbound;
+pub mod progress;
 pub mod providers;
 pub mod secret;
 pub mod storage;

@@ -172,7 +172,7 @@ fn failure_message(code: &str) -> &'static str {
     }
 }
 
-fn not_found() -> ApiError {
+pub(crate) fn not_found() -> ApiError {
     ApiError::not_found("generation_not_found", "no such generation")
 }
 

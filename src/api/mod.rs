@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod multipart;
 pub mod ops;
 pub mod query;
+pub mod streams;
 pub mod uploads;
 pub mod webhook_endpoints;
 pub mod webhooks;
@@ -51,7 +52,10 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
                 .route(web::post().to(generations::create))
                 .route(web::get().to(generations::list)),
         )
+        // Before `/v1/generations/{id}`, which would take `stream` for an id.
+        .service(resource("/v1/generations/stream").route(web::get().to(streams::account)))
         .service(resource("/v1/generations/{id}").route(web::get().to(generations::get)))
+        .service(resource("/v1/generations/{id}/stream").route(web::get().to(streams::generation)))
         .service(resource("/v1/generations/{id}/cancel").route(web::post().to(generations::cancel)))
         .service(resource("/v1/generations/{id}/events").route(web::get().to(generations::events)))
         .service(
@@ -79,6 +83,7 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
                 .route(web::get().to(webhook_endpoints::deliveries)),
         )
         .configure(ops::routes)
+        .configure(crate::dashboard::routes)
         .service(resource("/v1/files/{key:.+}").route(web::get().to(files::get)))
         .service(
             resource("/webhooks/{provider}/{generation_id}")

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 use atelier_actors::ledger::{Command, HoldOutcome, Outcome};
 use atelier_actors::workflow::inputs::{InputImage, Inputs};
 use atelier_actors::workflow::{WorkflowState, read, seed};
@@ -26,9 +26,10 @@ use uuid::Uuid;
 use super::usage::Usage;
 use crate::accounts;
 use crate::config::Settings;
-use crate::scratch::ScratchDatabase;
+use crate::progress::Reporter;
 use crate::startup::Application;
 use crate::state::AppState;
+use atelier_actors::progress::Progress;
 
 pub struct Plan {
     pub generations: usize,
@@ -43,15 +44,10 @@ pub async fn run(settings: &Settings, plan: Plan) -> anyhow::Result<()> {
         plan.generations > 0 && plan.concurrency > 0 && plan.rate > 0 && plan.seconds > 0,
         "--generations, --concurrency, --rate and --seconds must be positive"
     );
-    let scratch = ScratchDatabase::create(&settings.database_url, "e2e").await?;
-    let data_dir = std::env::temp_dir().join(format!("atelier-e2e-{}", Uuid::new_v4().simple()));
-    let result = bench(settings, &scratch.url, &data_dir, &plan).await;
-    std::fs::remove_dir_all(&data_dir).ok();
-    scratch
-        .destroy()
-        .await
-        .context("cannot remove the scratch database")?;
-    result
+    super::on_scratch(settings, "e2e", |url, data_dir| async move {
+        bench(settings, &url, &data_dir, &plan).await
+    })
+    .await
 }
 
 async fn bench(
@@ -69,7 +65,9 @@ async fn bench(
         atelier_actors::storage::config::Backend::Local => "local",
         atelier_actors::storage::config::Backend::S3 => "s3",
     };
-    let (state, base) = start(settings, database_url, data_dir).await?;
+    let mut with_engine = settings.clone();
+    with_engine.workflow.run_engine = true;
+    let (state, base) = start(&with_engine, database_url, data_dir).await?;
     println!(
         "bench e2e: {kind}, {storage} storage, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
         plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
@@ -120,7 +118,7 @@ async fn bench(
 
 /// The real service on a free port, on the scratch database and data directory, with the
 /// engine and a zero-delay simulator: its state and base URL.
-async fn start(
+pub(super) async fn start(
     settings: &Settings,
     database_url: &str,
     data_dir: &std::path::Path,
@@ -132,7 +130,6 @@ async fn start(
     bench_settings.public_url = None;
     bench_settings.data_dir = data_dir.to_owned();
     bench_settings.admin_token = Some(token.clone().into());
-    bench_settings.workflow.run_engine = true;
     bench_settings.simulator = crate::config::Settings::default().simulator;
     bench_settings.simulator.delay_ms = 0;
     let app = Application::build(&bench_settings, token, Arc::new(SystemClock)).await?;
@@ -228,7 +225,7 @@ async fn latency(
 /// 3. Memory with `parked` workflows waiting in `awaiting_callback`.
 async fn memory(state: &AppState, account_id: Uuid, parked: usize) -> anyhow::Result<f64> {
     let before = rss_mib();
-    park(state, account_id, parked).await?;
+    park(state, account_id, parked, &Reporter::new("bench e2e")).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_mib();
     println!(
@@ -254,13 +251,20 @@ fn request_body() -> Value {
 
 async fn wait_settled(state: &AppState, expected: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
+    let progress = Reporter::new("bench e2e");
+    progress.phase("settled", Some(expected));
+    let mut shown = 0;
     loop {
         let count = |wanted: WorkflowState| read::count_in(&state.db, wanted);
         let released = count(WorkflowState::Released).await?;
         if released > 0 {
             bail!("{released} generation(s) were released during the benchmark");
         }
-        if count(WorkflowState::Settled).await? >= expected {
+        let settled = count(WorkflowState::Settled).await?;
+        progress.advance(settled.saturating_sub(shown));
+        shown = shown.max(settled);
+        if settled >= expected {
+            progress.finish();
             return Ok(());
         }
         ensure!(
@@ -295,7 +299,13 @@ async fn webhook_to_settled(state: &AppState, ids: &[Uuid]) -> anyhow::Result<(f
 }
 
 /// Creates `count` workflows waiting for a callback an hour away, each with its hold.
-async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Result<()> {
+pub(super) async fn park(
+    state: &AppState,
+    account_id: Uuid,
+    count: usize,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
+    progress.phase("parking workflows", Some(count as u64));
     let now = SystemClock.now();
     let inputs = Inputs {
         person_image: InputImage::Stored("inputs/parked/person".into()),
@@ -348,7 +358,9 @@ async fn park(state: &AppState, account_id: Uuid, count: usize) -> anyhow::Resul
             retry_of: None,
         });
         seed::insert_parked(&state.db, rows.collect()).await?;
+        progress.advance(chunk.len() as u64);
     }
+    progress.finish();
     Ok(())
 }
 

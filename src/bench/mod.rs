@@ -3,10 +3,17 @@
 mod e2e;
 mod ledger;
 mod usage;
+mod verify;
 
+use std::future::Future;
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Subcommand;
+use uuid::Uuid;
 
 use crate::config::Settings;
+use crate::scratch::ScratchDatabase;
 
 #[derive(Debug, Subcommand)]
 pub enum Target {
@@ -41,6 +48,12 @@ pub enum Target {
         #[arg(long, default_value_t = 100_000)]
         parked: usize,
     },
+    /// How long `atelier verify` takes over many workflows (parked, each with its hold).
+    Verify {
+        /// Workflows in the scratch database.
+        #[arg(long, default_value_t = 1_000_000)]
+        workflows: usize,
+    },
 }
 
 pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
@@ -66,5 +79,25 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
             };
             e2e::run(settings, plan).await
         }
+        Target::Verify { workflows } => verify::run(settings, workflows).await,
     }
+}
+
+/// Runs `bench` on a scratch database like the configured one and a temporary data directory
+/// (its URL and path), and removes both afterwards, whatever `bench` answered.
+async fn on_scratch<F, Fut>(settings: &Settings, label: &str, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String, PathBuf) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let scratch = ScratchDatabase::create(&settings.database_url, label).await?;
+    let data_dir =
+        std::env::temp_dir().join(format!("atelier-{label}-{}", Uuid::new_v4().simple()));
+    let result = bench(scratch.url.clone(), data_dir.clone()).await;
+    std::fs::remove_dir_all(&data_dir).ok();
+    scratch
+        .destroy()
+        .await
+        .context("cannot remove the scratch database")?;
+    result
 }

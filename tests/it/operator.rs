@@ -315,3 +315,36 @@ async fn a_public_url_with_a_trailing_slash_still_settles(url: String) {
         "{result_url}"
     );
 }
+
+/// `atelier bench verify` parks workflows (each with its hold and timeline) and verifies them:
+/// every invariant holds over the seeded rows, the figures come as one JSON line, and with
+/// stderr piped its progress comes as plain lines with counts.
+#[test]
+fn bench_verify_seeds_whole_workflows_and_shows_progress_as_lines() {
+    let dir = scratch_dir();
+    let output = atelier_command(&sqlite_url(&dir))
+        .args(["bench", "verify", "--workflows", "300"])
+        .env("ATELIER_DATA_DIR", dir.join("data"))
+        .output()
+        .expect("run atelier bench verify");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let figures: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(figures["bench"], "verify");
+    assert_eq!(figures["workflows"], 300);
+    assert!(figures["verify_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(
+        stderr.contains("verify: workflows: 300/300 (100%)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bench verify: parking workflows: 300/300"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\r'),
+        "no terminal bar when piped: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -15,9 +15,12 @@ use atelier_entities::hold::HoldState;
 use atelier_entities::ledger_entry::EntryKind;
 use atelier_entities::{credit_package, hold, hold_allocation, ledger_entry};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
+
+use crate::progress::{Progress, Silent};
 
 use super::book::balance_delta;
 
@@ -85,14 +88,27 @@ struct Replayed {
 }
 
 pub async fn verify_ledger<C: ConnectionTrait>(db: &C) -> Result<Vec<Violation>, DbErr> {
+    verify_ledger_with(db, &Silent).await
+}
+
+/// As `verify_ledger`, telling `progress` how many entries it replayed.
+pub async fn verify_ledger_with<C: ConnectionTrait>(
+    db: &C,
+    progress: &dyn Progress,
+) -> Result<Vec<Violation>, DbErr> {
     let mut report = Report::default();
+    progress.phase(
+        "ledger entries",
+        Some(ledger_entry::Entity::find().count(db).await?),
+    );
     let packages: HashMap<Uuid, credit_package::Model> = credit_package::Entity::find()
         .all(db)
         .await?
         .into_iter()
         .map(|p| (p.id, p))
         .collect();
-    let replayed = replay_entries(db, &packages, &mut report).await?;
+    let replayed = replay_entries(db, &packages, &mut report, progress).await?;
+    progress.finish();
     check_packages(&packages, &replayed, &mut report);
     let allocations = hold_allocation::Entity::find().all(db).await?;
     check_allocations(db, &packages, &allocations, &mut report).await?;
@@ -106,6 +122,7 @@ async fn replay_entries<C: ConnectionTrait>(
     db: &C,
     packages: &HashMap<Uuid, credit_package::Model>,
     report: &mut Report,
+    progress: &dyn Progress,
 ) -> Result<Replayed, DbErr> {
     let mut replayed = Replayed::default();
     let mut after_id = 0_i64;
@@ -118,6 +135,7 @@ async fn replay_entries<C: ConnectionTrait>(
             .await?;
         let Some(last) = page.last() else { break };
         after_id = last.id;
+        progress.advance(page.len() as u64);
         for entry in page {
             match packages.get(&entry.package_id) {
                 Some(package) if package.account_id == entry.account_id => {}

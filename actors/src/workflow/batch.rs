@@ -31,6 +31,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
+use super::feed::Feed;
 use super::machine::{self, Event};
 use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
 use super::read;
@@ -50,21 +51,27 @@ pub struct WorkflowStore {
     db: DatabaseConnection,
     clock: Arc<dyn Clock>,
     fault: Option<BatchFault>,
+    /// Told after every batch, so that status streams read what it committed.
+    feed: Arc<Feed>,
 }
 
 impl WorkflowStore {
-    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, fault: Option<BatchFault>) -> Self {
-        Self { db, clock, fault }
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        fault: Option<BatchFault>,
+        feed: Arc<Feed>,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            fault,
+            feed,
+        }
     }
-}
 
-#[async_trait::async_trait]
-impl BatchStore for WorkflowStore {
-    type Command = WriteCommand;
-    type Outcome = WriteOutcome;
-    const NAME: &'static str = "workflow";
-
-    async fn apply(&self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, DbErr> {
+    /// Applies the batch, or, under the fault seam, the commands before the faulty one.
+    async fn apply_faulty(&self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, DbErr> {
         let now = self.clock.now();
         if let Some(fault) = &self.fault
             && let Some(at) = commands.iter().position(|command| fault(command))
@@ -78,6 +85,21 @@ impl BatchStore for WorkflowStore {
             )));
         }
         apply(&self.db, commands, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl BatchStore for WorkflowStore {
+    type Command = WriteCommand;
+    type Outcome = WriteOutcome;
+    const NAME: &'static str = "workflow";
+
+    async fn apply(&self, commands: &[WriteCommand]) -> Result<Vec<WriteOutcome>, DbErr> {
+        let applied = self.apply_faulty(commands).await;
+        // Even a failed batch may have committed a part (the fault seam): the feed reads
+        // what is there, so a signal too many costs a query, never an event.
+        self.feed.committed();
+        applied
     }
 
     /// Two creates under one idempotency key (or two copies of one callback) go to separate

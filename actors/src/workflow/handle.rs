@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::batch::{BatchFault, WorkflowStore};
 use super::command::{NewCallback, NewWorkflow, WriteCommand};
+use super::feed::Feed;
 use super::machine::Event;
 use super::outcome::{
     CallbackStored, CallbacksProcessed, CreateOutcome, Rescheduled, TransitionOutcome,
@@ -24,6 +25,7 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 pub struct Workflows {
     actor: Addr<Batcher<WorkflowStore>>,
     health: Arc<WriterHealth>,
+    feed: Arc<Feed>,
 }
 
 impl Workflows {
@@ -33,8 +35,19 @@ impl Workflows {
         limits: BatchLimits,
         fault: Option<BatchFault>,
     ) -> Self {
-        let (actor, health) = Batcher::start(WorkflowStore::new(db, clock, fault), limits);
-        Self { actor, health }
+        let feed = Feed::start(db.clone());
+        let store = WorkflowStore::new(db, clock, fault, feed.clone());
+        let (actor, health) = Batcher::start(store, limits);
+        Self {
+            actor,
+            health,
+            feed,
+        }
+    }
+
+    /// The committed transitions, for live status streams.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     /// Whether the workflow writer runs and is not stuck.

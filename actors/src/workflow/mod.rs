@@ -7,11 +7,13 @@
 //! - `batch`: applies a batch of commands in one transaction (`WorkflowStore`);
 //! - `handle`: `Workflows`, the batching writer's handle, through which every write goes;
 //! - `read`: every read of the three tables;
+//! - `feed`: committed transitions, read back for live status streams;
 //! - `seed`: bulk loads for the benchmark;
 //! - `inputs`: a generation's inputs as persisted;
 //! - `verify`: the workflow invariants of docs/design.md §4.
 pub mod batch;
 pub mod command;
+pub mod feed;
 pub mod handle;
 pub mod inputs;
 pub mod machine;

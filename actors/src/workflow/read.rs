@@ -3,7 +3,9 @@
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::LikeExpr;
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::sea_query::{LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -13,6 +15,7 @@ use uuid::Uuid;
 use crate::db::page_of;
 
 use super::command::IDEMPOTENCY_SCOPE;
+use super::feed::{FeedEvent, Scope};
 use super::inputs::InputImage;
 use super::machine::LIVE;
 
@@ -411,4 +414,94 @@ pub async fn retried_as<C: ConnectionTrait>(
         .into_tuple()
         .one(db)
         .await
+}
+
+/// The id of the newest timeline entry; 0 when there is none.
+pub async fn newest_event_id<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    let newest = workflow_event::Entity::find()
+        .select_only()
+        .column(workflow_event::Column::Id)
+        .order_by_desc(workflow_event::Column::Id)
+        .limit(1)
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(newest.unwrap_or(0))
+}
+
+/// Up to `limit` timeline entries in `scope` with ids in `(after, upto]` (no upper bound when
+/// `upto` is `None`), in id order, with their workflow's account and provider.
+pub async fn feed_events<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+    after: i64,
+    upto: Option<i64>,
+    limit: u64,
+) -> Result<Vec<FeedEvent>, DbErr> {
+    let mut query = workflow_event::Entity::find()
+        .filter(workflow_event::Column::Id.gt(after))
+        .order_by_asc(workflow_event::Column::Id)
+        .limit(limit);
+    if let Some(upto) = upto {
+        query = query.filter(workflow_event::Column::Id.lte(upto));
+    }
+    query = match scope {
+        Scope::All => query,
+        Scope::Workflow(id) => query.filter(workflow_event::Column::WorkflowId.eq(id)),
+        Scope::Account(account_id) => query.filter(
+            workflow_event::Column::WorkflowId.in_subquery(
+                Query::select()
+                    .column(workflow::Column::Id)
+                    .from(workflow::Entity)
+                    .and_where(workflow::Column::AccountId.eq(account_id))
+                    .take(),
+            ),
+        ),
+    };
+    let events = query.all(db).await?;
+    let owners = owners_of(db, &events).await?;
+    Ok(events
+        .into_iter()
+        .filter_map(|event| {
+            let (account_id, provider) = owners.get(&event.workflow_id)?.clone();
+            Some(FeedEvent {
+                id: event.id,
+                workflow_id: event.workflow_id,
+                account_id,
+                provider,
+                from: event.from_state,
+                to: event.to_state,
+                reason: event.reason,
+                attempt: event.attempt,
+                version: event.version,
+                at: event.at,
+            })
+        })
+        .collect())
+}
+
+/// Each event's workflow's account and provider.
+async fn owners_of<C: ConnectionTrait>(
+    db: &C,
+    events: &[workflow_event::Model],
+) -> Result<HashMap<Uuid, (Uuid, String)>, DbErr> {
+    let ids: HashSet<Uuid> = events.iter().map(|event| event.workflow_id).collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = workflow::Entity::find()
+        .select_only()
+        .columns([
+            workflow::Column::Id,
+            workflow::Column::AccountId,
+            workflow::Column::Provider,
+        ])
+        .filter(workflow::Column::Id.is_in(ids))
+        .into_tuple::<(Uuid, Uuid, String)>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, account_id, provider)| (id, (account_id, provider)))
+        .collect())
 }

@@ -12,12 +12,14 @@ use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use std::collections::HashMap;
 
 use super::machine;
 use crate::ledger::verify::Violation;
+use crate::progress::{Progress, Silent};
 use crate::storage::Storage;
 
 const PAGE: u64 = 5_000;
@@ -28,6 +30,18 @@ pub async fn verify_workflows<C: ConnectionTrait>(
     now: DateTime<Utc>,
     grace: chrono::Duration,
 ) -> Result<Vec<Violation>, DbErr> {
+    verify_workflows_with(db, storage, now, grace, &Silent).await
+}
+
+/// As `verify_workflows`, telling `progress` how many workflows it checked.
+pub async fn verify_workflows_with<C: ConnectionTrait>(
+    db: &C,
+    storage: &Storage,
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+    progress: &dyn Progress,
+) -> Result<Vec<Violation>, DbErr> {
+    progress.phase("workflows", Some(workflow::Entity::find().count(db).await?));
     let mut violations = Vec::new();
     let mut after: Option<uuid::Uuid> = None;
     loop {
@@ -40,6 +54,7 @@ pub async fn verify_workflows<C: ConnectionTrait>(
         let page = query.all(db).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
+        progress.advance(page.len() as u64);
         let holds = crate::ledger::read::holds(db, page.iter().map(|row| row.hold_id)).await?;
         let mut timelines = timelines(db, &page).await?;
         for row in page {
@@ -59,6 +74,7 @@ pub async fn verify_workflows<C: ConnectionTrait>(
             }));
         }
     }
+    progress.finish();
     Ok(violations)
 }
 

@@ -17,7 +17,9 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)));
+    config
+        .service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)))
+        .service(super::resource("/v1/ops/stream").route(web::get().to(super::streams::ops)));
     config.service(super::resource("/v1/ops/generations").route(web::get().to(generations::list)));
     // Before `/v1/ops/generations/{id}`, which would take `bulk` for an id.
     config.service(super::resource("/v1/ops/generations/bulk").route(web::post().to(bulk::start)));

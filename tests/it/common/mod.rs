@@ -17,6 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+pub mod browser;
 pub mod s3_server;
 mod test_app;
 pub use s3_server::S3Server;

@@ -1,0 +1,101 @@
+//! The operators' dashboard at `/ops`: server-rendered pages (maud), htmx vendored and served
+//! from the binary for partial updates, live refresh from the operators' status stream, and
+//! no JavaScript build step. It works offline. Signing in is `session`; every page reads
+//! through the same functions the ops API uses.
+pub mod layout;
+pub mod overview;
+pub mod session;
+pub mod signin;
+
+use actix_web::http::StatusCode;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpRequest, HttpResponse, web};
+use atelier_actors::workflow::feed::Scope;
+
+use crate::api::error::ApiError;
+use crate::state::AppState;
+use session::Signed;
+
+/// The dashboard's routes, under `/ops`, each answer with headers that keep its pages out of
+/// frames and other origins' scripts.
+pub fn routes(config: &mut web::ServiceConfig) {
+    let headers = DefaultHeaders::new()
+        .add((
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; frame-ancestors 'none'; form-action 'self'",
+        ))
+        .add(("x-frame-options", "DENY"))
+        .add(("referrer-policy", "no-referrer"))
+        .add(("x-content-type-options", "nosniff"));
+    config.service(
+        web::scope("/ops")
+            .wrap(headers)
+            .route("", web::get().to(overview::page))
+            .route("/", web::get().to(overview::page))
+            .route("/login", web::get().to(signin::form))
+            .route("/login", web::post().to(signin::sign_in))
+            .route("/logout", web::post().to(signin::sign_out))
+            .route(
+                "/fragments/counts",
+                web::get().to(overview::counts_fragment),
+            )
+            .route("/events", web::get().to(events))
+            .route("/assets/{name}", web::get().to(asset)),
+    );
+}
+
+/// The vendored and our own assets, compiled into the binary.
+async fn asset(path: web::Path<String>) -> HttpResponse {
+    let (body, content_type): (&'static [u8], &str) = match path.as_str() {
+        "htmx.min.js" => (
+            include_bytes!("assets/htmx.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "dashboard.js" => (
+            include_bytes!("assets/dashboard.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "dashboard.css" => (
+            include_bytes!("assets/dashboard.css"),
+            "text/css; charset=utf-8",
+        ),
+        _ => return ApiError::not_found("not_found", "no such asset").into_response(),
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "public, max-age=3600"))
+        .body(body)
+}
+
+/// `GET /ops/events`: the operators' status stream, for a signed-in dashboard.
+async fn events(
+    Signed(session): Signed,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if session.is_err() {
+        return Err(no_session());
+    }
+    crate::api::streams::follow(&state, &request, Scope::All, true).await
+}
+
+/// What a fragment or an action answers without a session.
+pub fn no_session() -> ApiError {
+    ApiError::unauthorized("no_session", "sign in to the dashboard first")
+}
+
+/// What a POST without this session's CSRF token answers; it changes nothing.
+pub fn csrf_refused() -> HttpResponse {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "csrf_token_invalid",
+        "the form's CSRF token is missing or not this session's; reload the page",
+    )
+    .into_response()
+}
+
+impl ApiError {
+    pub fn into_response(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}

@@ -1,0 +1,158 @@
+//! A real headless Chromium (Debian's `chromium`, driven through `chromedriver` over
+//! WebDriver) for the dashboard's tests. The browser never downloads anything: Debian's
+//! binaries are used as they are, with the flags this machine's closed network needs.
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use super::{KillOnDrop, free_port, services_required, wait_for};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A browser session and the chromedriver behind it (killed when dropped).
+pub struct Browser {
+    pub client: Client,
+    _driver: KillOnDrop,
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// A fresh headless Chromium with an empty profile; `None` (with a note) when Debian's
+    /// chromium is not installed and the run does not require it (`.ci/run` installs it).
+    pub async fn start() -> Option<Self> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() || !std::path::Path::new(CHROMIUM).exists()
+        {
+            assert!(
+                !services_required(),
+                "{CHROMEDRIVER} or {CHROMIUM} is missing: apt-get install chromium chromium-driver"
+            );
+            eprintln!("note: skipping a browser test: {CHROMEDRIVER} is not installed");
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = KillOnDrop(driver);
+        let profile =
+            std::env::temp_dir().join(format!("atelier-chromium-{}", uuid::Uuid::new_v4()));
+        let url = format!("http://127.0.0.1:{port}");
+        let client = connect(&url, &profile).await;
+        Some(Self {
+            client,
+            _driver: driver,
+            profile,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("navigate");
+    }
+
+    /// The element `css` selects, waiting for it to appear.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("no element {css}: {error}"))
+    }
+
+    /// The text of the element `css` selects, read in one script: a live page may swap the
+    /// element between a lookup and a read.
+    pub async fn text(&self, css: &str) -> String {
+        self.element(css).await;
+        let text = self
+            .client
+            .execute(
+                "const found = document.querySelector(arguments[0]); \
+                 return found ? found.textContent.trim() : null;",
+                vec![json!(css)],
+            )
+            .await
+            .expect("read the element's text");
+        text.as_str()
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_owned()
+    }
+
+    pub async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("current url")
+            .path()
+            .to_owned()
+    }
+
+    /// Saves the page as `target/screenshots/{name}.png` (for people to look at).
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// The value of the cookie `name`, as the browser holds it.
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let cookies = self.client.get_all_cookies().await.expect("cookies");
+        cookies
+            .into_iter()
+            .find(|cookie| cookie.name() == name)
+            .map(|cookie| cookie.value().to_owned())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A WebDriver session once chromedriver answers.
+async fn connect(url: &str, profile: &std::path::Path) -> Client {
+    let args = [
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--window-size=1280,900".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({"goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    // Both rustls providers are compiled in; fantoccini's client asks for the default one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        unreachable!()
+    };
+    wait_for(
+        "chromedriver to start a session",
+        Duration::from_secs(30),
+        || {
+            let capabilities = capabilities.clone();
+            async move {
+                ClientBuilder::rustls()
+                    .expect("a TLS configuration")
+                    .capabilities(capabilities)
+                    .connect(url)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+        },
+    )
+    .await
+}
