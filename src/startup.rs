@@ -95,6 +95,8 @@ pub struct Application {
 pub struct Seams {
     pub step_hook: Option<StepHook>,
     pub batch_fault: Option<BatchFault>,
+    /// Called after each page of a bulk job; `false` stops the job there.
+    pub bulk_page_hook: Option<crate::ops::bulk::PageHook>,
 }
 
 impl Application {
@@ -169,8 +171,10 @@ impl Application {
             engine,
             workflows,
             webhooks,
+            bulk_hook: seams.bulk_page_hook,
             streams: StreamSlots::new(settings.http.max_streams),
         });
+        crate::ops::bulk::resume(state.clone());
         let server = http_server(&settings, state.clone(), simulator, listener)?;
         Ok(Self {
             port,

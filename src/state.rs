@@ -32,6 +32,8 @@ pub struct AppState {
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
     pub webhooks: Webhooks,
+    /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
+    pub bulk_hook: Option<crate::ops::bulk::PageHook>,
     /// Open status streams, bounded by `http.max_streams`.
     pub streams: crate::api::streams::StreamSlots,
 }

@@ -9,6 +9,7 @@ pub mod hold_allocation;
 pub mod idempotency_key;
 pub mod ledger_entry;
 pub mod ops_audit;
+pub mod ops_bulk_job;
 pub mod upload;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

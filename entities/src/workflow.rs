@@ -86,6 +86,8 @@ pub struct Model {
     pub error_message: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The released generation an operator re-ran as this one (`POST /v1/ops/generations/{id}/retry`).
+    pub retry_of: Option<Uuid>,
 }
 
 impl Model {

@@ -11,6 +11,8 @@ mod m20261201_000010_event_versions;
 mod m20261202_000010_customer_api;
 mod m20261202_000020_completion_webhooks;
 mod m20261203_000001_ops_audit;
+mod m20261203_000010_retry_of;
+mod m20261203_000011_ops_bulk_jobs;
 mod m20261203_000020_account_disable;
 
 pub struct Migrator;
@@ -27,6 +29,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_customer_api::Migration),
             Box::new(m20261202_000020_completion_webhooks::Migration),
             Box::new(m20261203_000001_ops_audit::Migration),
+            Box::new(m20261203_000010_retry_of::Migration),
+            Box::new(m20261203_000011_ops_bulk_jobs::Migration),
             Box::new(m20261203_000020_account_disable::Migration),
         ]
     }

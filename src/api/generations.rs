@@ -5,7 +5,7 @@ use atelier_actors::ledger::read;
 use atelier_actors::storage::Bytes;
 use atelier_actors::workflow::inputs::{InputImage, Inputs, input_key};
 use atelier_actors::workflow::read as workflows;
-use atelier_actors::workflow::{CreateOutcome, NewWorkflow, TransitionOutcome};
+use atelier_actors::workflow::{CreateOutcome, NewWorkflow};
 use atelier_actors::workflow::{Event, FailureCode, WorkflowState};
 use atelier_entities::workflow;
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ use super::openapi::ErrorBody;
 use super::query::{Page, Params};
 use super::uploads;
 use crate::accounts::{hex, random_token};
+use crate::control::{self, Canceled};
 use crate::state::AppState;
 
 const MAX_PROMPT_CHARS: usize = 2_000;
@@ -312,7 +313,7 @@ pub async fn create(
 /// this generation ran before it committed, and this check, run after the commit, sees the row
 /// gone. The generation could not run, so it is released at once (nothing is charged) and the
 /// request is answered as if the upload had been gone all along.
-async fn release_if_an_upload_vanished(
+pub(crate) async fn release_if_an_upload_vanished(
     state: &AppState,
     account_id: Uuid,
     row: &workflow::Model,
@@ -320,22 +321,7 @@ async fn release_if_an_upload_vanished(
     let Ok(inputs) = Inputs::from_json(&row.inputs) else {
         return Ok(());
     };
-    for (field, image) in [
-        ("person_image", inputs.person_image),
-        ("garment_image", inputs.garment_image),
-    ] {
-        let InputImage::Stored(key) = image else {
-            continue;
-        };
-        let Some(id) = uploads::id_of_key(&key) else {
-            continue;
-        };
-        if uploads::find_owned(&state.db, account_id, id)
-            .await?
-            .is_some()
-        {
-            continue;
-        }
+    if let Some((field, id)) = missing_upload(state, account_id, inputs).await? {
         let vanished = Event::Failed {
             code: FailureCode::InputUnavailable,
             message: format!("{field}: upload {id} was deleted while the generation was created"),
@@ -351,6 +337,32 @@ async fn release_if_an_upload_vanished(
         ));
     }
     Ok(())
+}
+
+/// The first of `inputs`' uploads the account no longer has: its field and the upload's id.
+pub(crate) async fn missing_upload(
+    state: &AppState,
+    account_id: Uuid,
+    inputs: Inputs,
+) -> Result<Option<(&'static str, Uuid)>, ApiError> {
+    for (field, image) in [
+        ("person_image", inputs.person_image),
+        ("garment_image", inputs.garment_image),
+    ] {
+        let InputImage::Stored(key) = image else {
+            continue;
+        };
+        let Some(id) = uploads::id_of_key(&key) else {
+            continue;
+        };
+        if uploads::find_owned(&state.db, account_id, id)
+            .await?
+            .is_none()
+        {
+            return Ok(Some((field, id)));
+        }
+    }
+    Ok(None)
 }
 
 /// The provider the request names (or the default) and its cost, once the prompt and the
@@ -447,6 +459,7 @@ async fn store_and_create(
         callback_token: random_token("cb_"),
         deadline_at,
         idempotency: new.idempotency,
+        retry_of: None,
     };
     Ok(state.workflows.create(new).await?)
 }
@@ -458,7 +471,7 @@ fn key_reused() -> ApiError {
     )
 }
 
-fn insufficient_credits(requested: i64, available: i64) -> ApiError {
+pub(crate) fn insufficient_credits(requested: i64, available: i64) -> ApiError {
     ApiError::new(
         actix_web::http::StatusCode::PAYMENT_REQUIRED,
         "insufficient_credits",
@@ -584,27 +597,18 @@ pub async fn cancel(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = owned(&state, account.id, &path).await?.id;
-    let canceled = Event::Failed {
-        code: FailureCode::Canceled,
-        message: "canceled by the client".into(),
-    };
-    let outcome = state.workflows.transition(id, None, canceled, None).await?;
-    if let Some(engine) = &state.engine {
-        // The engine drops what it was doing for this workflow at its next step.
-        engine.do_send(atelier_actors::engine::registry::Wake(id));
-    }
-    match outcome {
-        TransitionOutcome::Applied(row) => {
-            tracing::info!(generation_id = %id, "generation canceled; credits released");
-            cancel_at_provider(&state, &row);
-            Ok(HttpResponse::Ok().json(view(&state, row).await?))
+    match control::cancel(&state, id, "canceled by the client").await? {
+        Canceled::Released(row) | Canceled::AlreadyReleased(row) => {
+            Ok(HttpResponse::Ok().json(view(&state, *row).await?))
         }
-        TransitionOutcome::Stale(row) if row.state == WorkflowState::Settled => Err(
-            ApiError::conflict("already_settled", "the generation already settled"),
-        ),
-        TransitionOutcome::Stale(row) => Ok(HttpResponse::Ok().json(view(&state, row).await?)),
-        TransitionOutcome::NotFound => Err(not_found()),
+        Canceled::Settled => Err(already_settled()),
+        Canceled::NotFound => Err(not_found()),
     }
+}
+
+/// A cancel that came too late.
+pub(crate) fn already_settled() -> ApiError {
+    ApiError::conflict("already_settled", "the generation already settled")
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -641,21 +645,4 @@ pub async fn events(
         })
         .collect();
     Ok(HttpResponse::Ok().json(events))
-}
-
-/// Tells the provider to stop working on a canceled generation's task, in the background: the
-/// credits are already back, so its answer changes nothing but the provider's bill.
-fn cancel_at_provider(state: &AppState, row: &workflow::Model) {
-    let (Some(task_id), Some(provider)) = (
-        row.provider_task_id.clone(),
-        state.providers.get(&row.provider).cloned(),
-    ) else {
-        return;
-    };
-    let id = row.id;
-    actix_web::rt::spawn(async move {
-        if let Err(error) = provider.cancel(&task_id).await {
-            tracing::warn!(generation_id = %id, %error, "could not cancel the task at the provider");
-        }
-    });
 }

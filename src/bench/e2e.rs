@@ -355,6 +355,7 @@ pub(super) async fn park(
             error_message: None,
             created_at: now,
             updated_at: now,
+            retry_of: None,
         });
         seed::insert_parked(&state.db, rows.collect()).await?;
         progress.advance(chunk.len() as u64);

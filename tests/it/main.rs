@@ -21,6 +21,7 @@ mod migrations;
 mod openapi;
 mod operator;
 mod ops_accounts;
+mod ops_generations;
 mod providers;
 mod s3;
 mod streams;

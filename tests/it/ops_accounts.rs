@@ -23,11 +23,11 @@ async fn ops_app(url: &str) -> TestApp {
 }
 
 impl TestApp {
-    async fn ops_post(&self, path: &str, body: &Value) -> reqwest::Response {
+    async fn admin_ops_post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.admin_post(path, body).await
     }
 
-    async fn ops_get(&self, path: &str) -> Value {
+    async fn admin_ops_get(&self, path: &str) -> Value {
         self.get_json(path, ADMIN_TOKEN).await
     }
 
@@ -46,13 +46,13 @@ impl TestApp {
     /// The audit rows of `action`, newest first.
     async fn audit_rows(&self, action: &str) -> Vec<Value> {
         let page = self
-            .ops_get(&format!("/v1/ops/audit?action={action}&limit=200"))
+            .admin_ops_get(&format!("/v1/ops/audit?action={action}&limit=200"))
             .await;
         page["items"].as_array().unwrap().clone()
     }
 
     async fn summary(&self, query: &str) -> Value {
-        self.ops_get(&format!("/v1/ops/summary{query}")).await
+        self.admin_ops_get(&format!("/v1/ops/summary{query}")).await
     }
 }
 
@@ -70,27 +70,27 @@ async fn search_finds_by_name_id_and_prefix(url: String) {
     let (alice, _) = app.named_account("Alice Studio").await;
     let (bob, _) = app.named_account("bob").await;
     let (nameless, _) = app.create_account().await;
-    let found = app.ops_get("/v1/ops/accounts?query=aLiCe").await;
+    let found = app.admin_ops_get("/v1/ops/accounts?query=aLiCe").await;
     assert_eq!(ids(&found), [alice.as_str()]);
     assert_eq!(found["items"][0]["name"], "Alice Studio");
     assert_eq!(found["items"][0]["disabled"], false);
-    let by_id = app.ops_get(&format!("/v1/ops/accounts?query={bob}")).await;
+    let by_id = app.admin_ops_get(&format!("/v1/ops/accounts?query={bob}")).await;
     assert_eq!(ids(&by_id), [bob.as_str()]);
     let prefix = &nameless[..nameless.len() - 3];
     let by_prefix = app
-        .ops_get(&format!("/v1/ops/accounts?query={prefix}"))
+        .admin_ops_get(&format!("/v1/ops/accounts?query={prefix}"))
         .await;
     assert!(ids(&by_prefix).contains(&nameless), "{by_prefix}");
     // A name piece with LIKE's wildcards matches them literally.
-    let literal = app.ops_get("/v1/ops/accounts?query=%25").await;
+    let literal = app.admin_ops_get("/v1/ops/accounts?query=%25").await;
     assert_eq!(ids(&literal), Vec::<String>::new());
 
     // Newest first, a page at a time.
-    let first = app.ops_get("/v1/ops/accounts?limit=2").await;
+    let first = app.admin_ops_get("/v1/ops/accounts?limit=2").await;
     assert_eq!(ids(&first), [nameless.clone(), bob.clone()]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = app
-        .ops_get(&format!("/v1/ops/accounts?limit=2&cursor={cursor}"))
+        .admin_ops_get(&format!("/v1/ops/accounts?limit=2&cursor={cursor}"))
         .await;
     assert_eq!(ids(&second), [alice]);
     assert_eq!(second["next_cursor"], Value::Null);
@@ -125,7 +125,7 @@ async fn an_accounts_page_shows_packages_in_consumption_order(url: String) {
         assert_eq!(app.grant(&id, &body).await.status(), 201);
     }
     let generation = app.create_generation(&key).await;
-    let page = app.ops_get(&format!("/v1/ops/accounts/{id}")).await;
+    let page = app.admin_ops_get(&format!("/v1/ops/accounts/{id}")).await;
     assert_eq!(
         (page["id"].as_str(), page["name"].as_str()),
         (Some(&id[..]), Some("studio"))
@@ -154,7 +154,7 @@ async fn an_accounts_page_shows_packages_in_consumption_order(url: String) {
         .collect();
     assert_eq!(kinds, ["hold", "grant", "grant", "grant"]);
     assert_eq!(page["live_keys"], 1);
-    let listed = app.ops_get(&format!("/v1/ops/accounts?query={id}")).await;
+    let listed = app.admin_ops_get(&format!("/v1/ops/accounts?query={id}")).await;
     assert_eq!(
         (
             listed["items"][0]["available"].as_i64(),
@@ -175,24 +175,24 @@ async fn the_ops_grant_is_the_idempotent_grant_and_audited(url: String) {
     let (id, key) = app.create_account().await;
     let path = format!("/v1/ops/accounts/{id}/grants");
     let body = json!({"credits": 7, "reference": "order-1"});
-    let created = app.ops_post(&path, &body).await;
+    let created = app.admin_ops_post(&path, &body).await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
-    let again = app.ops_post(&path, &body).await;
+    let again = app.admin_ops_post(&path, &body).await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["id"], created["id"]);
     let conflict = app
-        .ops_post(&path, &json!({"credits": 8, "reference": "order-1"}))
+        .admin_ops_post(&path, &json!({"credits": 8, "reference": "order-1"}))
         .await;
     assert_eq!(error_code(conflict, 409).await, "reference_conflict");
     assert_eq!(app.balance(&key).await["available"], 7);
     // Refused input and unknown accounts write nothing, not even an audit row.
     let bad = app
-        .ops_post(&path, &json!({"credits": 0, "reference": "x"}))
+        .admin_ops_post(&path, &json!({"credits": 0, "reference": "x"}))
         .await;
     assert_eq!(error_code(bad, 422).await, "invalid_credits");
     let unknown = app
-        .ops_post(
+        .admin_ops_post(
             "/v1/ops/accounts/0192abcd-0000-7000-8000-000000000001/grants",
             &body,
         )
@@ -247,10 +247,10 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
     let generation = app.create_generation(&key).await;
     let generation = generation["id"].as_str().unwrap().to_owned();
     let disable = format!("/v1/ops/accounts/{id}/disable");
-    let missing = app.ops_post(&disable, &json!({})).await;
+    let missing = app.admin_ops_post(&disable, &json!({})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
     let disabled = app
-        .ops_post(&disable, &json!({"reason": "chargeback"}))
+        .admin_ops_post(&disable, &json!({"reason": "chargeback"}))
         .await;
     assert_eq!(disabled.status(), 200);
     let disabled: Value = disabled.json().await.unwrap();
@@ -261,7 +261,7 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
         ),
         (Some(true), Some("chargeback"))
     );
-    let page = app.ops_get(&format!("/v1/ops/accounts/{id}")).await;
+    let page = app.admin_ops_get(&format!("/v1/ops/accounts/{id}")).await;
     assert_ne!(
         page["recent_generations"][0]["state"], "settled",
         "disabled while live"
@@ -274,7 +274,7 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
             "{method} {path}"
         );
     }
-    let again = app.ops_post(&disable, &json!({"reason": "twice"})).await;
+    let again = app.admin_ops_post(&disable, &json!({"reason": "twice"})).await;
     assert_eq!(error_code(again, 409).await, "already_disabled");
 
     // The engine does not care: the live generation settles.
@@ -283,7 +283,7 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
         "the generation settles",
         Duration::from_secs(20),
         || async {
-            let page = app.ops_get(&path).await;
+            let page = app.admin_ops_get(&path).await;
             match page["recent_generations"][0]["state"].as_str() {
                 Some("settled") => Ok(()),
                 _ => Err(page["recent_generations"].clone()),
@@ -304,13 +304,13 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
     assert_eq!(summary["ledger"]["granted"], 5);
 
     let enabled = app
-        .ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
+        .admin_ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
         .await;
     assert_eq!(enabled.status(), 200);
     assert_eq!(enabled.json::<Value>().await.unwrap()["disabled"], false);
     assert_eq!(app.balance(&key).await["available"], 4);
     let twice = app
-        .ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
+        .admin_ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
         .await;
     assert_eq!(error_code(twice, 409).await, "not_disabled");
     assert_eq!(app.audit_rows("account.disable").await.len(), 1);
@@ -332,9 +332,9 @@ async fn revoking_keys_stops_every_key_and_a_new_one_works(url: String) {
         .unwrap()
         .to_owned();
     let revoke = format!("/v1/ops/accounts/{id}/revoke-keys");
-    let missing = app.ops_post(&revoke, &json!({"reason": "  "})).await;
+    let missing = app.admin_ops_post(&revoke, &json!({"reason": "  "})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
-    let revoked = app.ops_post(&revoke, &json!({"reason": "leaked"})).await;
+    let revoked = app.admin_ops_post(&revoke, &json!({"reason": "leaked"})).await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(revoked.json::<Value>().await.unwrap()["revoked"], 2);
     for key in [&first, &second] {
@@ -342,7 +342,7 @@ async fn revoking_keys_stops_every_key_and_a_new_one_works(url: String) {
         assert_eq!(error_code(response, 401).await, "invalid_credentials");
     }
     let issued = app
-        .ops_post(&format!("/v1/ops/accounts/{id}/api-keys"), &json!({}))
+        .admin_ops_post(&format!("/v1/ops/accounts/{id}/api-keys"), &json!({}))
         .await;
     assert_eq!(issued.status(), 201);
     let issued: Value = issued.json().await.unwrap();
@@ -370,9 +370,9 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
         .unwrap()
         .to_owned();
     let void = format!("/v1/ops/accounts/{id}/grants/{package}/void");
-    let missing = app.ops_post(&void, &json!({})).await;
+    let missing = app.admin_ops_post(&void, &json!({})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
-    let voided = app.ops_post(&void, &json!({"reason": "refunded"})).await;
+    let voided = app.admin_ops_post(&void, &json!({"reason": "refunded"})).await;
     assert_eq!(voided.status(), 200);
     let voided: Value = voided.json().await.unwrap();
     assert_eq!(voided["voided"], 9);
@@ -391,7 +391,7 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
     );
     assert_eq!(app.ledger_kinds(&key).await[0], "void");
     assert_verify_passes(&url, &app.state.settings.data_dir);
-    let again = app.ops_post(&void, &json!({"reason": "twice"})).await;
+    let again = app.admin_ops_post(&void, &json!({"reason": "twice"})).await;
     assert_eq!(error_code(again, 409).await, "already_voided");
 
     // The held credit comes back on cancel, and is voided with its package.
@@ -418,14 +418,14 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
         .unwrap()
         .to_owned();
     let nothing = app
-        .ops_post(
+        .admin_ops_post(
             &format!("/v1/ops/accounts/{other}/grants/{held}/void"),
             &json!({"reason": "x"}),
         )
         .await;
     assert_eq!(error_code(nothing, 409).await, "nothing_to_void");
     let elsewhere = app
-        .ops_post(
+        .admin_ops_post(
             &format!("/v1/ops/accounts/{id}/grants/{held}/void"),
             &json!({"reason": "x"}),
         )
@@ -505,7 +505,7 @@ async fn verify_reports_ok_then_the_row_a_test_broke(url: String) {
     let app = ops_app(&url).await;
     let (_, key) = app.funded_account(4).await;
     app.create_generation(&key).await;
-    let ok = app.ops_post("/v1/ops/verify", &json!({})).await;
+    let ok = app.admin_ops_post("/v1/ops/verify", &json!({})).await;
     assert_eq!(ok.status(), 200);
     let ok: Value = ok.json().await.unwrap();
     assert_eq!(ok["ok"], true, "{ok}");
@@ -520,7 +520,7 @@ async fn verify_reports_ok_then_the_row_a_test_broke(url: String) {
         .await
         .unwrap();
     let broken: Value = app
-        .ops_post("/v1/ops/verify", &json!({}))
+        .admin_ops_post("/v1/ops/verify", &json!({}))
         .await
         .json()
         .await
@@ -603,7 +603,7 @@ async fn clients_and_the_read_only_token_are_kept_out(url: String) {
             );
         }
     }
-    let audit = app.ops_get("/v1/ops/audit").await;
+    let audit = app.admin_ops_get("/v1/ops/audit").await;
     assert_eq!(audit["items"], json!([]), "nothing refused is audited");
     assert_eq!(app.balance(&key).await["available"], 2);
 }

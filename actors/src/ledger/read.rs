@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use atelier_entities::ledger_entry::EntryKind;
-use atelier_entities::{credit_package, hold, ledger_entry};
+use atelier_entities::{credit_package, hold, hold_allocation, ledger_entry};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder,
@@ -122,6 +122,41 @@ pub async fn holds<C: ConnectionTrait>(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
+/// A hold as an operator reads it: the hold, what it took from each package (in consumption
+/// order) and every ledger entry made under it, oldest first.
+#[derive(Debug, Clone)]
+pub struct HoldStory {
+    pub hold: hold::Model,
+    pub allocations: Vec<hold_allocation::Model>,
+    pub entries: Vec<ledger_entry::Model>,
+}
+
+pub async fn hold_story<C: ConnectionTrait>(
+    db: &C,
+    hold_id: Uuid,
+) -> Result<Option<HoldStory>, DbErr> {
+    let Some(hold) = hold::Entity::find_by_id(hold_id).one(db).await? else {
+        return Ok(None);
+    };
+    let allocations = hold_allocation::Entity::find()
+        .filter(hold_allocation::Column::HoldId.eq(hold_id))
+        .order_by_asc(hold_allocation::Column::Position)
+        .all(db)
+        .await?;
+    // Narrowed to the account first: `ledger_entries_by_account` serves it.
+    let entries = ledger_entry::Entity::find()
+        .filter(ledger_entry::Column::AccountId.eq(hold.account_id))
+        .filter(ledger_entry::Column::HoldId.eq(hold_id))
+        .order_by_asc(ledger_entry::Column::Id)
+        .all(db)
+        .await?;
+    Ok(Some(HoldStory {
+        hold,
+        allocations,
+        entries,
+    }))
 }
 
 /// The recorded (available, held) balances of these accounts as of `now`, expiry applied: one

@@ -676,6 +676,7 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
         error_message: None,
         created_at: now,
         updated_at: now,
+        retry_of: new.retry_of,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct NewWorkflow {
     pub deadline_at: DateTime<Utc>,
     /// The client's `Idempotency-Key` and a hash of what it sent with it.
     pub idempotency: Option<(String, String)>,
+    /// The released generation this one re-runs (an operator's retry).
+    pub retry_of: Option<Uuid>,
 }
 
 /// A provider's callback, authenticated, to keep in the inbox until its workflow acts on it.

@@ -340,6 +340,7 @@ mod tests {
             error_message: None,
             created_at: DateTime::<Utc>::MIN_UTC,
             updated_at: DateTime::<Utc>::MIN_UTC,
+            retry_of: None,
         };
         let stored = Event::Stored {
             key: "k".into(),

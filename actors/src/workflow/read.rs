@@ -196,6 +196,226 @@ pub async fn claimed_key<C: ConnectionTrait>(
     Ok(claimed.map(|claimed| (claimed.request_hash, claimed.resource_id)))
 }
 
+/// Which workflows an operator's list or bulk action covers; every field set narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkflowFilter {
+    /// Any of these states (all when empty).
+    pub states: Vec<WorkflowState>,
+    pub provider: Option<String>,
+    pub account_id: Option<Uuid>,
+    pub error_code: Option<String>,
+    /// Created within `[from, to]`.
+    pub created: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Last changed within `[from, to]`.
+    pub updated: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The workflow with this id, or the one whose provider task id this is.
+    pub lookup: Option<String>,
+}
+
+/// The column an operator's list is sorted by (the id breaks ties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    CreatedAt,
+    UpdatedAt,
+}
+
+impl SortBy {
+    fn column(self) -> workflow::Column {
+        match self {
+            SortBy::CreatedAt => workflow::Column::CreatedAt,
+            SortBy::UpdatedAt => workflow::Column::UpdatedAt,
+        }
+    }
+
+    fn of(self, row: &workflow::Model) -> DateTime<Utc> {
+        match self {
+            SortBy::CreatedAt => row.created_at,
+            SortBy::UpdatedAt => row.updated_at,
+        }
+    }
+}
+
+/// Where an operator's page starts: after the row with this sort value and id.
+pub type SortKey = (DateTime<Utc>, Uuid);
+
+fn filtered(filter: &WorkflowFilter) -> sea_orm::Select<workflow::Entity> {
+    use sea_orm::sea_query::Condition;
+    let mut query = workflow::Entity::find();
+    if !filter.states.is_empty() {
+        query = query.filter(workflow::Column::State.is_in(filter.states.clone()));
+    }
+    if let Some(provider) = &filter.provider {
+        query = query.filter(workflow::Column::Provider.eq(provider.as_str()));
+    }
+    if let Some(account_id) = filter.account_id {
+        query = query.filter(workflow::Column::AccountId.eq(account_id));
+    }
+    if let Some(code) = &filter.error_code {
+        query = query.filter(workflow::Column::ErrorCode.eq(code.as_str()));
+    }
+    for (column, range) in [
+        (workflow::Column::CreatedAt, filter.created),
+        (workflow::Column::UpdatedAt, filter.updated),
+    ] {
+        if let Some((from, to)) = range {
+            query = query.filter(column.gte(from)).filter(column.lte(to));
+        }
+    }
+    if let Some(lookup) = &filter.lookup {
+        let mut any = Condition::any().add(workflow::Column::ProviderTaskId.eq(lookup.as_str()));
+        if let Ok(id) = Uuid::parse_str(lookup) {
+            any = any.add(workflow::Column::Id.eq(id));
+        }
+        query = query.filter(any);
+    }
+    query
+}
+
+/// One page of the workflows `filter` matches, sorted by `sort` (then id), descending unless
+/// `ascending`; `after` is the key the previous page ended at.
+pub async fn search<C: ConnectionTrait>(
+    db: &C,
+    filter: &WorkflowFilter,
+    sort: SortBy,
+    ascending: bool,
+    after: Option<SortKey>,
+    limit: u64,
+) -> Result<(Vec<workflow::Model>, Option<SortKey>), DbErr> {
+    use sea_orm::sea_query::Condition;
+    let column = sort.column();
+    let mut query = filtered(filter);
+    if let Some((at, id)) = after {
+        let (beyond_at, beyond_id) = if ascending {
+            (column.gt(at), workflow::Column::Id.gt(id))
+        } else {
+            (column.lt(at), workflow::Column::Id.lt(id))
+        };
+        let tie = Condition::all().add(column.eq(at)).add(beyond_id);
+        query = query.filter(Condition::any().add(beyond_at).add(tie));
+    }
+    query = if ascending {
+        query
+            .order_by_asc(column)
+            .order_by_asc(workflow::Column::Id)
+    } else {
+        query
+            .order_by_desc(column)
+            .order_by_desc(workflow::Column::Id)
+    };
+    let rows = query.limit(limit + 1).all(db).await?;
+    Ok(page_of(rows, limit, |row| (sort.of(row), row.id)))
+}
+
+/// How many workflows `filter` matches, counting no further than `cap`.
+pub async fn count_capped<C: ConnectionTrait>(
+    db: &C,
+    filter: &WorkflowFilter,
+    cap: u64,
+) -> Result<u64, DbErr> {
+    count_at_most(db, filtered(filter), cap).await
+}
+
+/// How many rows `query` yields, counting no further than `cap`: the database stops reading
+/// rows there, so a count over a huge table costs at most `cap` index entries.
+async fn count_at_most<C: ConnectionTrait>(
+    db: &C,
+    query: sea_orm::Select<workflow::Entity>,
+    cap: u64,
+) -> Result<u64, DbErr> {
+    use sea_orm::QueryTrait;
+    use sea_orm::sea_query::{Alias, Expr, Query};
+    let inner = query
+        .select_only()
+        .column(workflow::Column::Id)
+        .limit(cap)
+        .into_query();
+    let statement = Query::select()
+        .expr(Expr::cust("COUNT(*)"))
+        .from_subquery(inner, Alias::new("capped"))
+        .to_owned();
+    let statement = db.get_database_backend().build(&statement);
+    let count: i64 = match db.query_one_raw(statement).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
+/// What a bulk action covers: the workflows `filter` matches that were created at or before
+/// `cutoff` and are live (`None`: a filter naming only terminal states covers nothing).
+fn bulk_targets(
+    filter: &WorkflowFilter,
+    cutoff: DateTime<Utc>,
+) -> Option<sea_orm::Select<workflow::Entity>> {
+    let mut live = filter.clone();
+    live.states = if filter.states.is_empty() {
+        LIVE.to_vec()
+    } else {
+        filter
+            .states
+            .iter()
+            .copied()
+            .filter(|state| LIVE.contains(state))
+            .collect()
+    };
+    if live.states.is_empty() {
+        return None;
+    }
+    Some(filtered(&live).filter(workflow::Column::CreatedAt.lte(cutoff)))
+}
+
+/// How many workflows a bulk action over `filter` started at `cutoff` covers, up to `cap`.
+pub async fn count_bulk_targets<C: ConnectionTrait>(
+    db: &C,
+    filter: &WorkflowFilter,
+    cutoff: DateTime<Utc>,
+    cap: u64,
+) -> Result<u64, DbErr> {
+    match bulk_targets(filter, cutoff) {
+        Some(query) => count_at_most(db, query, cap).await,
+        None => Ok(0),
+    }
+}
+
+/// The next `limit` ids of a bulk action's targets, ascending, after `after`.
+pub async fn bulk_targets_after<C: ConnectionTrait>(
+    db: &C,
+    filter: &WorkflowFilter,
+    cutoff: DateTime<Utc>,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Uuid>, DbErr> {
+    let Some(mut query) = bulk_targets(filter, cutoff) else {
+        return Ok(Vec::new());
+    };
+    if let Some(after) = after {
+        query = query.filter(workflow::Column::Id.gt(after));
+    }
+    query
+        .select_only()
+        .column(workflow::Column::Id)
+        .order_by_asc(workflow::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// The newest workflow an operator re-ran `workflow_id` as.
+pub async fn retried_as<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Option<Uuid>, DbErr> {
+    workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::Id)
+        .filter(workflow::Column::RetryOf.eq(workflow_id))
+        .order_by_desc(workflow::Column::Id)
+        .into_tuple()
+        .one(db)
+        .await
+}
+
 /// The id of the newest timeline entry; 0 when there is none.
 pub async fn newest_event_id<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
     let newest = workflow_event::Entity::find()

@@ -6,6 +6,11 @@
 pub mod accounts;
 pub mod audit;
 pub mod bounded;
+pub mod bulk;
+pub mod generation_actions;
+pub mod generation_detail;
+pub mod generation_filter;
+pub mod generations;
 pub mod summary;
 pub mod verify;
 
@@ -22,6 +27,33 @@ pub fn routes(routes: &mut Routes) {
     // test lists them until they are).
     routes
         .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
+        .service(
+            resource("/v1/ops/generations")
+                .undocumented(Method::GET, web::get().to(generations::list)),
+        )
+        // Before `/v1/ops/generations/{id}`, which would take `bulk` for an id.
+        .service(
+            resource("/v1/ops/generations/bulk")
+                .undocumented(Method::POST, web::post().to(bulk::start)),
+        )
+        .service(
+            resource("/v1/ops/generations/{id}")
+                .undocumented(Method::GET, web::get().to(generation_detail::get)),
+        )
+        .service(
+            resource("/v1/ops/generations/{id}/cancel")
+                .undocumented(Method::POST, web::post().to(generation_actions::cancel)),
+        )
+        .service(
+            resource("/v1/ops/generations/{id}/wake")
+                .undocumented(Method::POST, web::post().to(generation_actions::wake)),
+        )
+        .service(
+            resource("/v1/ops/generations/{id}/retry")
+                .undocumented(Method::POST, web::post().to(generation_actions::retry)),
+        )
+        .service(resource("/v1/ops/bulk").undocumented(Method::GET, web::get().to(bulk::list)))
+        .service(resource("/v1/ops/bulk/{id}").undocumented(Method::GET, web::get().to(bulk::get)))
         .service(
             resource("/v1/ops/stream")
                 .undocumented(Method::GET, web::get().to(crate::api::streams::ops)),

@@ -70,6 +70,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// With these seams, whole.
+    pub fn seams(mut self, seams: Seams) -> Self {
+        self.seams = seams;
+        self
+    }
+
     /// With the workflow writer failing the commands `fault` picks.
     pub fn fault(mut self, fault: BatchFault) -> Self {
         self.seams.batch_fault = Some(fault);
