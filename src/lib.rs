@@ -6,6 +6,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod ops;
 pub mod scratch;
 pub mod signing;

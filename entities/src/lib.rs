@@ -9,6 +9,7 @@ pub mod hold_allocation;
 pub mod idempotency_key;
 pub mod ledger_entry;
 pub mod ops_audit;
+pub mod provider_pause;
 pub mod upload;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

@@ -11,6 +11,7 @@ mod m20261201_000010_event_versions;
 mod m20261202_000010_customer_api;
 mod m20261202_000020_completion_webhooks;
 mod m20261203_000001_ops_audit;
+mod m20261203_000030_provider_pauses;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_customer_api::Migration),
             Box::new(m20261202_000020_completion_webhooks::Migration),
             Box::new(m20261203_000001_ops_audit::Migration),
+            Box::new(m20261203_000030_provider_pauses::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod images;
 pub mod json;
 pub mod ledger;
+pub mod metrics;
 pub mod multipart;
 pub mod ops;
 pub mod query;
@@ -30,6 +31,7 @@ pub fn routes(config: &mut web::ServiceConfig, http: &HttpSettings) {
     config
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(metrics::scrape)))
         .service(resource("/v1/accounts").route(web::post().to(accounts::create)))
         .service(
             resource("/v1/accounts/{account_id}/grants").route(web::post().to(accounts::grant)),

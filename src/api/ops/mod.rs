@@ -4,6 +4,7 @@
 //!
 //! One file per thing operated on; `routes` registers them all.
 pub mod audit;
+pub mod providers;
 
 use actix_web::{HttpRequest, web};
 
@@ -12,7 +13,17 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)));
+    config
+        .service(super::resource("/v1/ops/audit").route(web::get().to(audit::list)))
+        .service(super::resource("/v1/ops/providers").route(web::get().to(providers::list)))
+        .service(
+            super::resource("/v1/ops/providers/{name}/pause")
+                .route(web::post().to(providers::pause)),
+        )
+        .service(
+            super::resource("/v1/ops/providers/{name}/resume")
+                .route(web::post().to(providers::resume)),
+        );
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a
