@@ -206,8 +206,32 @@ async fn a_pause_with_nowhere_to_go_waits_until_the_resume(url: String) {
         },
     )
     .await;
-    let generation = app.get_json(&format!("/v1/generations/{id}"), &key).await;
-    assert_eq!(generation["state"], "reserved");
+    // Looked at again and again, the wait is said once and uses no attempts.
+    let first = crate::providers::row(&app, &id).await;
+    let mut seen = first.updated_at;
+    for _ in 0..2 {
+        seen = common::wait_for("another look", Duration::from_secs(5), || async {
+            let row = crate::providers::row(&app, &id).await;
+            if row.updated_at > seen {
+                Ok(row.updated_at)
+            } else {
+                Err(row.updated_at)
+            }
+        })
+        .await;
+    }
+    let row = crate::providers::row(&app, &id).await;
+    assert_eq!(row.attempt, first.attempt);
+    assert_eq!(
+        row.state,
+        atelier_entities::workflow::WorkflowState::Reserved
+    );
+    let waits = reasons(&app, &key, &id)
+        .await
+        .into_iter()
+        .filter(|reason| reason == waiting)
+        .count();
+    assert_eq!(waits, 1);
     let resumed = resume(&app, "simulator").await;
     assert_eq!(resumed["paused"], Value::Null);
     let settled = app.wait_terminal(&key, &id, Duration::from_secs(20)).await;

@@ -513,6 +513,16 @@ async fn paused(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
     let wait = deps.config.retry_delay(row.attempt).min(PAUSE_RECHECK);
     let next = (now + chrono_duration(wait)).min(submit_by);
     let why = format!("{why}; waiting for a resume or another provider");
+    let last = read::last_event(&deps.db, row.id).await?;
+    if last.is_some_and(|event| event.reason == why) {
+        // Already waiting, and said so: look again later without another timeline entry or
+        // attempt, so that the wait neither floods the timeline nor uses up the attempts
+        // the provider gets once resumed.
+        deps.workflows
+            .reschedule(row.id, row.version, row.attempt, next)
+            .await?;
+        return Ok(Step::Wait);
+    }
     apply(deps, row, Event::Deferred { why }, Some(next)).await
 }
 

@@ -64,6 +64,18 @@ pub async fn events<C: ConnectionTrait>(
         .await
 }
 
+/// The workflow's latest timeline entry.
+pub async fn last_event<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Option<workflow_event::Model>, DbErr> {
+    workflow_event::Entity::find()
+        .filter(workflow_event::Column::WorkflowId.eq(workflow_id))
+        .order_by_desc(workflow_event::Column::Id)
+        .one(db)
+        .await
+}
+
 /// A workflow, whoever owns it.
 pub async fn find<C: ConnectionTrait>(
     db: &C,
