@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use atelier_entities::workflow::WorkflowState;
 
-use crate::ledger::{GrantOutcome, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome};
-
 /// Counter: committed transitions, by `from`, `to`, `provider` and `error_code` (`none` but
 /// for releases). A creation counts as `from="none"`, `to="reserved"`.
 pub const TRANSITIONS: &str = "atelier_transitions_total";
@@ -95,35 +93,10 @@ pub fn transition(
     .increment(1);
 }
 
-/// Counts the credits the committed `outcomes` moved.
-pub fn ledger(outcomes: &[Outcome]) {
-    let (mut granted, mut held, mut consumed, mut released, mut expired) = (0, 0, 0, 0, 0);
-    for outcome in outcomes {
-        match outcome {
-            Outcome::Grant(GrantOutcome::Created(package)) => granted += package.credits,
-            Outcome::Hold(HoldOutcome::Held(hold)) => held += hold.row.amount,
-            Outcome::Settle(SettleOutcome::Settled {
-                consumed: charged,
-                returned,
-            }) => {
-                consumed += charged;
-                released += returned;
-            }
-            Outcome::Release(ReleaseOutcome::Released { returned }) => released += returned,
-            Outcome::Expire(expire) => expired += expire.expired,
-            _ => {}
-        }
-    }
-    for (movement, credits) in [
-        ("granted", granted),
-        ("held", held),
-        ("consumed", consumed),
-        ("released", released),
-        ("expired", expired),
-    ] {
-        if credits > 0 {
-            metrics::counter!(LEDGER_CREDITS, "movement" => movement).increment(credits as u64);
-        }
+/// Counts `credits` moved by a committed ledger write (`movement`: one of the labels above).
+pub fn ledger_credits(movement: &'static str, credits: i64) {
+    if credits > 0 {
+        metrics::counter!(LEDGER_CREDITS, "movement" => movement).increment(credits as u64);
     }
 }
 

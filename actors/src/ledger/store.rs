@@ -71,7 +71,7 @@ impl LedgerStore {
             "ledger batch committed"
         );
         // Counted only once committed: a rolled-back batch moved nothing.
-        crate::metrics::ledger(&outcomes);
+        super::outcome::count_committed(&outcomes);
         Ok(outcomes)
     }
 }

@@ -52,7 +52,7 @@ impl Committed {
                 moved.error_code.as_deref(),
             );
         }
-        metrics::ledger(&self.ledger);
+        crate::ledger::outcome::count_committed(&self.ledger);
         if self.settled.is_empty() || !metrics::enabled() {
             return;
         }
