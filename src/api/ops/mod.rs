@@ -13,6 +13,7 @@ pub mod generation_filter;
 pub mod generations;
 pub mod summary;
 pub mod verify;
+pub mod providers;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
@@ -27,6 +28,18 @@ pub fn routes(routes: &mut Routes) {
     // test lists them until they are).
     routes
         .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
+        .service(
+            resource("/v1/ops/providers")
+                .undocumented(Method::GET, web::get().to(providers::list)),
+        )
+        .service(
+            resource("/v1/ops/providers/{name}/pause")
+                .undocumented(Method::POST, web::post().to(providers::pause)),
+        )
+        .service(
+            resource("/v1/ops/providers/{name}/resume")
+                .undocumented(Method::POST, web::post().to(providers::resume)),
+        )
         .service(
             resource("/v1/ops/generations")
                 .undocumented(Method::GET, web::get().to(generations::list)),
