@@ -41,6 +41,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/fragments/counts",
                 web::get().to(overview::counts_fragment),
             )
+            .route("/generations", web::get().to(generations::list))
+            .route("/generations/{id}", web::get().to(generations::detail))
+            .route(
+                "/generations/{id}/cancel",
+                web::post().to(generations::cancel),
+            )
             .route("/events", web::get().to(events))
             .route("/assets/{name}", web::get().to(asset)),
     );

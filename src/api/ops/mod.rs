@@ -11,9 +11,9 @@ pub mod generation_actions;
 pub mod generation_detail;
 pub mod generation_filter;
 pub mod generations;
+pub mod providers;
 pub mod summary;
 pub mod verify;
-pub mod providers;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, web};
@@ -29,8 +29,7 @@ pub fn routes(routes: &mut Routes) {
     routes
         .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
         .service(
-            resource("/v1/ops/providers")
-                .undocumented(Method::GET, web::get().to(providers::list)),
+            resource("/v1/ops/providers").undocumented(Method::GET, web::get().to(providers::list)),
         )
         .service(
             resource("/v1/ops/providers/{name}/pause")
