@@ -130,6 +130,24 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
     assert_eq!(browser.path().await, format!("/ops/generations/{id}"));
     browser.element("#objects").await;
     browser.screenshot("generation").await;
+    // The same cancel without the page's CSRF token is refused and changes nothing.
+    let cookie = browser
+        .cookie("atelier_ops")
+        .await
+        .expect("a session cookie");
+    let forged = app
+        .client
+        .post(app.url(&format!("/ops/generations/{id}/cancel")))
+        .header("cookie", format!("atelier_ops={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::common::error_code(forged, 403).await,
+        "csrf_token_invalid"
+    );
+    let still = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+    assert_eq!(still["state"], "awaiting_callback");
     browser.element("#cancel").await.click().await.unwrap();
     // The confirmation dialog, then the page follows the state without a reload.
     browser.client.accept_alert().await.unwrap();

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod command;
 mod committed;
 pub mod feed;
+pub mod feed_event;
 pub mod handle;
 pub mod inputs;
 pub mod machine;
