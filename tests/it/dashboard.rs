@@ -39,6 +39,26 @@ async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
     assert_eq!(browser.path().await, "/ops");
 }
 
+/// A POST with the browser's session cookie but without the page's CSRF token: refused.
+async fn assert_csrf_refused(browser: &Browser, app: &TestApp, path: &str, form: &[(&str, &str)]) {
+    let cookie = browser
+        .cookie("atelier_ops")
+        .await
+        .expect("a session cookie");
+    let forged = app
+        .client
+        .post(app.url(path))
+        .header("cookie", format!("atelier_ops={cookie}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::common::error_code(forged, 403).await,
+        "csrf_token_invalid"
+    );
+}
+
 async fn settled_card(browser: &Browser) -> u64 {
     let text = browser.text("#counts [data-state=settled] .n").await;
     text.trim().parse().unwrap()
@@ -74,22 +94,7 @@ async fn the_dashboard_signs_in_counts_live_and_signs_out(url: String) {
     })
     .await;
     // The session cookie without the page's CSRF token changes nothing.
-    let cookie = browser
-        .cookie("atelier_ops")
-        .await
-        .expect("a session cookie");
-    let forged = app
-        .client
-        .post(app.url("/ops/logout"))
-        .header("cookie", format!("atelier_ops={cookie}"))
-        .form(&[("csrf", "not-the-token")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        crate::common::error_code(forged, 403).await,
-        "csrf_token_invalid"
-    );
+    assert_csrf_refused(&browser, &app, "/ops/logout", &[("csrf", "not-the-token")]).await;
     browser.element("#sign-out").await.click().await.unwrap();
     browser.element("#sign-in").await;
     browser.screenshot("signin").await;
@@ -131,21 +136,8 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
     browser.element("#objects").await;
     browser.screenshot("generation").await;
     // The same cancel without the page's CSRF token is refused and changes nothing.
-    let cookie = browser
-        .cookie("atelier_ops")
-        .await
-        .expect("a session cookie");
-    let forged = app
-        .client
-        .post(app.url(&format!("/ops/generations/{id}/cancel")))
-        .header("cookie", format!("atelier_ops={cookie}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        crate::common::error_code(forged, 403).await,
-        "csrf_token_invalid"
-    );
+    let cancel = format!("/ops/generations/{id}/cancel");
+    assert_csrf_refused(&browser, &app, &cancel, &[]).await;
     let still = app.get_json(&format!("/v1/generations/{id}"), &key).await;
     assert_eq!(still["state"], "awaiting_callback");
     browser.element("#cancel").await.click().await.unwrap();
