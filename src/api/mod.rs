@@ -59,15 +59,14 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
                 .route(generations::__path_list, generations::list),
         )
         // Before `/v1/generations/{id}`, which would take `stream` for an id.
-        .service(resource("/v1/generations/stream").undocumented(
-            actix_web::http::Method::GET,
-            web::get().to(streams::account),
-        ))
+        .service(
+            resource("/v1/generations/stream").route(streams::__path_account, streams::account),
+        )
         .service(resource("/v1/generations/{id}").route(generations::__path_get, generations::get))
-        .service(resource("/v1/generations/{id}/stream").undocumented(
-            actix_web::http::Method::GET,
-            web::get().to(streams::generation),
-        ))
+        .service(
+            resource("/v1/generations/{id}/stream")
+                .route(streams::__path_generation, streams::generation),
+        )
         .service(
             resource("/v1/generations/{id}/cancel")
                 .route(generations::__path_cancel, generations::cancel),
