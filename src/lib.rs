@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dashboard;
+pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod scratch;

@@ -4,7 +4,7 @@
 //! provider adapters behind their actors, the workflow writer, the engine (unless
 //! `workflow.run_engine` is off) with the completion webhooks' sender, and the HTTP server. Tests build the same thing on port 0,
 //! with `Seams`.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::providers::evolink::EvoLinkProvider;
 use atelier_actors::providers::fal::FalProvider;
 use atelier_actors::providers::fashn::FashnProvider;
+use atelier_actors::providers::pauses::Pauses;
 use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
@@ -116,6 +117,8 @@ impl Application {
         seams: Seams,
     ) -> anyhow::Result<Self> {
         let step_hook = seams.step_hook;
+        // Once per process, before anything records.
+        crate::metrics::handle();
         let db = open_database_with(&settings.database_url, settings.db_timeouts()).await?;
         let batch_deadline = Duration::from_millis(settings.database.batch_deadline_ms);
         let ledger = start_ledger(settings, &db, &clock, batch_deadline);
@@ -134,7 +137,14 @@ impl Application {
         let links = links(&settings, &storage, &signer, &public_url, &clock);
         let simulator = simulator(&mut settings, &public_url);
         let http_client = outbound_client(&settings)?;
-        let providers = providers(&settings, &public_url, &http_client)?;
+        let provider_handles = providers(&settings, &public_url, &http_client)?;
+        let providers: Providers = provider_handles
+            .iter()
+            .map(|(name, handle)| (name.clone(), Arc::new(handle.clone()) as Arc<dyn Provider>))
+            .collect();
+        let pauses = Pauses::load(&db)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot read the provider pauses: {error}"))?;
         let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = Workflows::start_with(
             db.clone(),
@@ -154,6 +164,7 @@ impl Application {
                 providers: &providers,
                 clock: &clock,
                 public_url: &public_url,
+                pauses: &pauses,
             };
             start_engine(&settings, parts, fetch_clients, step_hook)
         });
@@ -168,6 +179,8 @@ impl Application {
             signer,
             settings: Arc::new(settings.clone()),
             providers,
+            provider_handles,
+            pauses,
             engine,
             workflows,
             webhooks,
@@ -423,8 +436,8 @@ fn providers(
     settings: &Settings,
     public_url: &str,
     http: &reqwest::Client,
-) -> anyhow::Result<Providers> {
-    let mut providers = Providers::new();
+) -> anyhow::Result<BTreeMap<String, ProviderHandle>> {
+    let mut providers = BTreeMap::new();
     for (name, config) in settings.providers.iter() {
         // An adapter refuses the settings it cannot work with: a configuration error.
         let adapter =
@@ -438,10 +451,8 @@ fn providers(
             ),
             call_timeout: Duration::from_secs(settings.outbound.request_timeout_secs),
         };
-        providers.insert(
-            name.clone(),
-            Arc::new(ProviderHandle::start(adapter, limits)),
-        );
+        let handle = ProviderHandle::start_as(name.clone(), adapter, limits);
+        providers.insert(name.clone(), handle);
     }
     Ok(providers)
 }
@@ -490,6 +501,7 @@ struct EngineParts<'a> {
     providers: &'a Providers,
     clock: &'a Arc<dyn Clock>,
     public_url: &'a str,
+    pauses: &'a Pauses,
 }
 
 /// Starts the engine on its own thread with `[workflow]` as it is and the settings it needs
@@ -500,6 +512,8 @@ fn start_engine(
     fetch: FetchClients,
     step_hook: Option<StepHook>,
 ) -> actix::Addr<Engine> {
+    // The engine's copy follows pauses made through any process of the deployment.
+    parts.pauses.spawn_refresh(parts.db.clone());
     Engine::start_on_own_thread(Deps {
         db: parts.db.clone(),
         workflows: parts.workflows.clone(),
@@ -514,6 +528,7 @@ fn start_engine(
         image_limits: settings.images.limits(),
         chain: settings.providers.chain.clone(),
         prices: prices(settings),
+        pauses: parts.pauses.clone(),
         step_hook,
         draining: Arc::default(),
     })

@@ -1,4 +1,5 @@
 //! What every request handler can reach.
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -7,6 +8,8 @@ use atelier_actors::engine::registry::Engine;
 use atelier_actors::ledger::Ledger;
 use atelier_actors::outbound::Fetcher;
 use atelier_actors::providers::Providers;
+use atelier_actors::providers::actor::ProviderHandle;
+use atelier_actors::providers::pauses::Pauses;
 use atelier_actors::storage::{Links, Storage, StorageError};
 
 use atelier_actors::webhooks_out::sender::SenderHandle;
@@ -28,6 +31,10 @@ pub struct AppState {
     pub signer: UrlSigner,
     pub settings: Arc<Settings>,
     pub providers: Providers,
+    /// The same providers' actors, for their health (`GET /v1/ops/providers`).
+    pub provider_handles: BTreeMap<String, ProviderHandle>,
+    /// The providers an operator paused, as this process knows them (shared with the engine).
+    pub pauses: Pauses,
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,

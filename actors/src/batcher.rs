@@ -263,7 +263,11 @@ async fn attempt<S: BatchStore>(
     deadline: Duration,
 ) -> Result<Vec<S::Outcome>, BatchError> {
     let work = AssertUnwindSafe(store.apply(commands)).catch_unwind();
-    match tokio::time::timeout(deadline, work).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(deadline, work).await;
+    let committed = matches!(outcome, Ok(Ok(Ok(_))));
+    crate::metrics::batch(S::NAME, commands.len(), started.elapsed(), committed);
+    match outcome {
         Err(_) => Err(BatchError::TimedOut(deadline)),
         Ok(Err(panic)) => {
             let message = panic_message(panic.as_ref());

@@ -9,6 +9,7 @@ pub mod db;
 pub mod engine;
 pub mod images;
 pub mod ledger;
+pub mod metrics;
 pub mod net;
 pub mod outbound;
 pub mod progress;

@@ -10,6 +10,7 @@ pub mod idempotency_key;
 pub mod ledger_entry;
 pub mod ops_audit;
 pub mod ops_bulk_job;
+pub mod provider_pause;
 pub mod upload;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

@@ -14,6 +14,7 @@ mod m20261203_000001_ops_audit;
 mod m20261203_000010_retry_of;
 mod m20261203_000011_ops_bulk_jobs;
 mod m20261203_000020_account_disable;
+mod m20261203_000030_provider_pauses;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_retry_of::Migration),
             Box::new(m20261203_000011_ops_bulk_jobs::Migration),
             Box::new(m20261203_000020_account_disable::Migration),
+            Box::new(m20261203_000030_provider_pauses::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@ pub mod health;
 pub mod images;
 pub mod json;
 pub mod ledger;
+pub mod metrics;
 pub mod multipart;
 pub mod openapi;
 pub mod ops;
@@ -34,6 +35,7 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
     routes
         .service(resource("/healthz").route(health::__path_healthz, health::healthz))
         .service(resource("/readyz").route(health::__path_readyz, health::readyz))
+        .service(resource("/metrics").route(metrics::__path_scrape, metrics::scrape))
         .service(resource("/openapi.json").route(openapi::__path_document, openapi::document))
         .service(resource("/v1/accounts").route(accounts::__path_create, accounts::create))
         .service(

@@ -7,7 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::session::Session;
 
 /// The dashboard's pages, in the order the navigation shows them.
-pub const PAGES: [(&str, &str); 1] = [("/ops", "Overview")];
+pub const PAGES: [(&str, &str); 2] = [("/ops", "Overview"), ("/ops/generations", "Generations")];
 
 /// A whole page for a signed-in operator; `current` is its path in `PAGES`.
 pub fn page(session: &Session, current: &str, title: &str, body: Markup) -> HttpResponse {

@@ -2,8 +2,10 @@
 //! from the binary for partial updates, live refresh from the operators' status stream, and
 //! no JavaScript build step. It works offline. Signing in is `session`; every page reads
 //! through the same functions the ops API uses.
+pub mod generations;
 pub mod layout;
 pub mod overview;
+pub mod render;
 pub mod session;
 pub mod signin;
 
@@ -77,6 +79,32 @@ async fn events(
         return Err(no_session());
     }
     crate::api::streams::follow(&state, &request, Scope::All, true).await
+}
+
+/// The session of a request that acts: signed in with the admin token, carrying the
+/// session's CSRF token in `X-CSRF-Token` (htmx sends it on every request). Otherwise the
+/// answer to send instead; nothing is done.
+pub fn acting(
+    session: Result<session::Session, session::NoSession>,
+    request: &HttpRequest,
+) -> Result<session::Session, HttpResponse> {
+    let session = session.map_err(|_| no_session().into_response())?;
+    let token = request
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if !session.csrf_matches(token) {
+        return Err(csrf_refused());
+    }
+    if !session.may_act {
+        return Err(ApiError::forbidden_with(
+            "read_only",
+            "the read-only operator token may not change anything",
+        )
+        .into_response());
+    }
+    Ok(session)
 }
 
 /// What a fragment or an action answers without a session.

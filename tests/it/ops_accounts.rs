@@ -74,7 +74,9 @@ async fn search_finds_by_name_id_and_prefix(url: String) {
     assert_eq!(ids(&found), [alice.as_str()]);
     assert_eq!(found["items"][0]["name"], "Alice Studio");
     assert_eq!(found["items"][0]["disabled"], false);
-    let by_id = app.admin_ops_get(&format!("/v1/ops/accounts?query={bob}")).await;
+    let by_id = app
+        .admin_ops_get(&format!("/v1/ops/accounts?query={bob}"))
+        .await;
     assert_eq!(ids(&by_id), [bob.as_str()]);
     let prefix = &nameless[..nameless.len() - 3];
     let by_prefix = app
@@ -154,7 +156,9 @@ async fn an_accounts_page_shows_packages_in_consumption_order(url: String) {
         .collect();
     assert_eq!(kinds, ["hold", "grant", "grant", "grant"]);
     assert_eq!(page["live_keys"], 1);
-    let listed = app.admin_ops_get(&format!("/v1/ops/accounts?query={id}")).await;
+    let listed = app
+        .admin_ops_get(&format!("/v1/ops/accounts?query={id}"))
+        .await;
     assert_eq!(
         (
             listed["items"][0]["available"].as_i64(),
@@ -274,7 +278,9 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
             "{method} {path}"
         );
     }
-    let again = app.admin_ops_post(&disable, &json!({"reason": "twice"})).await;
+    let again = app
+        .admin_ops_post(&disable, &json!({"reason": "twice"}))
+        .await;
     assert_eq!(error_code(again, 409).await, "already_disabled");
 
     // The engine does not care: the live generation settles.
@@ -334,7 +340,9 @@ async fn revoking_keys_stops_every_key_and_a_new_one_works(url: String) {
     let revoke = format!("/v1/ops/accounts/{id}/revoke-keys");
     let missing = app.admin_ops_post(&revoke, &json!({"reason": "  "})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
-    let revoked = app.admin_ops_post(&revoke, &json!({"reason": "leaked"})).await;
+    let revoked = app
+        .admin_ops_post(&revoke, &json!({"reason": "leaked"}))
+        .await;
     assert_eq!(revoked.status(), 200);
     assert_eq!(revoked.json::<Value>().await.unwrap()["revoked"], 2);
     for key in [&first, &second] {
@@ -372,7 +380,9 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
     let void = format!("/v1/ops/accounts/{id}/grants/{package}/void");
     let missing = app.admin_ops_post(&void, &json!({})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
-    let voided = app.admin_ops_post(&void, &json!({"reason": "refunded"})).await;
+    let voided = app
+        .admin_ops_post(&void, &json!({"reason": "refunded"}))
+        .await;
     assert_eq!(voided.status(), 200);
     let voided: Value = voided.json().await.unwrap();
     assert_eq!(voided["voided"], 9);

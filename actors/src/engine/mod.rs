@@ -53,6 +53,8 @@ pub struct Deps {
     /// What each provider costs, in credits: a failover only moves to providers the hold
     /// covers, and charges the new provider's price.
     pub prices: HashMap<String, i64>,
+    /// Providers an operator paused: they take no new work.
+    pub pauses: crate::providers::pauses::Pauses,
     pub step_hook: Option<StepHook>,
     /// Set when the process stops: each actor finishes the step it is in and takes no other.
     pub draining: Arc<std::sync::atomic::AtomicBool>,

@@ -119,7 +119,10 @@ async fn bounded_step(
             WorkflowState::Settled | WorkflowState::Released => Ok(Step::Wait),
         }
     };
-    match tokio::time::timeout(limit, step).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(limit, step).await;
+    crate::metrics::step(row.state, started.elapsed());
+    match outcome {
         Ok(step) => step,
         Err(_) if limit < deps.config.step_timeout() => {
             tracing::warn!(generation_id = %row.id, state = row.state.as_str(), "step cut short at the workflow's deadline");
@@ -320,6 +323,9 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
         )
         .await;
     };
+    if deps.pauses.is_paused(&row.provider) {
+        return paused(deps, row, now).await;
+    }
     let Ok(inputs) = Inputs::from_json(&row.inputs) else {
         return fail(
             deps,
@@ -484,8 +490,44 @@ async fn submit_failed(
     }
 }
 
+/// Longest a workflow waiting for a paused provider goes without looking again: a resume
+/// takes effect within it.
+const PAUSE_RECHECK: Duration = Duration::from_secs(5);
+
+/// `reserved` on a provider an operator paused: on to the next provider of the chain that
+/// can take the task, else wait for a resume (or a provider to fail over to) until the
+/// submit deadline. Either way the timeline says why; the operator's own reason stays in
+/// the audit log, out of the client's timeline.
+async fn paused(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
+    let why = format!("{} paused by an operator", row.provider);
+    if let Some((to, price)) = failover_target(deps, row) {
+        tracing::info!(generation_id = %row.id, from = %row.provider, %to, "provider paused: failing over");
+        let event = Event::FailedOver {
+            to,
+            charge: price,
+            why,
+        };
+        return apply(deps, row, event, Some(now)).await;
+    }
+    let submit_by = row.created_at + chrono_duration(deps.config.submit_deadline());
+    let wait = deps.config.retry_delay(row.attempt).min(PAUSE_RECHECK);
+    let next = (now + chrono_duration(wait)).min(submit_by);
+    let why = format!("{why}; waiting for a resume or another provider");
+    let last = read::last_event(&deps.db, row.id).await?;
+    if last.is_some_and(|event| event.reason == why) {
+        // Already waiting, and said so: look again later without another timeline entry or
+        // attempt, so that the wait neither floods the timeline nor uses up the attempts
+        // the provider gets once resumed.
+        deps.workflows
+            .reschedule(row.id, row.version, row.attempt, next)
+            .await?;
+        return Ok(Step::Wait);
+    }
+    apply(deps, row, Event::Deferred { why }, Some(next)).await
+}
+
 /// The provider after this workflow's in `providers.chain` (round the end) that is
-/// configured and that the hold covers, with its price.
+/// configured, not paused, and that the hold covers, with its price.
 fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> {
     let chain = &deps.chain;
     let at = chain.iter().position(|name| *name == row.provider)?;
@@ -495,6 +537,7 @@ fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> 
         .skip(at + 1)
         .take(chain.len() - 1)
         .filter(|name| **name != row.provider && deps.providers.contains_key(*name))
+        .filter(|name| !deps.pauses.is_paused(name))
         .find_map(|name| {
             let price = *deps.prices.get(name)?;
             (price <= row.cost).then(|| (name.clone(), price))

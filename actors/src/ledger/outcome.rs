@@ -87,3 +87,35 @@ crate::outcome_conversion!(Outcome, SettleOutcome, Outcome::Settle(outcome) => o
 crate::outcome_conversion!(Outcome, ReleaseOutcome, Outcome::Release(outcome) => outcome);
 crate::outcome_conversion!(Outcome, ExpireOutcome, Outcome::Expire(outcome) => outcome);
 crate::outcome_conversion!(Outcome, VoidOutcome, Outcome::Void(outcome) => outcome);
+
+/// Counts the credits committed `outcomes` moved in the metrics (`crate::metrics`): what new
+/// holds held, settles consumed, releases and the unused part of settles returned, the
+/// sweeper expired, grants granted. Called only once their transaction committed.
+pub fn count_committed(outcomes: &[Outcome]) {
+    let (mut granted, mut held, mut consumed, mut released, mut expired) = (0, 0, 0, 0, 0);
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Grant(GrantOutcome::Created(package)) => granted += package.credits,
+            Outcome::Hold(HoldOutcome::Held(hold)) => held += hold.row.amount,
+            Outcome::Settle(SettleOutcome::Settled {
+                consumed: charged,
+                returned,
+            }) => {
+                consumed += charged;
+                released += returned;
+            }
+            Outcome::Release(ReleaseOutcome::Released { returned }) => released += returned,
+            Outcome::Expire(expire) => expired += expire.expired,
+            _ => {}
+        }
+    }
+    for (movement, credits) in [
+        ("granted", granted),
+        ("held", held),
+        ("consumed", consumed),
+        ("released", released),
+        ("expired", expired),
+    ] {
+        crate::metrics::ledger_credits(movement, credits);
+    }
+}

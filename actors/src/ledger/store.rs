@@ -70,6 +70,8 @@ impl LedgerStore {
             commit_ms = (started.elapsed() - applied).as_secs_f64() * 1e3,
             "ledger batch committed"
         );
+        // Counted only once committed: a rolled-back batch moved nothing.
+        super::outcome::count_committed(&outcomes);
         Ok(outcomes)
     }
 }

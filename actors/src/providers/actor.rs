@@ -5,6 +5,10 @@
 //! breaker: while the circuit is open, calls are refused at once (`CircuitOpen`) so that the
 //! engine can fail over or wait, instead of queueing behind a provider that is down.
 //!
+//! It also keeps what operators see of the provider (`Health`: the recent calls in a bounded
+//! per-minute window, the last error, since when the circuit is as it is) and records the
+//! provider's metrics (calls in flight, circuit, latency, 429s).
+//!
 //! `ProviderHandle` implements `Provider` by messaging the actor, so the engine cannot tell it
 //! from the adapter it wraps.
 use std::collections::VecDeque;
@@ -16,11 +20,15 @@ use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use super::breaker::{Admission, Breaker, Circuit};
+use super::health::{Health, LastError, truncated};
+use super::window::{CallWindow, Ended};
 use super::{Provider, ProviderError, Task, TaskStatus};
+use crate::metrics;
 
 enum Call {
     Submit(Box<Task>, oneshot::Sender<Result<String, ProviderError>>),
@@ -41,6 +49,23 @@ impl Call {
             Call::Cancel(_, reply) => drop(reply.send(Err(error))),
         }
     }
+
+    /// The call's name in metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            Call::Submit(..) => "submit",
+            Call::Poll(..) => "poll",
+            Call::Cancel(..) => "cancel",
+        }
+    }
+}
+
+/// Asks the actor for the provider's `Health`; `now` is the wall-clock time its instants are
+/// told in.
+struct HealthOf(DateTime<Utc>);
+
+impl Message for HealthOf {
+    type Result = Health;
 }
 
 /// The longest a provider's `Retry-After` pauses all calls to it; beyond, it is not believed.
@@ -60,16 +85,23 @@ pub struct Limits {
 
 pub struct ProviderActor {
     adapter: Arc<dyn Provider>,
+    name: String,
     call_timeout: Duration,
     max_in_flight: usize,
     in_flight: usize,
     queue: VecDeque<Call>,
     breaker: Breaker,
+    requests_per_second: Option<NonZeroU32>,
     rate: Option<DefaultDirectRateLimiter>,
     /// A wake-up to start queued calls is pending (the rate limit said "not yet").
     wake_pending: bool,
     /// The provider said 429 with `Retry-After`: every call is throttled until then.
     paused_until: Option<Instant>,
+    /// The finished calls of the last hour.
+    window: CallWindow,
+    /// When the circuit last changed.
+    circuit_since: Instant,
+    last_error: Option<(Instant, String)>,
 }
 
 impl ProviderActor {
@@ -104,18 +136,22 @@ impl ProviderActor {
                 }
                 Admission::Probe => {
                     tracing::info!(
-                        provider = self.adapter.name(),
+                        provider = %self.name,
                         "circuit half-open: probing the provider"
                     );
+                    self.circuit_changed(now);
                 }
                 Admission::Proceed => {}
             }
             self.in_flight += 1;
+            metrics::provider_in_flight(&self.name, self.in_flight);
+            let kind = call.kind();
             let adapter = self.adapter.clone();
             let work = run(adapter, call, self.call_timeout);
-            ctx.spawn(work.into_actor(self).map(|health, actor, ctx| {
+            ctx.spawn(work.into_actor(self).map(move |health, actor, ctx| {
                 actor.in_flight -= 1;
-                actor.record(&health);
+                metrics::provider_in_flight(&actor.name, actor.in_flight);
+                actor.record(&health, kind, now.elapsed());
                 actor.start_next(ctx);
             }));
         }
@@ -123,15 +159,17 @@ impl ProviderActor {
 
     /// What a finished call says about the provider: a pause after a 429 with a known wait,
     /// an operator alert on an account problem, and the breaker's count.
-    fn record(&mut self, health: &Result<(), ProviderError>) {
-        let name = self.adapter.name().to_owned();
+    fn record(&mut self, health: &Result<(), ProviderError>, kind: &'static str, took: Duration) {
+        let now = Instant::now();
+        self.count(health, kind, took, now);
+        let name = self.name.clone();
         match health {
             Err(ProviderError::RateLimited {
                 retry_after: Some(wait),
             }) => {
                 let wait = (*wait).min(MAX_PAUSE);
                 tracing::warn!(provider = %name, ?wait, "provider throttles us: pausing calls to it");
-                self.paused_until = Some(Instant::now() + wait);
+                self.paused_until = Some(now + wait);
             }
             Err(ProviderError::Account(detail)) => tracing::error!(
                 provider = %name,
@@ -140,18 +178,89 @@ impl ProviderActor {
             ),
             _ => {}
         }
-        match self.breaker.record(health, Instant::now()) {
-            Some(Circuit::Open { until }) => tracing::warn!(
-                provider = %name,
-                cooldown = ?until.saturating_duration_since(Instant::now()),
-                "circuit open: the provider keeps failing; calls are refused until a probe succeeds"
-            ),
+        match self.breaker.record(health, now) {
+            Some(Circuit::Open { until }) => {
+                tracing::warn!(
+                    provider = %name,
+                    cooldown = ?until.saturating_duration_since(now),
+                    "circuit open: the provider keeps failing; calls are refused until a probe succeeds"
+                );
+                self.circuit_changed(now);
+            }
             Some(Circuit::Closed { .. }) => {
                 tracing::info!(provider = %name, "circuit closed: the provider answers again");
+                self.circuit_changed(now);
             }
             _ => {}
         }
     }
+
+    /// The call in the window, the metrics and the last error.
+    fn count(
+        &mut self,
+        health: &Result<(), ProviderError>,
+        kind: &'static str,
+        took: Duration,
+        now: Instant,
+    ) {
+        let (ended, outcome) = match health {
+            Ok(()) => (Ended::Ok, "ok"),
+            Err(ProviderError::RateLimited { retry_after }) => {
+                metrics::provider_throttled(&self.name, retry_after.is_some());
+                (Ended::Throttled, "rate_limited")
+            }
+            Err(ProviderError::Retryable(_)) => (Ended::Failed, "retryable"),
+            Err(ProviderError::CircuitOpen { .. }) => (Ended::Failed, "circuit_open"),
+            Err(ProviderError::Account(_)) => (Ended::Failed, "account"),
+            Err(ProviderError::Permanent(_)) => (Ended::Failed, "permanent"),
+        };
+        self.window.record(now, took, ended);
+        metrics::provider_call(&self.name, kind, outcome, took);
+        if let Err(error) = health {
+            self.last_error = Some((now, truncated(error)));
+        }
+    }
+
+    fn circuit_changed(&mut self, now: Instant) {
+        self.circuit_since = now;
+        let state = match self.breaker.circuit() {
+            Circuit::Closed { .. } => 0,
+            Circuit::HalfOpen => 1,
+            Circuit::Open { .. } => 2,
+        };
+        metrics::provider_circuit(&self.name, state);
+    }
+
+    fn health(&self, wall_now: DateTime<Utc>) -> Health {
+        let now = Instant::now();
+        let wall = |at: Instant| wall_now - chrono_duration(now.saturating_duration_since(at));
+        Health {
+            circuit: match self.breaker.circuit() {
+                Circuit::Closed { .. } => "closed",
+                Circuit::HalfOpen => "half_open",
+                Circuit::Open { .. } => "open",
+            },
+            circuit_since: wall(self.circuit_since),
+            in_flight: self.in_flight,
+            max_concurrency: self.max_in_flight,
+            queued: self.queue.len(),
+            requests_per_second: self.requests_per_second.map(NonZeroU32::get),
+            throttled_until: self
+                .paused_until
+                .filter(|until| *until > now)
+                .map(|until| wall_now + chrono_duration(until - now)),
+            last_5m: self.window.summary(now, 5),
+            last_60m: self.window.summary(now, 60),
+            last_error: self.last_error.as_ref().map(|(at, message)| LastError {
+                at: wall(*at),
+                message: message.clone(),
+            }),
+        }
+    }
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Makes `call` to `adapter` within `limit`, answers its caller and returns what it says
@@ -211,7 +320,16 @@ impl Handler<Call> for ProviderActor {
     }
 }
 
+impl Handler<HealthOf> for ProviderActor {
+    type Result = MessageResult<HealthOf>;
+
+    fn handle(&mut self, HealthOf(now): HealthOf, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.health(now))
+    }
+}
+
 /// A provider as the engine sees it: calls go through the provider's actor.
+#[derive(Clone)]
 pub struct ProviderHandle {
     name: String,
     adapter: Arc<dyn Provider>,
@@ -221,18 +339,33 @@ pub struct ProviderHandle {
 impl ProviderHandle {
     /// Starts the provider's actor (on the current arbiter) in front of `adapter`.
     pub fn start(adapter: Arc<dyn Provider>, limits: Limits) -> Self {
+        let name = adapter.name().to_owned();
+        Self::start_as(name, adapter, limits)
+    }
+
+    /// As `start`, for the provider configured as `name` (`[providers.<name>]`), which its
+    /// logs and metrics carry: two tables of one adapter are two providers.
+    pub fn start_as(name: String, adapter: Arc<dyn Provider>, limits: Limits) -> Self {
+        let now = Instant::now();
+        metrics::provider_in_flight(&name, 0);
+        metrics::provider_circuit(&name, 0);
         let actor = ProviderActor {
             adapter: adapter.clone(),
+            name: name.clone(),
             call_timeout: limits.call_timeout,
             max_in_flight: limits.max_concurrency.max(1),
             in_flight: 0,
             queue: VecDeque::new(),
             breaker: limits.breaker,
+            requests_per_second: limits.requests_per_second,
             rate: limits
                 .requests_per_second
                 .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
             wake_pending: false,
             paused_until: None,
+            window: CallWindow::new(now),
+            circuit_since: now,
+            last_error: None,
         }
         .start();
         Self {
@@ -240,6 +373,12 @@ impl ProviderHandle {
             adapter,
             actor,
         }
+    }
+
+    /// The provider's health as its actor sees it, its times told from `now`; `None` when
+    /// the actor stopped.
+    pub async fn health(&self, now: DateTime<Utc>) -> Option<Health> {
+        self.actor.send(HealthOf(now)).await.ok()
     }
 
     async fn call<T>(
@@ -449,6 +588,14 @@ mod breaker_tests {
         let refused = handle.poll("t").await;
         assert!(matches!(refused, Err(ProviderError::CircuitOpen { .. })));
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
+        let health = handle.health(chrono::Utc::now()).await.expect("running");
+        assert_eq!(health.circuit, "open");
+        assert_eq!(
+            (health.last_5m.calls, health.last_5m.errors),
+            (3, 3),
+            "refusals are no calls"
+        );
+        assert_eq!(health.last_error.unwrap().message, "retryable: 503");
 
         flaky.healthy.store(true, Ordering::SeqCst);
         tokio::time::sleep(cooldown).await;
@@ -459,6 +606,9 @@ mod breaker_tests {
             "closed again"
         );
         assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
+        let health = handle.health(chrono::Utc::now()).await.expect("running");
+        assert_eq!(health.circuit, "closed");
+        assert_eq!(health.last_60m.calls, 5);
     }
 }
 

@@ -49,6 +49,11 @@ impl Breaker {
         }
     }
 
+    /// The circuit as it stands.
+    pub fn circuit(&self) -> Circuit {
+        self.circuit
+    }
+
     pub fn admit(&mut self, now: Instant) -> Admission {
         match self.circuit {
             Circuit::Closed { .. } => Admission::Proceed,

@@ -7,10 +7,13 @@ pub mod config;
 pub mod evolink;
 pub mod fal;
 pub mod fashn;
+pub mod health;
+pub mod pauses;
 pub mod prediction;
 pub mod replicate;
 pub mod signature;
 pub mod simulator;
+pub mod window;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
 use super::feed::Feed;
+use super::committed::Committed;
 use super::machine::{self, Event};
 use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
 use super::read;
@@ -126,8 +127,9 @@ pub async fn apply(
 ) -> Result<Vec<WriteOutcome>, DbErr> {
     db::with_retries("workflow batch", || async {
         let write = db::begin_write(db).await?;
-        let outcomes = apply_in(&write, commands, now).await?;
+        let (outcomes, committed) = apply_in(&write, commands, now).await?;
         write.commit().await?;
+        committed.record(db, now);
         Ok(outcomes)
     })
     .await
@@ -137,7 +139,7 @@ async fn apply_in(
     txn: &DatabaseTransaction,
     commands: &[WriteCommand],
     now: DateTime<Utc>,
-) -> Result<Vec<WriteOutcome>, DbErr> {
+) -> Result<(Vec<WriteOutcome>, Committed), DbErr> {
     let mut loaded = load(txn, commands).await?;
     let decided = decide(txn, commands, &mut loaded, now).await?;
     let ledger_outcomes = if decided.ledger.is_empty() {
@@ -145,9 +147,11 @@ async fn apply_in(
     } else {
         crate::ledger::store::apply_in(txn, &decided.ledger, now).await?
     };
-    let (outcomes, writes) = conclude(decided, &ledger_outcomes, now)?;
+    let (outcomes, mut writes) = conclude(decided, &ledger_outcomes, now)?;
+    let mut committed = std::mem::take(&mut writes.committed);
+    committed.ledger = ledger_outcomes;
     write(txn, writes, &loaded, now).await?;
-    Ok(outcomes)
+    Ok((outcomes, committed))
 }
 
 /// What a batch reads before deciding anything.
@@ -427,6 +431,8 @@ struct Writes {
     /// The rows of the transitions that are completion events, as they left them: the
     /// outbox's input.
     ended: Vec<workflow::Model>,
+    /// The moves, for the metrics once the batch commits.
+    committed: Committed,
 }
 
 /// Each command's outcome, and the rows that carry it out. A ledger answer that contradicts
@@ -489,6 +495,7 @@ fn conclude(
                     from.attempt,
                 ));
                 writes.processed.extend(consumes);
+                writes.committed.moved(Some(from.state), &to);
                 if crate::webhooks_out::event::event_for(&to).is_some() {
                     writes.ended.push((*to).clone());
                 }
@@ -523,6 +530,7 @@ fn conclude_create(
                     created_at: Set(now),
                 });
             }
+            writes.committed.moved(None, &row);
             writes.created.push(row.clone());
             Ok(CreateOutcome::Created(row))
         }

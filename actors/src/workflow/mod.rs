@@ -5,6 +5,7 @@
 //!   to the ledger;
 //! - `command` and `outcome`: what the writer is asked and what it answers;
 //! - `batch`: applies a batch of commands in one transaction (`WorkflowStore`);
+//! - `committed`: what a batch did, counted in the metrics once it committed;
 //! - `handle`: `Workflows`, the batching writer's handle, through which every write goes;
 //! - `read`: every read of the three tables;
 //! - `feed`: committed transitions, read back for live status streams;
@@ -14,6 +15,7 @@
 pub mod batch;
 pub mod command;
 pub mod feed;
+mod committed;
 pub mod handle;
 pub mod inputs;
 pub mod machine;

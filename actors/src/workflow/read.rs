@@ -2,13 +2,14 @@
 //! `Workflows` handle). Nothing here locks or waits on anything but the database.
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::{idempotency_key, webhook_inbox, workflow_event};
+
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::{Expr, LikeExpr, Query};
+use sea_orm::sea_query::{Alias, Expr, LikeExpr, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
@@ -62,6 +63,18 @@ pub async fn events<C: ConnectionTrait>(
         .filter(workflow_event::Column::WorkflowId.eq(workflow_id))
         .order_by_asc(workflow_event::Column::Id)
         .all(db)
+        .await
+}
+
+/// The workflow's latest timeline entry.
+pub async fn last_event<C: ConnectionTrait>(
+    db: &C,
+    workflow_id: Uuid,
+) -> Result<Option<workflow_event::Model>, DbErr> {
+    workflow_event::Entity::find()
+        .filter(workflow_event::Column::WorkflowId.eq(workflow_id))
+        .order_by_desc(workflow_event::Column::Id)
+        .one(db)
         .await
 }
 
@@ -182,6 +195,95 @@ pub async fn moves_to<C: ConnectionTrait>(
         .filter(workflow_event::Column::ToState.eq(state))
         .all(db)
         .await
+}
+
+/// When each of these workflows' first callback arrived (workflows without one are left out).
+pub async fn first_callbacks<C: ConnectionTrait>(
+    db: &C,
+    workflow_ids: &[Uuid],
+) -> Result<HashMap<Uuid, DateTime<Utc>>, DbErr> {
+    let received: Vec<(Uuid, DateTime<Utc>)> = webhook_inbox::Entity::find()
+        .select_only()
+        .column(webhook_inbox::Column::WorkflowId)
+        .column(webhook_inbox::Column::ReceivedAt)
+        .filter(webhook_inbox::Column::WorkflowId.is_in(workflow_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut first: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    for (id, at) in received {
+        first
+            .entry(id)
+            .and_modify(|seen| *seen = (*seen).min(at))
+            .or_insert(at);
+    }
+    Ok(first)
+}
+
+/// Live workflows per state, each count stopping at `cap` (an index range per state, never a
+/// scan of the whole table), and when the oldest live one was created. The oldest is found
+/// by the `(state, deadline_at)` index: the earliest deadline, which is the earliest creation
+/// while `workflow.overall_deadline_secs` stays as it is.
+pub async fn live_summary<C: ConnectionTrait>(
+    db: &C,
+    cap: u64,
+) -> Result<(Vec<(WorkflowState, u64)>, Option<DateTime<Utc>>), DbErr> {
+    let mut counts = Vec::with_capacity(LIVE.len());
+    let mut oldest: Option<DateTime<Utc>> = None;
+    for state in LIVE {
+        let capped = workflow::Entity::find()
+            .select_only()
+            .column(workflow::Column::Id)
+            .filter(workflow::Column::State.eq(state))
+            .limit(cap)
+            .into_query();
+        let count = SelectStatement::new()
+            .expr(Expr::cust("COUNT(*) AS live"))
+            .from_subquery(capped, Alias::new("capped"))
+            .to_owned();
+        let live = match db.query_one(&count).await? {
+            Some(row) => row.try_get::<i64>("", "live")?.max(0) as u64,
+            None => 0,
+        };
+        counts.push((state, live));
+        let first: Option<DateTime<Utc>> = workflow::Entity::find()
+            .select_only()
+            .column(workflow::Column::CreatedAt)
+            .filter(workflow::Column::State.eq(state))
+            .order_by_asc(workflow::Column::DeadlineAt)
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        oldest = match (oldest, first) {
+            (Some(seen), Some(first)) => Some(seen.min(first)),
+            (seen, first) => seen.or(first),
+        };
+    }
+    Ok((counts, oldest))
+}
+
+/// Credits charged per provider by the workflows settled among those whose deadline is at or
+/// after `since` (created no earlier than `since` minus the overall deadline): a range of
+/// the `(state, deadline_at)` index, so the sum stays bounded by the period, not the table.
+pub async fn charged_by_provider<C: ConnectionTrait>(
+    db: &C,
+    since: DateTime<Utc>,
+) -> Result<HashMap<String, i64>, DbErr> {
+    let sums: Vec<(String, i64)> = workflow::Entity::find()
+        .select_only()
+        .column(workflow::Column::Provider)
+        .column_as(
+            Expr::cust("CAST(SUM(COALESCE(charge, cost)) AS BIGINT)"),
+            "charged",
+        )
+        .filter(workflow::Column::State.eq(WorkflowState::Settled))
+        .filter(workflow::Column::DeadlineAt.gte(since))
+        .group_by(workflow::Column::Provider)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(sums.into_iter().collect())
 }
 
 /// The `Idempotency-Key` an account's generation create claimed: the hash of the request that

@@ -11,6 +11,7 @@ pub mod generation_actions;
 pub mod generation_detail;
 pub mod generation_filter;
 pub mod generations;
+pub mod providers;
 pub mod summary;
 pub mod verify;
 
@@ -24,6 +25,15 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 pub fn routes(routes: &mut Routes) {
     routes
         .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
+        .service(resource("/v1/ops/providers").route(providers::__path_list, providers::list))
+        .service(
+            resource("/v1/ops/providers/{name}/pause")
+                .route(providers::__path_pause, providers::pause),
+        )
+        .service(
+            resource("/v1/ops/providers/{name}/resume")
+                .route(providers::__path_resume, providers::resume),
+        )
         .service(resource("/v1/ops/generations").route(generations::__path_list, generations::list))
         // Before `/v1/ops/generations/{id}`, which would take `bulk` for an id.
         .service(resource("/v1/ops/generations/bulk").route(bulk::__path_start, bulk::start))
