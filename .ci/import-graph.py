@@ -21,7 +21,7 @@ RANKS = {
     "providers": 1,
     "webhooks_out": 1,
     "batcher": 0, "clock": 0, "config_check": 0, "credits": 0, "db": 0, "images": 0,
-    "metrics": 0, "net": 0, "outbound": 0, "secret": 0, "storage": 0,
+    "metrics": 0, "net": 0, "outbound": 0, "progress": 0, "secret": 0, "storage": 0,
 }
 
 

@@ -40,9 +40,9 @@ pub struct AppState {
     pub workflows: Workflows,
     pub webhooks: Webhooks,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
-    pub bulk_hook: Option<crate::ops::bulk::PageHook>,
+    pub bulk_hook: Option<PageHook>,
     /// Open status streams, bounded by `http.max_streams`.
-    pub streams: crate::api::streams::StreamSlots,
+    pub streams: crate::api::stream_slots::StreamSlots,
 }
 
 /// Completion webhooks: the outgoing-fetch policy for customers' endpoints (`[webhooks]`),
@@ -60,3 +60,7 @@ impl AppState {
         self.links.url(key).await
     }
 }
+
+/// Called by a bulk job with the number of pages done after each page is saved; `false` stops
+/// the runner there, as a process ending would (tests).
+pub type PageHook = Arc<dyn Fn(u64) -> bool + Send + Sync>;

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod query;
 pub mod resource;
+pub mod stream_slots;
 pub mod streams;
 pub mod uploads;
 pub mod webhook_endpoints;

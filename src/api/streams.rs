@@ -4,8 +4,6 @@
 //! reconnects with `Last-Event-ID` gets exactly the events after it. What a stream sends comes
 //! from `workflow::feed`, which reads committed rows back; a slow reader makes its stream read
 //! the database later, never buffer without bound.
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -26,49 +24,7 @@ use crate::state::AppState;
 /// How long a client waits before reconnecting after a stream ends or breaks.
 const RETRY: Duration = Duration::from_secs(3);
 
-/// Open streams, bounded by `http.max_streams`.
-pub struct StreamSlots {
-    open: Arc<AtomicUsize>,
-    max: usize,
-}
-
-/// One open stream's place; freed when the stream is dropped.
-pub struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl StreamSlots {
-    pub fn new(max: usize) -> Self {
-        Self {
-            open: Arc::new(AtomicUsize::new(0)),
-            max,
-        }
-    }
-
-    fn take(&self) -> Result<Slot, ApiError> {
-        let taken = self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max).then_some(open + 1)
-            });
-        match taken {
-            Ok(_) => Ok(Slot(self.open.clone())),
-            Err(_) => Err(ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_streams",
-                "too many status streams are open; retry later",
-            )),
-        }
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-}
+pub use super::stream_slots::{Slot, StreamSlots};
 
 /// `Last-Event-ID`: the id of the last event the client saw (absent: none).
 fn last_event_id(request: &HttpRequest) -> Result<Option<i64>, ApiError> {

@@ -173,7 +173,7 @@ pub async fn cancel(
 ) -> HttpResponse {
     let session = match super::acting(session, &request) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     tracing::debug!(may_act = session.may_act, "dashboard cancel");
     let body = serde_json::from_value(json!({"reason": "canceled from the dashboard"}))

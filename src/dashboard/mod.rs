@@ -41,6 +41,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/fragments/counts",
                 web::get().to(overview::counts_fragment),
             )
+            .route("/generations", web::get().to(generations::list))
+            .route("/generations/{id}", web::get().to(generations::detail))
+            .route(
+                "/generations/{id}/cancel",
+                web::post().to(generations::cancel),
+            )
             .route("/events", web::get().to(events))
             .route("/assets/{name}", web::get().to(asset)),
     );
@@ -83,26 +89,25 @@ async fn events(
 
 /// The session of a request that acts: signed in with the admin token, carrying the
 /// session's CSRF token in `X-CSRF-Token` (htmx sends it on every request). Otherwise the
-/// answer to send instead; nothing is done.
+/// refusal to answer instead; nothing is done.
 pub fn acting(
     session: Result<session::Session, session::NoSession>,
     request: &HttpRequest,
-) -> Result<session::Session, HttpResponse> {
-    let session = session.map_err(|_| no_session().into_response())?;
+) -> Result<session::Session, ApiError> {
+    let session = session.map_err(|_| no_session())?;
     let token = request
         .headers()
         .get("x-csrf-token")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     if !session.csrf_matches(token) {
-        return Err(csrf_refused());
+        return Err(csrf_error());
     }
     if !session.may_act {
         return Err(ApiError::forbidden_with(
             "read_only",
             "the read-only operator token may not change anything",
-        )
-        .into_response());
+        ));
     }
     Ok(session)
 }
@@ -114,12 +119,15 @@ pub fn no_session() -> ApiError {
 
 /// What a POST without this session's CSRF token answers; it changes nothing.
 pub fn csrf_refused() -> HttpResponse {
+    csrf_error().into_response()
+}
+
+fn csrf_error() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "csrf_token_invalid",
         "the form's CSRF token is missing or not this session's; reload the page",
     )
-    .into_response()
 }
 
 impl ApiError {

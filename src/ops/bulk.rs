@@ -10,7 +10,6 @@
 //! `running` job from its cursor at start (`resume`): acting again on that page changes
 //! nothing, since a cancel is a compare-and-set transition (a released generation stays
 //! released) and a wake only makes a live generation due.
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
@@ -33,9 +32,7 @@ pub const PAGE: u64 = 100;
 /// The pause between two pages.
 pub const PACE: Duration = Duration::from_millis(20);
 
-/// Called with the number of pages done after each page is saved; `false` stops the runner
-/// there, as a process ending would (tests).
-pub type PageHook = Arc<dyn Fn(u64) -> bool + Send + Sync>;
+pub use crate::state::PageHook;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BulkAction {

@@ -8,7 +8,10 @@ use atelier_entities::workflow::WorkflowState;
 use crate::common::browser::Browser;
 use crate::common::{ADMIN_TOKEN, TestApp, wait_for};
 
-database_tests!(the_dashboard_signs_in_counts_live_and_signs_out);
+database_tests!(
+    the_dashboard_signs_in_counts_live_and_signs_out,
+    an_operator_filters_opens_and_cancels_a_generation,
+);
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -34,6 +37,26 @@ async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
     browser.element("#sign-in").await.click().await.unwrap();
     browser.element("#counts").await;
     assert_eq!(browser.path().await, "/ops");
+}
+
+/// A POST with the browser's session cookie but without the page's CSRF token: refused.
+async fn assert_csrf_refused(browser: &Browser, app: &TestApp, path: &str, form: &[(&str, &str)]) {
+    let cookie = browser
+        .cookie("atelier_ops")
+        .await
+        .expect("a session cookie");
+    let forged = app
+        .client
+        .post(app.url(path))
+        .header("cookie", format!("atelier_ops={cookie}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::common::error_code(forged, 403).await,
+        "csrf_token_invalid"
+    );
 }
 
 async fn settled_card(browser: &Browser) -> u64 {
@@ -71,27 +94,67 @@ async fn the_dashboard_signs_in_counts_live_and_signs_out(url: String) {
     })
     .await;
     // The session cookie without the page's CSRF token changes nothing.
-    let cookie = browser
-        .cookie("atelier_ops")
-        .await
-        .expect("a session cookie");
-    let forged = app
-        .client
-        .post(app.url("/ops/logout"))
-        .header("cookie", format!("atelier_ops={cookie}"))
-        .form(&[("csrf", "not-the-token")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        crate::common::error_code(forged, 403).await,
-        "csrf_token_invalid"
-    );
+    assert_csrf_refused(&browser, &app, "/ops/logout", &[("csrf", "not-the-token")]).await;
     browser.element("#sign-out").await.click().await.unwrap();
     browser.element("#sign-in").await;
     browser.screenshot("signin").await;
     browser.goto(&app.url("/ops")).await;
     assert_eq!(browser.path().await, "/ops/login", "signed out");
+    browser.client.clone().close().await.unwrap();
+}
+
+/// The list filtered by a URL one can share, a generation opened from it, and canceled from
+/// its page: the state changes while the page stays open, and the ledger released the hold.
+async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::builder(&url)
+        .engine(|settings| settings.simulator.never_callback = true)
+        .spawn()
+        .await;
+    let (_, key) = app.funded_account(100).await;
+    let generation = app.create_generation(&key).await;
+    let id = generation["id"].as_str().unwrap().to_owned();
+    sign_in(&browser, &app, ADMIN_TOKEN).await;
+    browser
+        .goto(&app.url(&format!("/ops/generations?q={id}")))
+        .await;
+    let link = format!("#generations a[href='/ops/generations/{id}']");
+    browser.element(&link).await;
+    browser.screenshot("generations").await;
+    // Another filter in the URL leaves it out.
+    browser
+        .goto(&app.url("/ops/generations?state=settled"))
+        .await;
+    assert_eq!(browser.text("#generations").await, "Nothing matches.");
+    browser
+        .goto(&app.url(&format!("/ops/generations?q={id}")))
+        .await;
+    browser.element(&link).await.click().await.unwrap();
+    assert_eq!(browser.path().await, format!("/ops/generations/{id}"));
+    browser.element("#objects").await;
+    browser.screenshot("generation").await;
+    // The same cancel without the page's CSRF token is refused and changes nothing.
+    let cancel = format!("/ops/generations/{id}/cancel");
+    assert_csrf_refused(&browser, &app, &cancel, &[]).await;
+    let still = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+    assert_eq!(still["state"], "awaiting_callback");
+    browser.element("#cancel").await.click().await.unwrap();
+    // The confirmation dialog, then the page follows the state without a reload.
+    browser.client.accept_alert().await.unwrap();
+    wait_for("the page to show released", PATIENCE, || async {
+        match browser.text("#state").await.as_str() {
+            "released" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    })
+    .await;
+    assert_eq!(browser.path().await, format!("/ops/generations/{id}"));
+    let shown = app.get_json(&format!("/v1/generations/{id}"), &key).await;
+    assert_eq!(shown["state"], "released");
+    assert_eq!(shown["error"]["code"], "canceled");
+    assert_eq!(app.balance(&key).await["available"], 100);
     browser.client.clone().close().await.unwrap();
 }
 

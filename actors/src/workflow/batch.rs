@@ -31,8 +31,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::command::{IDEMPOTENCY_SCOPE, NewCallback, NewWorkflow, WriteCommand};
-use super::feed::Feed;
 use super::committed::Committed;
+use super::feed::Feed;
 use super::machine::{self, Event};
 use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
 use super::read;

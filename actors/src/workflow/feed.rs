@@ -19,12 +19,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use atelier_entities::workflow::WorkflowState;
-use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
 use tokio::sync::{broadcast, watch};
-use uuid::Uuid;
 
+pub use super::feed_event::{FeedEvent, Scope};
 use super::read;
 
 /// Batches the channel keeps for subscribers that are behind; one further behind reads the
@@ -37,21 +35,6 @@ const POLL: Duration = Duration::from_secs(1);
 /// Rows one read of the feed takes; a larger backlog is read in several.
 pub const PAGE: u64 = 500;
 
-/// One committed transition, with what subscribers filter on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedEvent {
-    pub id: i64,
-    pub workflow_id: Uuid,
-    pub account_id: Uuid,
-    pub provider: String,
-    pub from: Option<WorkflowState>,
-    pub to: WorkflowState,
-    pub reason: String,
-    pub attempt: i32,
-    pub version: i64,
-    pub at: DateTime<Utc>,
-}
-
 /// Every committed event with an id in `(after, upto]`, in id order (possibly none: the feed
 /// skipped ahead to `upto`, and subscribers read what they miss from the database).
 #[derive(Debug)]
@@ -61,27 +44,6 @@ pub struct FeedBatch {
     pub events: Vec<FeedEvent>,
     /// The process is stopping: streams end.
     pub closing: bool,
-}
-
-/// Which events a reader may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Every generation's (operators).
-    All,
-    /// One account's generations.
-    Account(Uuid),
-    /// One generation's.
-    Workflow(Uuid),
-}
-
-impl Scope {
-    pub fn admits(&self, event: &FeedEvent) -> bool {
-        match self {
-            Scope::All => true,
-            Scope::Account(account_id) => event.account_id == *account_id,
-            Scope::Workflow(workflow_id) => event.workflow_id == *workflow_id,
-        }
-    }
 }
 
 pub struct Feed {

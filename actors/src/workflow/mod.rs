@@ -14,8 +14,9 @@
 //! - `verify`: the workflow invariants of docs/design.md §4.
 pub mod batch;
 pub mod command;
-pub mod feed;
 mod committed;
+pub mod feed;
+pub mod feed_event;
 pub mod handle;
 pub mod inputs;
 pub mod machine;

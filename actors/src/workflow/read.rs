@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::db::page_of;
 
 use super::command::IDEMPOTENCY_SCOPE;
-use super::feed::{FeedEvent, Scope};
+use super::feed_event::{FeedEvent, Scope};
 use super::inputs::InputImage;
 use super::machine::LIVE;
 
