@@ -8,9 +8,18 @@ use atelier_actors::providers::pauses;
 use atelier_actors::workflow::read;
 
 use crate::api::error::ApiError;
+use crate::api::openapi::ErrorBody;
 use crate::state::AppState;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "The process's metrics in the Prometheus text format (version 0.0.4)", content_type = "text/plain", body = String),
+        (status = 503, description = "`metrics_unavailable`: another metrics recorder is installed in this process", body = ErrorBody)
+    )
+)]
 
 pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(handle) = crate::metrics::handle() else {

@@ -36,10 +36,7 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
     routes
         .service(resource("/healthz").route(health::__path_healthz, health::healthz))
         .service(resource("/readyz").route(health::__path_readyz, health::readyz))
-        .service(
-            resource("/metrics")
-                .undocumented(actix_web::http::Method::GET, web::get().to(metrics::scrape)),
-        )
+        .service(resource("/metrics").route(metrics::__path_scrape, metrics::scrape))
         .service(resource("/openapi.json").route(openapi::__path_document, openapi::document))
         .service(resource("/v1/accounts").route(accounts::__path_create, accounts::create))
         .service(
@@ -65,15 +62,14 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
                 .route(generations::__path_list, generations::list),
         )
         // Before `/v1/generations/{id}`, which would take `stream` for an id.
-        .service(resource("/v1/generations/stream").undocumented(
-            actix_web::http::Method::GET,
-            web::get().to(streams::account),
-        ))
+        .service(
+            resource("/v1/generations/stream").route(streams::__path_account, streams::account),
+        )
         .service(resource("/v1/generations/{id}").route(generations::__path_get, generations::get))
-        .service(resource("/v1/generations/{id}/stream").undocumented(
-            actix_web::http::Method::GET,
-            web::get().to(streams::generation),
-        ))
+        .service(
+            resource("/v1/generations/{id}/stream")
+                .route(streams::__path_generation, streams::generation),
+        )
         .service(
             resource("/v1/generations/{id}/cancel")
                 .route(generations::__path_cancel, generations::cancel),

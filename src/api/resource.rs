@@ -71,15 +71,6 @@ impl Resource {
         self
     }
 
-    /// Serves `route` (`web::get().to(handler)`) on `method` without an annotation: the route
-    /// works, the document does not show it, and the route-coverage test names it until it
-    /// is annotated and registered with `route`.
-    pub fn undocumented(mut self, method: Method, route: actix_web::Route) -> Self {
-        self.inner = self.inner.route(route);
-        self.methods.push(method);
-        self
-    }
-
     /// Data for this resource's handlers only (a body limit that differs, say).
     pub fn app_data<U: 'static>(mut self, data: U) -> Self {
         self.inner = self.inner.app_data(data);

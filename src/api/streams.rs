@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::auth::{Client, Operator};
 use super::error::ApiError;
+use super::openapi::ErrorBody;
 use crate::state::AppState;
 
 /// How long a client waits before reconnecting after a stream ends or breaks.
@@ -120,6 +121,21 @@ fn respond(
 /// `GET /v1/generations/{id}/stream`: the generation's current state (`event: state`), then
 /// every transition until a terminal one. With `Last-Event-ID`: the transitions after it.
 /// 204 (which tells an `EventSource` not to reconnect) when nothing can follow any more.
+#[utoipa::path(
+    get, path = "/v1/generations/{id}/stream", tag = "client",
+    security(("api_key" = [])),
+    params(
+        ("id" = String, Path, description = "The generation's id"),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The `id` of the last event the client saw: the stream sends the events after it"),
+    ),
+    responses(
+        (status = 200, description = "`event: state` (without `Last-Event-ID`), then `event: transition` per committed transition until a terminal one", content_type = "text/event-stream", body = String),
+        (status = 204, description = "The generation is terminal and `Last-Event-ID` names its last entry or later: nothing can follow (an `EventSource` stops reconnecting)"),
+        (status = 400, description = "`invalid_last_event_id`: `Last-Event-ID` is not a non-negative integer", body = ErrorBody),
+        (status = 404, description = "`generation_not_found`: unknown, malformed or another account's id", body = ErrorBody),
+        (status = 503, description = "`too_many_streams`: `http.max_streams` streams are open in this process", body = ErrorBody)
+    )
+)]
 pub async fn generation(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -166,6 +182,16 @@ pub async fn generation(
 
 /// `GET /v1/generations/stream`: every transition of the caller's generations from now on,
 /// or after `Last-Event-ID`.
+#[utoipa::path(
+    get, path = "/v1/generations/stream", tag = "client",
+    security(("api_key" = [])),
+    params(("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The `id` of the last event the client saw: the stream sends the events after it")),
+    responses(
+        (status = 200, description = "`event: transition` per committed transition of the caller's generations, without end", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_last_event_id`: `Last-Event-ID` is not a non-negative integer", body = ErrorBody),
+        (status = 503, description = "`too_many_streams`: `http.max_streams` streams are open in this process", body = ErrorBody)
+    )
+)]
 pub async fn account(
     Client(account): Client,
     state: web::Data<AppState>,
@@ -175,6 +201,16 @@ pub async fn account(
 }
 
 /// `GET /v1/ops/stream`: every generation's transitions, for operators.
+#[utoipa::path(
+    get, path = "/v1/ops/stream", tag = "ops",
+    security(("operator_token" = [])),
+    params(("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The `id` of the last event the client saw: the stream sends the events after it")),
+    responses(
+        (status = 200, description = "`event: transition` per committed transition of every generation, with `account_id` and `provider`, without end", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`invalid_last_event_id`: `Last-Event-ID` is not a non-negative integer", body = ErrorBody),
+        (status = 503, description = "`too_many_streams`: `http.max_streams` streams are open in this process", body = ErrorBody)
+    )
+)]
 pub async fn ops(
     _: Operator,
     state: web::Data<AppState>,

@@ -9,15 +9,17 @@ use atelier_actors::workflow::read as workflow_read;
 use atelier_entities::{account, credit_package, hold, workflow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{action, checked_reason};
 use crate::accounts::{self, MAX_LIVE_KEYS, MAX_QUERY_LEN, Rotation};
-use crate::api::accounts::{GrantRequest, run_grant};
+use crate::api::accounts::{GrantRequest, GrantView, run_grant};
 use crate::api::auth::{Admin, Operator};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::ledger::EntryView;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::{Page, Params};
 use crate::api::{account_not_found, parse_account_id};
 use crate::ops::audit;
@@ -28,7 +30,7 @@ const RECENT: u64 = 20;
 const OPEN_HOLDS: u64 = 50;
 
 /// An account as the ops API lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
     id: Uuid,
     name: Option<String>,
@@ -56,8 +58,9 @@ impl AccountView {
     }
 }
 
-/// A package with every bucket.
-#[derive(Debug, Serialize)]
+/// A package with every bucket (named apart from the balance's `PackageView`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OpsPackageView)]
 pub struct PackageView {
     id: Uuid,
     reference: String,
@@ -88,7 +91,7 @@ impl From<credit_package::Model> for PackageView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct HoldView {
     id: Uuid,
     amount: i64,
@@ -108,7 +111,7 @@ impl From<hold::Model> for HoldView {
 }
 
 /// A generation as an account's page lists it: the row's facts, no URLs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct GenerationRow {
     id: Uuid,
     state: &'static str,
@@ -144,6 +147,20 @@ fn search_text(params: &Params) -> Result<Option<String>, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/accounts", tag = "ops",
+    security(("operator_token" = [])),
+    params(
+        ("query" = Option<String>, Query, min_length = 1, max_length = 200, description = "An account id or its start, or part of a name (trimmed)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The accounts, newest first", body = Page<AccountView, String>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_query`, `invalid_limit`, `invalid_cursor`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     _: Operator,
     state: web::Data<AppState>,
@@ -169,7 +186,7 @@ pub async fn list(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct AccountDetail {
     #[serde(flatten)]
     account: AccountView,
@@ -181,6 +198,15 @@ struct AccountDetail {
     recent_generations: Vec<GenerationRow>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/accounts/{account_id}", tag = "ops",
+    security(("operator_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account with its keys, packages, open holds, recent entries and generations", body = AccountDetail),
+        (status = 404, description = "`account_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn detail(
     _: Operator,
     state: web::Data<AppState>,
@@ -218,10 +244,12 @@ async fn existing(state: &AppState, raw_id: &str) -> Result<account::Model, ApiE
 }
 
 /// The body of an action that takes a reason (required or not, as the action says).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// For the audit log: 1 to 1000 bytes once trimmed; required by some actions.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
@@ -238,6 +266,20 @@ async fn record(
     Ok(())
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/grants", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body = GrantRequest,
+    responses(
+        (status = 201, description = "The new grant", body = GrantView),
+        (status = 200, description = "The existing grant with this reference and the same fields", body = GrantView),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`reference_conflict`: the reference is used by a grant with other fields", body = ErrorBody),
+        (status = 422, description = "`invalid_credits`, `invalid_reference`, `expires_at_in_past`, or a body field error", body = ErrorBody),
+        (status = 503, description = "`database_busy`: nothing was written, try again; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn grant(
     _: Admin,
     state: web::Data<AppState>,
@@ -252,24 +294,48 @@ pub async fn grant(
     run_grant(&state, row.id, grant).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/disable", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body(content = Option<ReasonBody>, description = "`reason` is required"),
+    responses(
+        (status = 200, description = "The account, disabled: its keys answer 403 `account_disabled`", body = AccountView),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_disabled`", body = ErrorBody),
+        (status = 422, description = "`missing_reason`, `invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn disable(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    switch(&state, &request, &path, body.0, true).await
+    switch(&state, &request, &path, body.0.unwrap_or_default(), true).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/enable", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body(content = Option<ReasonBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 200, description = "The account, enabled", body = AccountView),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_disabled`", body = ErrorBody),
+        (status = 422, description = "`invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn enable(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    switch(&state, &request, &path, body.0, false).await
+    switch(&state, &request, &path, body.0.unwrap_or_default(), false).await
 }
 
 /// Disables (`disable`; a reason is required) or enables the account, which must not be so
@@ -309,22 +375,33 @@ async fn switch(
     Ok(HttpResponse::Ok().json(AccountView::new(row, (balance.available, balance.held))))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Revoked {
     account_id: Uuid,
     /// Keys that worked until now.
     revoked: u64,
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/revoke-keys", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body(content = Option<ReasonBody>, description = "`reason` is required"),
+    responses(
+        (status = 200, description = "How many keys worked until now", body = Revoked),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 422, description = "`missing_reason`, `invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn revoke_keys(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let row = existing(&state, &path).await?;
-    let reason = checked_reason(body.0.reason, true)?;
+    let reason = checked_reason(body.0.unwrap_or_default().reason, true)?;
     let target = ("account", row.id.to_string());
     record(&state, &request, "account.revoke_keys", target, reason).await?;
     let revoked = accounts::revoke_keys(&state.db, row.id, state.clock.now()).await?;
@@ -335,7 +412,7 @@ pub async fn revoke_keys(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Issued {
     id: Uuid,
     account_id: Uuid,
@@ -348,15 +425,27 @@ struct Issued {
 
 /// A new key for the account, as a rotation by the account would make it: its other keys that
 /// still work get `api_keys.rotation_grace_secs` (after a revocation there are none).
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/api-keys", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id")),
+    request_body(content = Option<ReasonBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 201, description = "The new key, shown this once", body = Issued),
+        (status = 404, description = "`account_not_found`", body = ErrorBody),
+        (status = 409, description = "`too_many_keys`: the account holds 10 keys that work", body = ErrorBody),
+        (status = 422, description = "`invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn issue_key(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let row = existing(&state, &path).await?;
-    let reason = checked_reason(body.0.reason, false)?;
+    let reason = checked_reason(body.0.unwrap_or_default().reason, false)?;
     let secs = state.settings.api_keys.rotation_grace_secs;
     let grace = chrono::Duration::seconds(i64::try_from(secs).map_err(ApiError::internal)?);
     let target = ("account", row.id.to_string());
@@ -380,24 +469,37 @@ pub async fn issue_key(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Voided {
     /// Credits the void took.
     voided: i64,
     package: PackageView,
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/accounts/{account_id}/grants/{package_id}/void", tag = "ops",
+    security(("admin_token" = [])),
+    params(("account_id" = String, Path, description = "The account's id"), ("package_id" = String, Path, description = "The grant's id")),
+    request_body(content = Option<ReasonBody>, description = "`reason` is required"),
+    responses(
+        (status = 200, description = "What was voided, and the grant now", body = Voided),
+        (status = 404, description = "`account_not_found`; `package_not_found`: the account has no such grant", body = ErrorBody),
+        (status = 409, description = "`nothing_to_void`: every credit is consumed, held or expired; `already_voided`", body = ErrorBody),
+        (status = 422, description = "`missing_reason`, `invalid_reason`, or a body field error", body = ErrorBody),
+        (status = 503, description = "`database_busy`: nothing was written, try again; `Retry-After: 1`", body = ErrorBody)
+    )
+)]
 pub async fn void(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let (account_id, package_id) = path.into_inner();
     let row = existing(&state, &account_id).await?;
     let package_id = Uuid::parse_str(&package_id).map_err(|_| package_not_found())?;
-    let reason = checked_reason(body.0.reason, true)?;
+    let reason = checked_reason(body.0.unwrap_or_default().reason, true)?;
     let target = ("grant", package_id.to_string());
     record(&state, &request, "grant.void", target, reason).await?;
     match state.ledger.void(row.id, package_id).await? {

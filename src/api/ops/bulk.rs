@@ -6,6 +6,7 @@ use atelier_actors::workflow::read as workflows;
 use atelier_entities::ops_bulk_job;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::generation_filter::FilterSpec;
@@ -14,35 +15,43 @@ use super::{action, checked_reason};
 use crate::api::auth::{Admin, Operator};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::{Page, Params};
 use crate::ops::audit;
 use crate::ops::bulk::{self, BulkAction, MAX_TARGETS, NewJob};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     #[serde(default)]
     filter: FilterSpec,
+    /// `cancel` or `wake`.
+    #[schema(pattern = "^(cancel|wake)$")]
     action: String,
+    /// True: only count the targets. False: start the job (needs `reason` and `expected_count`).
     dry_run: bool,
+    /// The count a dry run answered; needed for a real run.
     #[serde(default)]
     expected_count: Option<u64>,
+    /// Needed for a real run: 1 to 1000 bytes once trimmed.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct DryRun {
     action: &'static str,
     count: u64,
     filter: FilterSpec,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     id: Uuid,
     action: String,
+    #[schema(value_type = Object)]
     filter: serde_json::Value,
     reason: String,
     state: String,
@@ -76,6 +85,18 @@ impl From<ops_bulk_job::Model> for JobView {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/generations/bulk", tag = "ops",
+    security(("admin_token" = [])),
+    request_body = BulkBody,
+    responses(
+        (status = 200, description = "A dry run: how many live generations the filter matches, and the filter made absolute", body = DryRun),
+        (status = 202, description = "The job, started in the background", body = JobView),
+        (status = 409, description = "`count_changed`: the count is not `expected_count` any more (the message gives it)", body = ErrorBody),
+        (status = 422, description = "`invalid_action`, `too_many` (above 10,000 targets), `missing_reason`, `invalid_reason`, `missing_expected_count`, the filter's `invalid_state`, `invalid_account`, `invalid_time`, `invalid_range`, `invalid_filter`; or a body field error", body = ErrorBody),
+        (status = 503, description = "`query_timeout`: counting took longer than 5 s; narrow the filter", body = ErrorBody)
+    )
+)]
 pub async fn start(
     _: Admin,
     state: web::Data<AppState>,
@@ -159,6 +180,15 @@ fn confirmed(
     Ok(reason)
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/bulk/{id}", tag = "ops",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job and its progress", body = JobView),
+        (status = 404, description = "`bulk_job_not_found`", body = ErrorBody)
+    )
+)]
 pub async fn get(
     _: Operator,
     state: web::Data<AppState>,
@@ -170,6 +200,19 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/bulk", tag = "ops",
+    security(("operator_token" = [])),
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "The bulk jobs, newest first", body = Page<JobView, Uuid>),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody)
+    )
+)]
 pub async fn list(
     _: Operator,
     state: web::Data<AppState>,

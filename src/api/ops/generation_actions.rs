@@ -8,6 +8,7 @@ use atelier_actors::workflow::inputs::Inputs;
 use atelier_actors::workflow::{CreateOutcome, NewWorkflow, WorkflowState};
 use atelier_entities::workflow;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::generations::{OpsGeneration, find};
@@ -19,29 +20,34 @@ use crate::api::generations::{
     already_settled, insufficient_credits, missing_upload, release_if_an_upload_vanished,
 };
 use crate::api::json::ApiJson;
+use crate::api::openapi::ErrorBody;
 use crate::control::{self, Canceled, Woken};
 use crate::ops::audit;
 use crate::state::AppState;
 
 /// The body of a cancel or a wake.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
+    /// For the audit log: at most 1000 bytes once trimmed.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBody {
     /// Another configured provider to run on (the original's by default).
     #[serde(default)]
     provider: Option<String>,
+    /// For the audit log: at most 1000 bytes once trimmed.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Acted {
     generation: OpsGeneration,
 }
@@ -52,16 +58,36 @@ fn acted(status: actix_web::http::StatusCode, row: workflow::Model) -> HttpRespo
     })
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/generations/{id}/cancel", tag = "ops",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    request_body(content = Option<ActionBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 200, description = "The generation, released with `canceled` (or released already: nothing changed)", body = Acted),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody),
+        (status = 409, description = "`already_settled`", body = ErrorBody),
+        (status = 422, description = "`invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn cancel(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ActionBody>,
+    body: ApiJson<Option<ActionBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let refuse =
         |row: &workflow::Model| (row.state == WorkflowState::Settled).then(already_settled);
-    let row = audited(&state, &request, &path, body.0, "generation.cancel", refuse).await?;
+    let row = audited(
+        &state,
+        &request,
+        &path,
+        body.0.unwrap_or_default(),
+        "generation.cancel",
+        refuse,
+    )
+    .await?;
     match control::cancel(&state, row.id, "canceled by an operator").await? {
         Canceled::Released(row) | Canceled::AlreadyReleased(row) => {
             Ok(acted(actix_web::http::StatusCode::OK, *row))
@@ -107,15 +133,35 @@ fn terminal(row: &workflow::Model) -> ApiError {
     )
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/generations/{id}/wake", tag = "ops",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    request_body(content = Option<ActionBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 200, description = "The generation, due now; the engine steps it", body = Acted),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody),
+        (status = 409, description = "`terminal`: settled or released, nothing to run", body = ErrorBody),
+        (status = 422, description = "`invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn wake(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<ActionBody>,
+    body: ApiJson<Option<ActionBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let refuse = |row: &workflow::Model| row.state.is_terminal().then(|| terminal(row));
-    let row = audited(&state, &request, &path, body.0, "generation.wake", refuse).await?;
+    let row = audited(
+        &state,
+        &request,
+        &path,
+        body.0.unwrap_or_default(),
+        "generation.wake",
+        refuse,
+    )
+    .await?;
     match control::wake(&state, row.id).await? {
         Woken::Woken(row) => Ok(acted(actix_web::http::StatusCode::OK, *row)),
         Woken::Terminal(row) => Err(terminal(&row)),
@@ -126,14 +172,28 @@ pub async fn wake(
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/generations/{id}/retry", tag = "ops",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    request_body(content = Option<RetryBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 201, description = "The new generation, `retry_of` naming the original", body = Acted),
+        (status = 402, description = "`insufficient_credits`", body = ErrorBody),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_released`: only a released generation is retried; `input_unavailable`: an input upload was deleted since", body = ErrorBody),
+        (status = 422, description = "`unknown_provider`, `invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 pub async fn retry(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-    body: ApiJson<RetryBody>,
+    body: ApiJson<Option<RetryBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.0;
+    // The document calls the body optional, which JSON `null` says too.
+    let body = body.0.unwrap_or_default();
     let reason = checked_reason(body.reason, false)?;
     let row = find(&state, &path).await?;
     let provider = body.provider.unwrap_or_else(|| row.provider.clone());

@@ -12,14 +12,16 @@ use atelier_actors::workflow::read as workflows;
 use atelier_entities::{webhook_inbox, workflow, workflow_event};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::generations::{OpsGeneration, find, within_timeout};
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::api::openapi::ErrorBody;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Detail {
     generation: OpsGeneration,
     /// The newest generation an operator re-ran this one as.
@@ -32,7 +34,7 @@ struct Detail {
 
 /// One transition, and how long the generation stayed in the state it entered (up to now
 /// while it still is there; `None` for a terminal state).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Step {
     from: Option<&'static str>,
     to: &'static str,
@@ -42,7 +44,9 @@ struct Step {
     seconds_in_state: Option<f64>,
 }
 
-#[derive(Debug, Serialize)]
+/// Named apart from the account page's `HoldView`: the document keeps one schema per name.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HoldStoryView)]
 struct HoldView {
     id: Uuid,
     amount: i64,
@@ -54,14 +58,16 @@ struct HoldView {
     packages: Vec<PackageView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HoldPackageView)]
 struct PackageView {
     package_id: Uuid,
     held: i64,
     entries: Vec<EntryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = HoldEntryView)]
 struct EntryView {
     id: i64,
     kind: &'static str,
@@ -71,7 +77,7 @@ struct EntryView {
 
 /// A stored provider callback: `pending` until the engine deals with it, then `applied` (a
 /// transition consumed it) or `ignored`, with `why`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Callback {
     id: i64,
     provider: String,
@@ -83,7 +89,7 @@ struct Callback {
     payload_bytes: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct Objects {
     inputs: Vec<InputObject>,
     result: Option<StoredObject>,
@@ -92,26 +98,36 @@ struct Objects {
     preview_ttl_secs: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct InputObject {
     field: &'static str,
     #[serde(flatten)]
     object: InputSource,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "source", rename_all = "snake_case")]
 enum InputSource {
     Stored { key: String, preview_url: String },
     Url { url: String },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct StoredObject {
     key: String,
     preview_url: String,
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/generations/{id}", tag = "ops",
+    security(("operator_token" = [])),
+    params(("id" = String, Path, description = "The generation's id")),
+    responses(
+        (status = 200, description = "The generation's whole story: the row, its timeline, hold, provider callbacks and objects", body = Detail),
+        (status = 404, description = "`generation_not_found`", body = ErrorBody),
+        (status = 503, description = "`query_timeout`: the read took longer than 5 s", body = ErrorBody)
+    )
+)]
 pub async fn get(
     _: Operator,
     state: web::Data<AppState>,

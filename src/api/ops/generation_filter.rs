@@ -7,6 +7,7 @@ use atelier_actors::workflow::WorkflowState;
 use atelier_actors::workflow::read::WorkflowFilter;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::error::ApiError;
@@ -18,29 +19,44 @@ pub const MAX_RANGE_DAYS: i64 = 31;
 const MAX_TEXT: usize = 255;
 
 /// The filter as sent: text, checked by `resolve`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterSpec {
     /// States, comma-separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = "^(reserved|submitted|awaiting_callback|uploading|settled|released)(,(reserved|submitted|awaiting_callback|uploading|settled|released))*$"
+    )]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub provider: Option<String>,
     /// An account id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = Uuid)]
     pub account: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub error_code: Option<String>,
+    /// RFC 3339; a range is at most 31 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub created_from: Option<String>,
+    /// RFC 3339; a range is at most 31 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub created_to: Option<String>,
+    /// RFC 3339; a range is at most 31 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub updated_from: Option<String>,
+    /// RFC 3339; a range is at most 31 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub updated_to: Option<String>,
     /// A generation id or a provider task id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub q: Option<String>,
 }
 

@@ -13,11 +13,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::generation_filter::{FILTER_PARAMS, FilterSpec};
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::Params;
 use crate::state::AppState;
 
@@ -27,7 +29,7 @@ pub const COUNT_CAP: u64 = 100_000;
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A generation as an operator lists it: the whole row but its secrets and inputs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OpsGeneration {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -68,11 +70,12 @@ impl From<workflow::Model> for OpsGeneration {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ListPage {
     items: Vec<OpsGeneration>,
     next_cursor: Option<String>,
     /// Per state, what the filter matches without its `state` part.
+    #[schema(value_type = BTreeMap<String, u64>)]
     totals: BTreeMap<&'static str, u64>,
     /// A total reached `COUNT_CAP` (it says at least that many).
     totals_capped: bool,
@@ -139,6 +142,31 @@ impl Order {
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/generations", tag = "ops",
+    security(("operator_token" = [])),
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 200, description = "Page size, 50 when absent"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page, with the same `sort` and `order`"),
+        ("sort" = Option<String>, Query, pattern = "^(created_at|updated_at)$", description = "`created_at` (default) or `updated_at`"),
+        ("order" = Option<String>, Query, pattern = "^(asc|desc)$", description = "`desc` (default) or `asc`"),
+        ("state" = Option<String>, Query, pattern = "^(reserved|submitted|awaiting_callback|uploading|settled|released)(,(reserved|submitted|awaiting_callback|uploading|settled|released))*$", description = "States, comma-separated"),
+        ("provider" = Option<String>, Query, min_length = 1, max_length = 255, description = "Only this provider"),
+        ("account" = Option<uuid::Uuid>, Query, description = "Only this account's"),
+        ("error_code" = Option<String>, Query, min_length = 1, max_length = 255, description = "Only with this error code"),
+        ("created_from" = Option<DateTime<Utc>>, Query, description = "Created at or after (RFC 3339); a range is at most 31 days"),
+        ("created_to" = Option<DateTime<Utc>>, Query, description = "Created at or before (RFC 3339)"),
+        ("updated_from" = Option<DateTime<Utc>>, Query, description = "Updated at or after (RFC 3339)"),
+        ("updated_to" = Option<DateTime<Utc>>, Query, description = "Updated at or before (RFC 3339)"),
+        ("q" = Option<String>, Query, min_length = 1, max_length = 255, description = "A generation id or a provider task id"),
+    ),
+    responses(
+        (status = 200, description = "A page of every account's generations, the totals per state and the filter as applied", body = ListPage),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_limit`, `invalid_cursor`, `invalid_sort`, `invalid_order`, `invalid_state`, `invalid_account`, `invalid_time`, `invalid_range`, `invalid_filter`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody),
+        (status = 503, description = "`query_timeout`: the read took longer than 5 s; narrow the filter", body = ErrorBody)
+    )
+)]
 pub async fn list(
     _: Operator,
     state: web::Data<AppState>,

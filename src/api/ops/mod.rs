@@ -15,8 +15,7 @@ pub mod providers;
 pub mod summary;
 pub mod verify;
 
-use actix_web::http::Method;
-use actix_web::{HttpRequest, web};
+use actix_web::HttpRequest;
 
 use super::error::ApiError;
 use super::{Routes, resource};
@@ -24,87 +23,73 @@ use crate::ops::audit::{Action, MAX_REASON_LEN};
 
 /// Every route under `/v1/ops`.
 pub fn routes(routes: &mut Routes) {
-    // `undocumented`: registered, not yet annotated for the OpenAPI document (the coverage
-    // test lists them until they are).
     routes
         .service(resource("/v1/ops/audit").route(audit::__path_list, audit::list))
-        .service(
-            resource("/v1/ops/providers").undocumented(Method::GET, web::get().to(providers::list)),
-        )
+        .service(resource("/v1/ops/providers").route(providers::__path_list, providers::list))
         .service(
             resource("/v1/ops/providers/{name}/pause")
-                .undocumented(Method::POST, web::post().to(providers::pause)),
+                .route(providers::__path_pause, providers::pause),
         )
         .service(
             resource("/v1/ops/providers/{name}/resume")
-                .undocumented(Method::POST, web::post().to(providers::resume)),
+                .route(providers::__path_resume, providers::resume),
         )
-        .service(
-            resource("/v1/ops/generations")
-                .undocumented(Method::GET, web::get().to(generations::list)),
-        )
+        .service(resource("/v1/ops/generations").route(generations::__path_list, generations::list))
         // Before `/v1/ops/generations/{id}`, which would take `bulk` for an id.
-        .service(
-            resource("/v1/ops/generations/bulk")
-                .undocumented(Method::POST, web::post().to(bulk::start)),
-        )
+        .service(resource("/v1/ops/generations/bulk").route(bulk::__path_start, bulk::start))
         .service(
             resource("/v1/ops/generations/{id}")
-                .undocumented(Method::GET, web::get().to(generation_detail::get)),
+                .route(generation_detail::__path_get, generation_detail::get),
         )
-        .service(
-            resource("/v1/ops/generations/{id}/cancel")
-                .undocumented(Method::POST, web::post().to(generation_actions::cancel)),
-        )
+        .service(resource("/v1/ops/generations/{id}/cancel").route(
+            generation_actions::__path_cancel,
+            generation_actions::cancel,
+        ))
         .service(
             resource("/v1/ops/generations/{id}/wake")
-                .undocumented(Method::POST, web::post().to(generation_actions::wake)),
+                .route(generation_actions::__path_wake, generation_actions::wake),
         )
         .service(
             resource("/v1/ops/generations/{id}/retry")
-                .undocumented(Method::POST, web::post().to(generation_actions::retry)),
+                .route(generation_actions::__path_retry, generation_actions::retry),
         )
-        .service(resource("/v1/ops/bulk").undocumented(Method::GET, web::get().to(bulk::list)))
-        .service(resource("/v1/ops/bulk/{id}").undocumented(Method::GET, web::get().to(bulk::get)))
+        .service(resource("/v1/ops/bulk").route(bulk::__path_list, bulk::list))
+        .service(resource("/v1/ops/bulk/{id}").route(bulk::__path_get, bulk::get))
         .service(
             resource("/v1/ops/stream")
-                .undocumented(Method::GET, web::get().to(crate::api::streams::ops)),
+                .route(crate::api::streams::__path_ops, crate::api::streams::ops),
         )
-        .service(
-            resource("/v1/ops/accounts").undocumented(Method::GET, web::get().to(accounts::list)),
-        )
+        .service(resource("/v1/ops/accounts").route(accounts::__path_list, accounts::list))
         .service(
             resource("/v1/ops/accounts/{account_id}")
-                .undocumented(Method::GET, web::get().to(accounts::detail)),
+                .route(accounts::__path_detail, accounts::detail),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/grants")
-                .undocumented(Method::POST, web::post().to(accounts::grant)),
+                .route(accounts::__path_grant, accounts::grant),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/grants/{package_id}/void")
-                .undocumented(Method::POST, web::post().to(accounts::void)),
+                .route(accounts::__path_void, accounts::void),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/disable")
-                .undocumented(Method::POST, web::post().to(accounts::disable)),
+                .route(accounts::__path_disable, accounts::disable),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/enable")
-                .undocumented(Method::POST, web::post().to(accounts::enable)),
+                .route(accounts::__path_enable, accounts::enable),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/revoke-keys")
-                .undocumented(Method::POST, web::post().to(accounts::revoke_keys)),
+                .route(accounts::__path_revoke_keys, accounts::revoke_keys),
         )
         .service(
             resource("/v1/ops/accounts/{account_id}/api-keys")
-                .undocumented(Method::POST, web::post().to(accounts::issue_key)),
+                .route(accounts::__path_issue_key, accounts::issue_key),
         )
-        .service(resource("/v1/ops/summary").undocumented(Method::GET, web::get().to(summary::get)))
-        .service(
-            resource("/v1/ops/verify").undocumented(Method::POST, web::post().to(verify::run)),
-        );
+        .service(resource("/v1/ops/summary").route(summary::__path_get, summary::get))
+        .service(resource("/v1/ops/verify").route(verify::__path_run, verify::run));
 }
 
 /// The peer address an action came from, for the audit log. The socket's peer, not a

@@ -10,10 +10,12 @@ use atelier_actors::providers::pauses::{self, Pause};
 use atelier_actors::workflow::read;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Operator};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::openapi::ErrorBody;
 use crate::api::ops::{action, checked_reason};
 use crate::ops::audit;
 use crate::state::AppState;
@@ -21,7 +23,7 @@ use crate::state::AppState;
 /// The period `credits_charged` covers, in hours.
 const CHARGED_HOURS: i64 = 24;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderView {
     pub name: String,
     pub adapter: String,
@@ -32,12 +34,15 @@ pub struct ProviderView {
     pub paused: Option<PauseView>,
     /// Credits charged by generations on it settled in the last 24 hours.
     pub credits_charged: i64,
-    /// What its actor knows (absent if the actor stopped).
+    /// What its actor knows (absent if the actor stopped): `circuit`, `circuit_since`,
+    /// `in_flight`, `max_concurrency`, `queued`, `requests_per_second`, `throttled_until`,
+    /// `last_5m`, `last_60m`, `last_error` (docs/api.md).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub health: Option<Health>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PauseView {
     pub reason: String,
     pub paused_at: DateTime<Utc>,
@@ -52,13 +57,27 @@ impl From<Pause> for PauseView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// For the audit log: 1 to 1000 bytes once trimmed; required to pause.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct ProviderList {
+    items: Vec<ProviderView>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/ops/providers", tag = "ops",
+    security(("operator_token" = [])),
+    responses(
+        (status = 200, description = "Each configured provider's health, load, recent calls, last error, charges and pause", body = ProviderList)
+    )
+)]
 pub async fn list(_: Operator, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let paused = pauses::all(&state.db).await?;
@@ -67,9 +86,20 @@ pub async fn list(_: Operator, state: web::Data<AppState>) -> Result<HttpRespons
     for name in state.settings.providers.keys() {
         items.push(view(&state, name, &paused, &charged, now).await);
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(ProviderList { items }))
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/providers/{name}/pause", tag = "ops",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The provider's name (`[providers.<name>]`)")),
+    request_body(content = Option<ReasonBody>, description = "`reason` is required"),
+    responses(
+        (status = 200, description = "The provider, paused, as listed", body = ProviderView),
+        (status = 404, description = "`provider_not_found`: no such `[providers.<name>]`", body = ErrorBody),
+        (status = 422, description = "`missing_reason`, `invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 /// Pauses the provider: from now on its new work fails over or waits. Pausing a paused
 /// provider replaces the reason.
 pub async fn pause(
@@ -77,23 +107,35 @@ pub async fn pause(
     state: web::Data<AppState>,
     request: HttpRequest,
     name: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let name = known(&state, &name)?;
-    let reason = checked_reason(body.0.reason, true)?.expect("a required reason");
+    let reason =
+        checked_reason(body.0.unwrap_or_default().reason, true)?.expect("a required reason");
     change(&state, &request, name, Change::Pause(reason)).await
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/providers/{name}/resume", tag = "ops",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The provider's name (`[providers.<name>]`)")),
+    request_body(content = Option<ReasonBody>, description = "May be empty or `null`"),
+    responses(
+        (status = 200, description = "The provider, resumed, as listed", body = ProviderView),
+        (status = 404, description = "`provider_not_found`: no such `[providers.<name>]`", body = ErrorBody),
+        (status = 422, description = "`invalid_reason`, or a body field error", body = ErrorBody)
+    )
+)]
 /// Resumes the provider (a provider that was not paused stays as it was).
 pub async fn resume(
     _: Admin,
     state: web::Data<AppState>,
     request: HttpRequest,
     name: web::Path<String>,
-    body: ApiJson<ReasonBody>,
+    body: ApiJson<Option<ReasonBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let name = known(&state, &name)?;
-    let reason = checked_reason(body.0.reason, false)?;
+    let reason = checked_reason(body.0.unwrap_or_default().reason, false)?;
     change(&state, &request, name, Change::Resume(reason)).await
 }
 

@@ -16,12 +16,14 @@ use atelier_entities::workflow;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::DbErr;
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::bounded::within;
 use crate::api::auth::Operator;
 use crate::api::error::ApiError;
 use crate::api::ledger::instant;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::Params;
 use crate::state::AppState;
 
@@ -33,7 +35,7 @@ pub const MAX_WATCH_AFTER_SECS: i64 = 7 * 24 * 3600;
 pub const WATCHLIST: u64 = 50;
 pub const SUMMARY_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct HourView {
     hour: DateTime<Utc>,
     settled: i64,
@@ -41,7 +43,7 @@ struct HourView {
     released: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct LiveView {
     id: Uuid,
     account_id: Uuid,
@@ -65,7 +67,7 @@ impl LiveView {
 }
 
 /// Credits each kind of ledger entry moved over the range.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 struct LedgerTotals {
     granted: i64,
     held: i64,
@@ -75,12 +77,13 @@ struct LedgerTotals {
     voided: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SummaryView {
     now: DateTime<Utc>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     /// Workflows per state now, every state named.
+    #[schema(value_type = BTreeMap<String, i64>)]
     states: BTreeMap<&'static str, i64>,
     hours: Vec<HourView>,
     oldest_live: Option<LiveView>,
@@ -126,6 +129,21 @@ fn asked(params: &Params, now: DateTime<Utc>) -> Result<Asked, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get, path = "/v1/ops/summary", tag = "ops",
+    security(("operator_token" = [])),
+    params(
+        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339; 24 hours before `to` when absent, at most 31 days before it"),
+        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339; now when absent"),
+        ("watch_after_secs" = Option<i64>, Query, minimum = 1, maximum = 604800, description = "Live generations older than this are on the watchlist; 600 when absent"),
+    ),
+    responses(
+        (status = 200, description = "States now, the range per hour, the oldest live generations and the ledger's totals", body = SummaryView),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`invalid_time`, `invalid_range` (`from` not before `to`, or more than 31 days), `invalid_watch_after`, `unknown_parameter`, `duplicate_parameter`", body = ErrorBody),
+        (status = 504, description = "`summary_timeout`: the reads took longer than 10 s", body = ErrorBody)
+    )
+)]
 pub async fn get(
     _: Operator,
     state: web::Data<AppState>,

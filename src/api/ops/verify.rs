@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::action;
 use super::bounded::within;
 use crate::api::auth::Admin;
 use crate::api::error::ApiError;
+use crate::api::openapi::ErrorBody;
 use crate::api::query::Params;
 use crate::ops::{audit, verify};
 use crate::state::AppState;
@@ -17,20 +19,32 @@ use crate::state::AppState;
 /// `atelier verify` for a database that needs longer).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ViolationView {
     invariant: u8,
     subject: String,
     detail: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct VerifyView {
     ok: bool,
     violations: Vec<ViolationView>,
+    /// `{"invariants", "packages", "holds", "ledger_entries", "workflows"}`: what was checked.
+    #[schema(value_type = Object)]
     checked: verify::Checked,
 }
 
+#[utoipa::path(
+    post, path = "/v1/ops/verify", tag = "ops",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The invariants checked; broken ones are `ok: false` with their violations", body = VerifyView),
+        (status = 400, description = "`malformed_query`", body = ErrorBody),
+        (status = 422, description = "`unknown_parameter`: it takes none", body = ErrorBody),
+        (status = 504, description = "`verify_timeout`: it took longer than 120 s; run `atelier verify`", body = ErrorBody)
+    )
+)]
 pub async fn run(
     _: Admin,
     state: web::Data<AppState>,
