@@ -138,23 +138,12 @@ impl Application {
         let simulator = simulator(&mut settings, &public_url);
         let http_client = outbound_client(&settings)?;
         let provider_handles = providers(&settings, &public_url, &http_client)?;
-        let providers: Providers = provider_handles
-            .iter()
-            .map(|(name, handle)| (name.clone(), Arc::new(handle.clone()) as Arc<dyn Provider>))
-            .collect();
+        let providers = as_providers(&provider_handles);
         let pauses = Pauses::load(&db)
             .await
             .map_err(|error| anyhow::anyhow!("cannot read the provider pauses: {error}"))?;
         let fetch_clients = fetch_clients(&settings, &public_url)?;
-        let workflows = Workflows::start_with(
-            db.clone(),
-            clock.clone(),
-            BatchLimits {
-                max_batch: settings.workflow.max_batch,
-                deadline: batch_deadline,
-            },
-            seams.batch_fault,
-        );
+        let workflows = start_workflows(&settings, &db, &clock, batch_deadline, seams.batch_fault);
         let engine = settings.workflow.run_engine.then(|| {
             let parts = EngineParts {
                 db: &db,
@@ -224,6 +213,29 @@ impl Application {
     pub fn into_server(self) -> Server {
         self.server
     }
+}
+
+/// The workflow writer, each batch within `deadline`, failing what `fault` picks (tests).
+fn start_workflows(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    clock: &Arc<dyn Clock>,
+    deadline: Duration,
+    fault: Option<BatchFault>,
+) -> Workflows {
+    let limits = BatchLimits {
+        max_batch: settings.workflow.max_batch,
+        deadline,
+    };
+    Workflows::start_with(db.clone(), clock.clone(), limits, fault)
+}
+
+/// The provider actors' handles as the engine and the API call them.
+fn as_providers(handles: &BTreeMap<String, ProviderHandle>) -> Providers {
+    handles
+        .iter()
+        .map(|(name, handle)| (name.clone(), Arc::new(handle.clone()) as Arc<dyn Provider>))
+        .collect()
 }
 
 /// Starts the completion webhooks' sender where workflows are driven (it sends what their
