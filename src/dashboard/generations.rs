@@ -3,25 +3,41 @@
 //! inbox, objects with previews one click away), and the cancel button. Each shows what the
 //! ops API answers and acts through the same handlers.
 use actix_web::{HttpRequest, HttpResponse, web};
+use atelier_entities::workflow::WorkflowState;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
+use super::form::Query;
 use super::layout;
 use super::render;
 use super::session::{Session, Signed};
-use crate::api::auth::{Admin, Operator};
+use crate::api::auth::Admin;
 use crate::api::json::ApiJson;
 use crate::api::ops::{generation_actions, generation_detail, generations};
 use crate::state::AppState;
 
+/// The list's columns; the rest of a row is on the generation's page.
+const COLUMNS: [&str; 9] = [
+    "id",
+    "state",
+    "provider",
+    "account_id",
+    "attempt",
+    "error_code",
+    "cost",
+    "created_at",
+    "updated_at",
+];
+
 /// The list's filter form fields: (query parameter, label, placeholder).
-const FILTERS: [(&str, &str, &str); 6] = [
+const FILTERS: [(&str, &str, &str); 7] = [
     ("state", "State", "released,reserved"),
     ("provider", "Provider", "simulator"),
     ("account", "Account", "account id"),
     ("error_code", "Error code", "provider_failed"),
     ("q", "Id or task id", "generation or provider task id"),
-    ("created_from", "Created from", "2030-01-01T00:00:00Z"),
+    ("created_from", "Created from", "RFC 3339; 24 h ago"),
+    ("created_to", "Created to", "RFC 3339; now"),
 ];
 
 pub async fn list(
@@ -32,57 +48,39 @@ pub async fn list(
     let Ok(session) = session else {
         return super::signin::redirect("/ops/login");
     };
-    let operator = Operator {
-        may_act: session.may_act,
-    };
+    let operator = session.operator();
     let answer = render::json(generations::list(operator, state, request.clone()).await).await;
-    let query = web::Query::<Vec<(String, String)>>::from_query(request.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or_default();
+    let query = Query::of(&request);
     let body = html! {
-        (filter_form(&query))
+        (render::filters("/ops/generations", &FILTERS, &query))
         @match &answer {
-            Ok(page) => (list_body(page)),
+            Ok(page) => (list_body(page, &query, &layout::here(&request))),
             Err(error) => (render::error(error)),
         }
+        @if session.may_act && answer.is_ok() { (super::bulk::section(&query)) }
     };
     layout::page(&session, "/ops/generations", "Generations", body)
 }
 
-fn filter_form(query: &[(String, String)]) -> Markup {
-    let current = |name: &str| {
-        query
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-            .unwrap_or_default()
-    };
-    html! {
-        form class="filters" method="get" action="/ops/generations" {
-            @for (name, label, placeholder) in FILTERS {
-                label { (label) " "
-                    input name=(name) value=(current(name)) placeholder=(placeholder);
-                }
-                " "
-            }
-            button type="submit" id="filter" { "Filter" }
-        }
-    }
-}
-
-fn list_body(page: &Value) -> Markup {
+fn list_body(page: &Value, query: &Query, here: &str) -> Markup {
     let items = page["items"].as_array().cloned().unwrap_or_default();
     html! {
         h2 { "Totals for this filter" }
-        (render::value(&page["totals"]))
+        section class="cards small" id="totals" {
+            @for name in WorkflowState::ALL.map(WorkflowState::as_str) {
+                div class="card" data-state=(name) {
+                    div class="n" { (page["totals"][name]) } div class="label" { (name) }
+                }
+            }
+        }
         @if page["totals_capped"] == true { p class="note" { "Counts stop at 100,000." } }
         h2 { "Generations" }
-        section id="generations" data-live hx-get="" hx-select="#generations" hx-swap="outerHTML" hx-trigger="refresh" {
+        section id="generations" data-live hx-get=(here) hx-select="#generations" hx-swap="outerHTML" hx-trigger="refresh" {
             @if items.is_empty() { p class="note" { "Nothing matches." } }
-            @else { (render::table(&items, Some("/ops/generations/"))) }
+            @else { (render::columns(&items, &COLUMNS, Some("/ops/generations/"))) }
         }
         @if let Some(cursor) = page["next_cursor"].as_str() {
-            p { a href={ "?cursor=" (cursor) } id="next" { "Next page" } }
+            p { a href=(render::next_page(query, cursor)) id="next" { "Next page" } }
         }
     }
 }
@@ -96,9 +94,7 @@ pub async fn detail(
         return super::signin::redirect("/ops/login");
     };
     let id = path.into_inner();
-    let operator = Operator {
-        may_act: session.may_act,
-    };
+    let operator = session.operator();
     let answer =
         render::json(generation_detail::get(operator, state, web::Path::from(id.clone())).await)
             .await;

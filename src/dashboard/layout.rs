@@ -1,13 +1,20 @@
 //! The page every dashboard view sits in: navigation, who is signed in, the sign-out form and
 //! the CSRF token htmx requests carry. Pages hand it their title and body.
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Session;
 
 /// The dashboard's pages, in the order the navigation shows them.
-pub const PAGES: [(&str, &str); 2] = [("/ops", "Overview"), ("/ops/generations", "Generations")];
+pub const PAGES: [(&str, &str); 6] = [
+    ("/ops", "Overview"),
+    ("/ops/generations", "Generations"),
+    ("/ops/providers", "Providers"),
+    ("/ops/accounts", "Accounts"),
+    ("/ops/ledger", "Ledger and verify"),
+    ("/ops/audit", "Audit log"),
+];
 
 /// A whole page for a signed-in operator; `current` is its path in `PAGES`.
 pub fn page(session: &Session, current: &str, title: &str, body: Markup) -> HttpResponse {
@@ -36,7 +43,12 @@ pub fn page(session: &Session, current: &str, title: &str, body: Markup) -> Http
                         button type="submit" id="sign-out" { "Sign out" }
                     }
                 }
-                main { h1 { (title) } (body) }
+                main {
+                    h1 { (title) }
+                    // Where an action's refusal is shown (dashboard.js).
+                    div id="flash" class="error" role="alert" {}
+                    (body)
+                }
             }
         }
     };
@@ -57,6 +69,14 @@ pub fn bare(status: StatusCode, title: &str, body: Markup) -> HttpResponse {
         }
     };
     html_response(status, markup)
+}
+
+/// This request's path and query, for a live part of its page to reload itself from.
+pub fn here(request: &HttpRequest) -> String {
+    match request.query_string() {
+        "" => request.path().to_owned(),
+        query => format!("{}?{query}", request.path()),
+    }
 }
 
 /// A piece of a page, for htmx to swap in.

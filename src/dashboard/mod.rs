@@ -2,12 +2,19 @@
 //! from the binary for partial updates, live refresh from the operators' status stream, and
 //! no JavaScript build step. It works offline. Signing in is `session`; every page reads
 //! through the same functions the ops API uses.
+pub mod accounts;
+pub mod audit;
+pub mod bulk;
+pub mod form;
 pub mod generations;
 pub mod layout;
+pub mod ledger;
 pub mod overview;
+pub mod providers;
 pub mod render;
 pub mod session;
 pub mod signin;
+pub mod sparkline;
 
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
@@ -37,16 +44,33 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/login", web::get().to(signin::form))
             .route("/login", web::post().to(signin::sign_in))
             .route("/logout", web::post().to(signin::sign_out))
-            .route(
-                "/fragments/counts",
-                web::get().to(overview::counts_fragment),
-            )
+            .route("/fragments/overview", web::get().to(overview::fragment))
             .route("/generations", web::get().to(generations::list))
+            // Before `/generations/{id}`, which would take `bulk` for an id.
+            .route("/generations/bulk", web::post().to(bulk::start))
+            .route("/generations/bulk/dry-run", web::post().to(bulk::dry_run))
+            .route("/bulk/{id}", web::get().to(bulk::job))
             .route("/generations/{id}", web::get().to(generations::detail))
             .route(
                 "/generations/{id}/cancel",
                 web::post().to(generations::cancel),
             )
+            .route("/providers", web::get().to(providers::page))
+            .route("/providers/{name}/pause", web::post().to(providers::pause))
+            .route(
+                "/providers/{name}/resume",
+                web::post().to(providers::resume),
+            )
+            .route("/accounts", web::get().to(accounts::list))
+            .route("/accounts/{id}", web::get().to(accounts::detail))
+            .route(
+                "/accounts/{id}/grants/{package}/void",
+                web::post().to(accounts::void),
+            )
+            .route("/accounts/{id}/{action}", web::post().to(accounts::act))
+            .route("/ledger", web::get().to(ledger::page))
+            .route("/verify", web::post().to(ledger::run))
+            .route("/audit", web::get().to(audit::page))
             .route("/events", web::get().to(events))
             .route("/assets/{name}", web::get().to(asset)),
     );
@@ -110,6 +134,17 @@ pub fn acting(
         ));
     }
     Ok(session)
+}
+
+/// The form of an action by a signed-in admin with this session's CSRF token (see `acting`),
+/// or the refusal.
+pub fn acting_form(
+    session: Result<session::Session, session::NoSession>,
+    request: &HttpRequest,
+    body: &actix_web::web::Bytes,
+) -> Result<form::Fields, ApiError> {
+    acting(session, request)?;
+    form::Fields::parse(body)
 }
 
 /// What a fragment or an action answers without a session.

@@ -6,6 +6,7 @@ use actix_web::HttpResponse;
 use maud::{Markup, html};
 use serde_json::Value;
 
+use super::form::Query;
 use crate::api::error::ApiError;
 
 /// The JSON an ops handler answered, or its error.
@@ -56,24 +57,30 @@ pub fn object(value: &Value) -> Markup {
 /// A list of objects as one table, a column per key (in the order first seen); an `id`
 /// links to `ids` followed by it, when given.
 pub fn table(items: &[Value], ids: Option<&str>) -> Markup {
-    let mut keys: Vec<&String> = Vec::new();
+    let mut keys: Vec<&str> = Vec::new();
     for item in items {
         if let Value::Object(fields) = item {
             for key in fields.keys() {
-                if !keys.contains(&key) {
+                if !keys.contains(&key.as_str()) {
                     keys.push(key);
                 }
             }
         }
     }
+    columns(items, &keys, ids)
+}
+
+/// A list of objects as one table with the columns `keys`, in that order: what a page's
+/// reader looks at first, the whole row being one click away.
+pub fn columns(items: &[Value], keys: &[&str], ids: Option<&str>) -> Markup {
     html! {
         table {
-            tr { @for key in &keys { th { (key) } } }
+            tr { @for key in keys { th { (key) } } }
             @for item in items {
                 tr {
-                    @for key in &keys {
+                    @for key in keys {
                         td data-field=(key) {
-                            (cell(key, item.get(key.as_str()).unwrap_or(&Value::Null), ids))
+                            (cell(key, item.get(*key).unwrap_or(&Value::Null), ids))
                         }
                     }
                 }
@@ -98,7 +105,39 @@ fn cell(key: &str, field: &Value, ids: Option<&str>) -> Markup {
 fn scalar(value: &Value) -> Markup {
     match value {
         Value::Null => html! { span class="note" { "—" } },
-        Value::String(text) => html! { (text) },
+        Value::String(text) => match chrono::DateTime::parse_from_rfc3339(text) {
+            // An instant to the second, in UTC; the exact value on hover.
+            Ok(at) => html! {
+                time datetime=(text) title=(text) { (at.naive_utc().format("%Y-%m-%d %H:%M:%S")) }
+            },
+            Err(_) => html! { (text) },
+        },
         other => html! { (other.to_string()) },
+    }
+}
+
+/// The link to the page after this one: the same query (filters kept) with `cursor` replaced.
+pub fn next_page(query: &Query, cursor: &str) -> String {
+    let kept = query.0.iter().filter(|(key, _)| key != "cursor");
+    let encoded = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(kept)
+        .append_pair("cursor", cursor)
+        .finish();
+    format!("?{encoded}")
+}
+
+/// A filter form that reloads `action` with its fields in the URL, each showing its value in
+/// `query`. `fields` are (query parameter, label, placeholder).
+pub fn filters(action: &str, fields: &[(&str, &str, &str)], query: &Query) -> Markup {
+    html! {
+        form class="filters" method="get" action=(action) {
+            @for (name, label, placeholder) in fields {
+                label { (label) " "
+                    input name=(name) value=(query.value(name)) placeholder=(placeholder);
+                }
+                " "
+            }
+            button type="submit" id="filter" { "Filter" }
+        }
     }
 }

@@ -51,6 +51,13 @@ fn csrf_key(nonce: &str) -> String {
 }
 
 impl Session {
+    /// The operator the ops API's handlers see for this session.
+    pub fn operator(&self) -> crate::api::auth::Operator {
+        crate::api::auth::Operator {
+            may_act: self.may_act,
+        }
+    }
+
     /// A new session's cookie value, valid until `expires_at`.
     pub fn issue(state: &AppState, may_act: bool, expires_at: DateTime<Utc>) -> String {
         let nonce = random_token("");

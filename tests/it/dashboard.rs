@@ -21,7 +21,7 @@ async fn count(app: &TestApp, state: WorkflowState) -> u64 {
 }
 
 /// Signs in with `token` through the form; the browser lands on the overview.
-async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
+pub async fn sign_in(browser: &Browser, app: &TestApp, token: &str) {
     browser.goto(&app.url("/ops")).await;
     assert_eq!(
         browser.path().await,
@@ -198,7 +198,7 @@ async fn an_expired_session_is_refused() {
     let page = get("/ops").await.unwrap();
     assert_eq!(page.status(), 303);
     assert_eq!(page.headers()["location"], "/ops/login");
-    let fragment = get("/ops/fragments/counts").await.unwrap();
+    let fragment = get("/ops/fragments/overview").await.unwrap();
     assert_eq!(crate::common::error_code(fragment, 401).await, "no_session");
     let events = get("/ops/events").await.unwrap();
     assert_eq!(events.status(), 401);

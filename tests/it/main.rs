@@ -12,6 +12,7 @@ mod concurrency;
 mod crash;
 mod customer_api;
 mod dashboard;
+mod dashboard_pages;
 mod evolink;
 mod fashn;
 mod generations_api;

@@ -44,6 +44,28 @@
     if (meta) event.detail.headers["X-CSRF-Token"] = meta.content;
   });
 
+  // An action refused (4xx, 5xx): show the API's code and message; the page is unchanged.
+  document.addEventListener("htmx:responseError", function (event) {
+    var flash = document.getElementById("flash");
+    if (!flash) return;
+    var text = "HTTP " + event.detail.xhr.status;
+    try {
+      var error = JSON.parse(event.detail.xhr.responseText);
+      text = error.code + ": " + error.message;
+    } catch (ignored) {}
+    flash.textContent = text;
+  });
+
+  // An action done: clear the last refusal and refresh what the page shows (a pause or a
+  // grant commits no transition, so the stream would not say so).
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var verb = event.detail.requestConfig && event.detail.requestConfig.verb;
+    if (!event.detail.successful || verb === "get") return;
+    var flash = document.getElementById("flash");
+    if (flash) flash.textContent = "";
+    refreshSoon();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.hidden) connect();
   });

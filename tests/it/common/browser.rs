@@ -84,6 +84,49 @@ impl Browser {
             .to_owned()
     }
 
+    /// Clicks the element `css` selects, once it is there.
+    pub async fn click(&self, css: &str) {
+        self.element(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|error| panic!("click {css}: {error}"));
+    }
+
+    /// Types `text` into the field `css` selects.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.element(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|error| panic!("type into {css}: {error}"));
+    }
+
+    /// Waits until the element `css` selects has the text `expected` (a live page changes
+    /// without a reload).
+    pub async fn wait_text(&self, css: &str, expected: &str) {
+        wait_for(
+            &format!("{css} to read {expected:?}"),
+            Duration::from_secs(20),
+            || async {
+                match self.text(css).await {
+                    text if text == expected => Ok(()),
+                    text => Err(text),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Whether anything on the page matches `css`, now (no waiting).
+    pub async fn has(&self, css: &str) -> bool {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map(|found| !found.is_empty())
+            .unwrap_or(false)
+    }
+
     pub async fn path(&self) -> String {
         self.client
             .current_url()
