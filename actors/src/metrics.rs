@@ -41,7 +41,9 @@ pub const PROVIDER_THROTTLE_PAUSES: &str = "atelier_provider_throttle_pauses_tot
 /// Gauge (computed at scrape): 1 while an operator has the `provider` paused.
 pub const PROVIDER_PAUSED: &str = "atelier_provider_paused";
 /// Counter: credits moved by committed ledger writes, by `movement` (`granted`, `held`,
-/// `consumed`, `released` — a settle's unused remainder included — and `expired`).
+/// `consumed`, `released` — a settle's unused remainder included — `expired`, and `voided`:
+/// what an operator's void took at once; credits a hold later returns to a voided package are
+/// counted as `released`).
 pub const LEDGER_CREDITS: &str = "atelier_ledger_credits_total";
 
 /// Most live generations a scrape counts per state: the count stays a bounded index scan.

@@ -238,6 +238,26 @@ fn metered(url: &str) -> String {
     format!("metered_{backend}")
 }
 
+/// Voiding the 3 credits the account has left counts them as `voided`.
+async fn assert_voids_are_counted(app: &TestApp, account: &str, before: &Exposition) {
+    let detail = app
+        .get_json(&format!("/v1/ops/accounts/{account}"), common::ADMIN_TOKEN)
+        .await;
+    let package = detail["packages"][0]["id"].as_str().unwrap();
+    let voided = app
+        .admin_post(
+            &format!("/v1/ops/accounts/{account}/grants/{package}/void"),
+            &serde_json::json!({"reason": "metrics test"}),
+        )
+        .await;
+    assert_eq!(voided.status(), 200);
+    let (_, after) = scrape(app).await;
+    let movement = [("movement", "voided")];
+    let counted = after.sum("atelier_ledger_credits_total", &movement)
+        - before.sum("atelier_ledger_credits_total", &movement);
+    assert!(counted >= 3.0, "{counted}");
+}
+
 fn on_simulator(settings: &mut Settings, name: &str) {
     let mut config = ProviderConfig::costing(1);
     config.adapter = Some("simulator".into());
@@ -304,6 +324,7 @@ async fn counters_and_histograms_move_as_generations_run(url: String) {
     assert!(delta("atelier_ledger_credits_total", &[("movement", "held")]) >= 2.0);
     assert!(delta("atelier_ledger_credits_total", &[("movement", "consumed")]) >= 2.0);
     assert!(delta("atelier_ledger_credits_total", &[("movement", "granted")]) >= 0.0);
+    assert_voids_are_counted(&app, &account, &after).await;
     assert!(
         delta(
             "atelier_step_duration_seconds_count",

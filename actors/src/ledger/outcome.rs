@@ -90,9 +90,10 @@ crate::outcome_conversion!(Outcome, VoidOutcome, Outcome::Void(outcome) => outco
 
 /// Counts the credits committed `outcomes` moved in the metrics (`crate::metrics`): what new
 /// holds held, settles consumed, releases and the unused part of settles returned, the
-/// sweeper expired, grants granted. Called only once their transaction committed.
+/// sweeper expired, grants granted, voids took. Called only once their transaction committed.
 pub fn count_committed(outcomes: &[Outcome]) {
     let (mut granted, mut held, mut consumed, mut released, mut expired) = (0, 0, 0, 0, 0);
+    let mut voided = 0;
     for outcome in outcomes {
         match outcome {
             Outcome::Grant(GrantOutcome::Created(package)) => granted += package.credits,
@@ -106,6 +107,7 @@ pub fn count_committed(outcomes: &[Outcome]) {
             }
             Outcome::Release(ReleaseOutcome::Released { returned }) => released += returned,
             Outcome::Expire(expire) => expired += expire.expired,
+            Outcome::Void(VoidOutcome::Voided { voided: took, .. }) => voided += took,
             _ => {}
         }
     }
@@ -115,6 +117,7 @@ pub fn count_committed(outcomes: &[Outcome]) {
         ("consumed", consumed),
         ("released", released),
         ("expired", expired),
+        ("voided", voided),
     ] {
         crate::metrics::ledger_credits(movement, credits);
     }
