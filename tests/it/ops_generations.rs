@@ -31,6 +31,7 @@ database_tests!(
     every_route_wants_an_operator_and_actions_the_admin,
     a_bulk_cancel_survives_a_restart_and_cancels_each_once,
     a_bulk_wake_makes_each_due_now,
+    a_bulk_action_over_more_than_ten_thousand_is_refused,
 );
 
 fn with_read_token(settings: &mut atelier::config::Settings) {
@@ -764,4 +765,31 @@ async fn a_bulk_wake_makes_each_due_now(url: String) {
         assert_eq!(item["state"], "reserved");
     }
     assert_eq!(app.audit_of("generation.bulk_wake").await.len(), 1);
+}
+
+/// 10,001 live generations match: neither the dry run nor the real run goes ahead, and
+/// nothing is written — no job, no audit row.
+async fn a_bulk_action_over_more_than_ten_thousand_is_refused(url: String) {
+    const OVER: usize = atelier::ops::bulk::MAX_TARGETS as usize + 1;
+    let app = TestApp::builder(&url).spawn().await;
+    let account = common::funded_account(&app.state.db, &app.state.ledger, OVER as i64).await;
+    // In chunks: one insert of every row would pass SQLite's limit on bound variables.
+    for chunk in [1_000; 10].into_iter().chain([OVER - 10_000]) {
+        park(&app, account, chunk).await;
+    }
+    let filter = json!({"account": account.to_string()});
+    for body in [
+        json!({"filter": filter, "action": "cancel", "dry_run": true}),
+        json!({"filter": filter, "action": "cancel", "dry_run": false,
+               "expected_count": OVER, "reason": "too much at once"}),
+    ] {
+        let refused = app
+            .ops_post("/v1/ops/generations/bulk", ADMIN_TOKEN, &body)
+            .await;
+        assert_eq!(error_code(refused, 422).await, "too_many", "{body}");
+    }
+    let jobs = app.ops_get("/v1/ops/bulk").await;
+    assert!(jobs["items"].as_array().unwrap().is_empty(), "{jobs}");
+    let audit = app.ops_get("/v1/ops/audit").await;
+    assert!(audit["items"].as_array().unwrap().is_empty(), "{audit}");
 }
