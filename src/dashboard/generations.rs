@@ -2,17 +2,18 @@
 //! be shared) and `GET /ops/generations/{id}` (the whole story: timeline, hold and ledger,
 //! inbox, objects with previews one click away), and the cancel button. Each shows what the
 //! ops API answers and acts through the same handlers.
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use atelier_entities::workflow::WorkflowState;
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
-use super::form::Query;
+use super::form::{self, Query};
 use super::layout;
 use super::render;
 use super::session::{Session, Signed};
 use crate::api::auth::Admin;
-use crate::api::json::ApiJson;
+use crate::api::error::ApiError;
 use crate::api::ops::{generation_actions, generation_detail, generations};
 use crate::state::AppState;
 
@@ -95,33 +96,67 @@ pub async fn detail(
     };
     let id = path.into_inner();
     let operator = session.operator();
-    let answer =
-        render::json(generation_detail::get(operator, state, web::Path::from(id.clone())).await)
-            .await;
+    let answer = render::json(
+        generation_detail::get(operator, state.clone(), web::Path::from(id.clone())).await,
+    )
+    .await;
+    let mut providers: Vec<&str> = state
+        .settings
+        .providers
+        .keys()
+        .map(String::as_str)
+        .collect();
+    providers.sort_unstable();
     let body = match &answer {
-        Ok(detail) => detail_body(&session, &id, detail),
+        Ok(detail) => detail_body(&session, &id, detail, &providers),
         Err(error) => render::error(error),
     };
     layout::page(&session, "/ops/generations", "Generation", body)
 }
 
-fn detail_body(session: &Session, id: &str, detail: &Value) -> Markup {
+fn detail_body(session: &Session, id: &str, detail: &Value, providers: &[&str]) -> Markup {
     let generation = &detail["generation"];
-    let live = generation["state"]
-        .as_str()
-        .is_some_and(|state| state != "settled" && state != "released");
     html! {
         section id="detail" data-live hx-get={ "/ops/generations/" (id) } hx-select="#detail" hx-swap="outerHTML" hx-trigger="refresh" {
             p { "State: " strong id="state" { (generation["state"].as_str().unwrap_or("?")) } }
-            @if live && session.may_act {
-                button class="danger" id="cancel" hx-post={ "/ops/generations/" (id) "/cancel" }
-                    hx-swap="none" hx-confirm="Cancel this generation and release its credits?" { "Cancel" }
-            }
+            @if session.may_act { (actions(id, generation, providers)) }
             h2 { "Generation" } (render::object(generation))
             h2 { "Timeline" } (render::value(&detail["timeline"]))
             h2 { "Hold and ledger" } (render::value(&detail["hold"]))
             h2 { "Callbacks received" } (render::value(&detail["inbox"]))
             h2 { "Objects" } (objects(&detail["objects"]))
+        }
+    }
+}
+
+/// Cancel and wake while it is live; retry as a new generation (on its provider or another)
+/// once released.
+fn actions(id: &str, generation: &Value, providers: &[&str]) -> Markup {
+    let state = generation["state"].as_str().unwrap_or_default();
+    let live = state != "settled" && state != "released";
+    let post = |action: &str| format!("/ops/generations/{id}/{action}");
+    html! {
+        @if live {
+            div class="actions" {
+                form class="inline" hx-post=(post("cancel")) hx-swap="none"
+                    hx-confirm="Cancel this generation and release its credits?" {
+                    button type="submit" class="danger" id="cancel" { "Cancel" }
+                }
+                form class="inline" hx-post=(post("wake")) hx-swap="none" {
+                    button type="submit" id="wake" { "Wake: run the next step now" }
+                }
+            }
+        }
+        @if state == "released" {
+            form class="inline" id="retry" hx-post=(post("retry")) hx-swap="none" {
+                select name="provider" id="retry-provider" {
+                    @for name in providers {
+                        option value=(name) selected[generation["provider"] == *name] { (name) }
+                    }
+                }
+                input name="reason" maxlength="1000" placeholder="reason (for the audit log)";
+                button type="submit" id="retry-submit" { "Retry as a new generation" }
+            }
         }
     }
 }
@@ -160,22 +195,59 @@ fn objects(objects: &Value) -> Markup {
     }
 }
 
-/// `POST /ops/generations/{id}/cancel` (htmx, with the CSRF header): the ops API's cancel.
-pub async fn cancel(
+/// `POST /ops/generations/{id}/{action}` (htmx, with the CSRF header): the ops API's cancel,
+/// wake or retry as new, with the form's reason (and, for a retry, provider). A retry sends
+/// the browser to the new generation's page.
+pub async fn act(
     Signed(session): Signed,
     state: web::Data<AppState>,
     request: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
+    body: Bytes,
 ) -> HttpResponse {
-    let session = match super::acting(session, &request) {
-        Ok(session) => session,
+    let fields = match super::acting_form(session, &request, &body) {
+        Ok(fields) => fields,
         Err(refused) => return refused.into_response(),
     };
-    tracing::debug!(may_act = session.may_act, "dashboard cancel");
-    let body = serde_json::from_value(json!({"reason": "canceled from the dashboard"}))
-        .expect("a valid action body");
-    match generation_actions::cancel(Admin, state, request, path, ApiJson(body)).await {
-        Ok(_) => HttpResponse::NoContent().finish(),
+    let (id, action) = path.into_inner();
+    let generation = web::Path::from(id);
+    let reason = fields.get("reason").unwrap_or("from the dashboard");
+    let answer = match action.as_str() {
+        "cancel" | "wake" => match form::body(json!({ "reason": reason })) {
+            Ok(body) if action == "cancel" => {
+                generation_actions::cancel(Admin, state, request, generation, body).await
+            }
+            Ok(body) => generation_actions::wake(Admin, state, request, generation, body).await,
+            Err(error) => Err(error),
+        },
+        "retry" => {
+            let body = json!({ "reason": reason, "provider": fields.get("provider") });
+            match form::body(body) {
+                Ok(body) => {
+                    let retried =
+                        generation_actions::retry(Admin, state, request, generation, body);
+                    return to_the_new_one(render::json(retried.await).await);
+                }
+                Err(error) => Err(error),
+            }
+        }
+        _ => Err(ApiError::not_found(
+            "not_found",
+            "no such generation action",
+        )),
+    };
+    form::done(answer)
+}
+
+/// What a retry answers the page: the new generation's page to go to, or the refusal.
+fn to_the_new_one(retried: Result<Value, ApiError>) -> HttpResponse {
+    match retried {
+        Ok(acted) => {
+            let id = acted["generation"]["id"].as_str().unwrap_or_default();
+            HttpResponse::NoContent()
+                .insert_header(("hx-redirect", format!("/ops/generations/{id}")))
+                .finish()
+        }
         Err(error) => error.into_response(),
     }
 }

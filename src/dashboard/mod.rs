@@ -52,8 +52,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/bulk/{id}", web::get().to(bulk::job))
             .route("/generations/{id}", web::get().to(generations::detail))
             .route(
-                "/generations/{id}/cancel",
-                web::post().to(generations::cancel),
+                "/generations/{id}/{action}",
+                web::post().to(generations::act),
             )
             .route("/providers", web::get().to(providers::page))
             .route("/providers/{name}/pause", web::post().to(providers::pause))

@@ -155,6 +155,34 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
     assert_eq!(shown["state"], "released");
     assert_eq!(shown["error"]["code"], "canceled");
     assert_eq!(app.balance(&key).await["available"], 100);
+    // Released, it runs again as a new generation: the browser goes to the new one's page,
+    // which links back, and the new one holds credits again.
+    browser.click("#retry-submit").await;
+    let before = format!("/ops/generations/{id}");
+    let retried = wait_for("the new generation's page", PATIENCE, || async {
+        match browser.path().await {
+            path if path != before => Ok(path),
+            path => Err(path),
+        }
+    })
+    .await;
+    let new_id = retried.trim_start_matches("/ops/generations/").to_owned();
+    assert_eq!(browser.text("#detail [data-field=retry_of]").await, id);
+    let new = app
+        .get_json(&format!("/v1/generations/{new_id}"), &key)
+        .await;
+    assert_ne!(new["state"], "released", "{new}");
+    assert_eq!(app.balance(&key).await["available"], 99);
+    // Wake runs its next step now: it asks the provider at once instead of at its next poll
+    // (minutes away), finds the result and settles, and the page follows.
+    app.wait_state(&key, &new_id, &["awaiting_callback"], PATIENCE)
+        .await;
+    browser.click("#wake").await;
+    browser.wait_text("#state", "settled").await;
+    let audit = app
+        .get_json(&format!("/v1/ops/audit?target_id={new_id}"), ADMIN_TOKEN)
+        .await;
+    assert_eq!(audit["items"][0]["action"], "generation.wake");
     browser.client.clone().close().await.unwrap();
 }
 

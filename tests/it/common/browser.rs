@@ -136,9 +136,21 @@ impl Browser {
             .to_owned()
     }
 
-    /// Saves the page as `target/screenshots/{name}.png` (for people to look at).
+    /// Saves the whole page, not only what the window shows, as
+    /// `target/screenshots/{name}.png` (for people to look at): the window grows to the page's
+    /// height (up to 3,000 pixels) for the picture, then shrinks back.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let height = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .ok()
+            .and_then(|height| height.as_u64())
+            .unwrap_or(900)
+            .clamp(900, 3000) as u32;
+        self.client.set_window_size(1280, height + 140).await.ok();
         let png = self.client.screenshot().await.expect("screenshot");
+        self.client.set_window_size(1280, 900).await.ok();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
