@@ -170,6 +170,12 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that failed never closed its session: chromedriver dies with `_driver`, but
+        // the browser it started would outlive the test. Its profile directory names it.
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(self.profile.as_os_str())
+            .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
