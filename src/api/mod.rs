@@ -37,7 +37,23 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
         .service(resource("/healthz").route(health::__path_healthz, health::healthz))
         .service(resource("/readyz").route(health::__path_readyz, health::readyz))
         .service(resource("/metrics").route(metrics::__path_scrape, metrics::scrape))
-        .service(resource("/openapi.json").route(openapi::__path_document, openapi::document))
+        .service(resource("/openapi.json").route(openapi::__path_document, openapi::document));
+    client_routes(routes, http);
+    ops::routes(routes);
+    routes
+        .service(resource("/v1/files/{key:.+}").route(files::__path_get, files::get))
+        .service(
+            resource("/webhooks/{provider}/{generation_id}")
+                .route(webhooks::__path_receive, webhooks::receive),
+        )
+        .default_service(web::to(|| async {
+            ApiError::not_found("not_found", "no such endpoint").error_response_owned()
+        }));
+}
+
+/// The routes an account's key calls (and the admin's account and grant creation).
+fn client_routes(routes: &mut Routes, http: &HttpSettings) {
+    routes
         .service(resource("/v1/accounts").route(accounts::__path_create, accounts::create))
         .service(
             resource("/v1/accounts/{account_id}/grants")
@@ -102,16 +118,6 @@ pub fn routes(routes: &mut Routes, http: &HttpSettings) {
             webhook_endpoints::__path_deliveries,
             webhook_endpoints::deliveries,
         ));
-    ops::routes(routes);
-    routes
-        .service(resource("/v1/files/{key:.+}").route(files::__path_get, files::get))
-        .service(
-            resource("/webhooks/{provider}/{generation_id}")
-                .route(webhooks::__path_receive, webhooks::receive),
-        )
-        .default_service(web::to(|| async {
-            ApiError::not_found("not_found", "no such endpoint").error_response_owned()
-        }));
 }
 
 /// What `routes` registers, as it registers it: for the test that the OpenAPI document covers
