@@ -270,6 +270,7 @@ async fn follow(client: &OpsClient, mut job: Job, progress: &dyn Progress) -> an
     progress.phase(&job.action, Some(job.total));
     let mut shown = 0;
     let mut last_answer = Instant::now();
+    let mut unanswered = false;
     loop {
         let processed = job.processed();
         if processed > shown {
@@ -283,11 +284,20 @@ async fn follow(client: &OpsClient, mut job: Job, progress: &dyn Progress) -> an
         tokio::time::sleep(POLL_EVERY).await;
         match client.get::<Job>(&path).await {
             Ok(seen) => {
+                if std::mem::take(&mut unanswered) {
+                    eprintln!("ops bulk: the service answers again");
+                }
                 job = seen;
                 last_answer = Instant::now();
             }
+            // One line per outage, not one per look.
             Err(error) if last_answer.elapsed() < FOLLOW_PATIENCE => {
-                eprintln!("ops bulk: {error:#}; trying again");
+                if !std::mem::replace(&mut unanswered, true) {
+                    eprintln!(
+                        "ops bulk: {error:#}; trying again for up to {}s",
+                        FOLLOW_PATIENCE.as_secs()
+                    );
+                }
             }
             Err(error) => {
                 return Err(error.context(format!(
