@@ -466,6 +466,27 @@ mod tests {
         assert!(!dry_run_report("wake", &none, None).contains("--yes"));
     }
 
+    /// A script can tell a clean job (0) from one that failed on some generations (2) and from
+    /// one that failed as a whole (an error: 1).
+    #[test]
+    fn the_exit_code_says_how_the_job_ended() {
+        let job = |state: &str, failed| Job {
+            id: Uuid::nil(),
+            action: "cancel".into(),
+            state: state.into(),
+            total: 4,
+            done: 3,
+            skipped: 2,
+            failed,
+            error: Some("database is locked".into()),
+        };
+        assert_eq!(job("running", 0).processed(), 4, "never past the total");
+        assert_eq!(exit_code(&job("finished", 0)).unwrap(), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&job("finished", 1)).unwrap(), ExitCode::from(2));
+        let failed = exit_code(&job("failed", 0)).unwrap_err().to_string();
+        assert!(failed.ends_with("failed: database is locked"), "{failed}");
+    }
+
     #[test]
     fn a_wildcard_bind_is_reached_on_loopback() {
         let on = |bind: &str| Settings {
