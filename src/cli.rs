@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `verify`, `accounts create|list`,
-//! `grants add|list`, `bench`.
+//! `grants add|list`, `ops bulk cancel|wake|show` (`crate::ops_cli`), `bench`.
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::api::accounts::{AccountCreated, GrantView};
 use crate::api::query::MAX_LIMIT;
 use crate::config::Settings;
 use crate::startup::{Application, open_database};
-use crate::{accounts, bench, stress, telemetry};
+use crate::{accounts, bench, ops_cli, stress, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +49,11 @@ enum Command {
     Grants {
         #[command(subcommand)]
         command: GrantsCommand,
+    },
+    /// Operator actions through a running service's ops API.
+    Ops {
+        #[command(subcommand)]
+        command: ops_cli::OpsCommand,
     },
     /// Measure throughput on a scratch database of the configured kind.
     Bench {
@@ -107,7 +112,10 @@ enum GrantsCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load()?;
-    let quiet = matches!(cli.command, Some(Command::Bench { .. }));
+    let quiet = matches!(
+        cli.command,
+        Some(Command::Bench { .. } | Command::Ops { .. })
+    );
     telemetry::init(settings.log_format, quiet);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command.unwrap_or(Command::Serve) {
@@ -166,6 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 GrantOutcome::AccountNotFound => bail!("no account {account}"),
             }
         }
+        Command::Ops { command } => ops_cli::run(&settings, command).await,
         Command::Bench { target } => bench::run(&settings, target)
             .await
             .map(|()| ExitCode::SUCCESS),

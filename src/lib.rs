@@ -10,6 +10,7 @@ pub mod control;
 pub mod dashboard;
 pub mod metrics;
 pub mod ops;
+pub mod ops_cli;
 pub mod progress;
 pub mod scratch;
 pub mod signing;

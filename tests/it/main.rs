@@ -6,6 +6,7 @@ mod common;
 mod emulators;
 
 mod api;
+mod cli_bulk;
 mod cog;
 mod completion_webhooks;
 mod concurrency;
