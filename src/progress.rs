@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use atelier_actors::progress::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Least time between two plain lines of one phase.
 const LINE_EVERY: Duration = Duration::from_secs(5);
@@ -48,12 +48,19 @@ impl Reporter {
             None => ProgressBar::new_spinner(),
         };
         let template = match total {
-            Some(_) => "{prefix} [{bar:30}] {human_pos}/{human_len} ({per_sec}, ETA {eta})",
-            None => "{prefix} {spinner} {human_pos} ({per_sec})",
+            Some(_) => "{prefix} [{bar:30}] {human_pos}/{human_len} ({rate}, ETA {eta})",
+            None => "{prefix} {spinner} {human_pos} ({rate})",
         };
         bar.set_style(
             ProgressStyle::with_template(template)
                 .expect("a valid template")
+                // Whole items per second: indicatif's own `per_sec` prints four decimals.
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}: {name}", self.command));
