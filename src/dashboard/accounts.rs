@@ -150,8 +150,9 @@ fn packages_table(session: &Session, id: &str, packages: &[Value]) -> Markup {
                         form class="inline void" hx-post={ "/ops/accounts/" (id) "/grants/" (package_id) "/void" }
                             hx-swap="none" hx-confirm={ "Void " (remaining) " unused credits?" } {
                             code { (package["reference"].as_str().unwrap_or(package_id)) } " (" (remaining) " left) "
-                            input name="reason" required maxlength="1000" placeholder="reason";
-                            " " button type="submit" class="danger" data-package=(package_id) { "Void" }
+                            input name="reason" required maxlength="1000" placeholder="reason"
+                                id={ "void-reason-" (package_id) };
+                            " " button type="submit" class="danger" id={ "void-" (package_id) } { "Void" }
                         }
                     }
                 }

@@ -239,11 +239,47 @@ async fn an_operator_grants_credits_and_runs_verify(url: String) {
     browser.wait_text("#available", "150").await;
     assert_eq!(app.balance(&key).await["available"], 150);
     browser.screenshot("account").await;
+    void_disable_and_enable(&browser, &app, &account, &key).await;
     browser.goto(&app.url("/ops/ledger")).await;
     browser.click("#verify").await;
     browser.element("#verify-ok").await;
     browser.screenshot("ledger").await;
     browser.client.clone().close().await.unwrap();
+}
+
+/// On the account's page: void the top-up's 50 unused credits (a reason asked, a
+/// confirmation accepted), then disable the account (its key is refused) and enable it again.
+async fn void_disable_and_enable(browser: &Browser, app: &TestApp, account: &str, key: &str) {
+    let detail = app
+        .get_json(&format!("/v1/ops/accounts/{account}"), ADMIN_TOKEN)
+        .await;
+    let package = detail["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|package| package["reference"] == "dashboard-top-up")
+        .expect("the top-up")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser
+        .type_into(&format!("#void-reason-{package}"), "granted by mistake")
+        .await;
+    browser.click(&format!("#void-{package}")).await;
+    browser.client.accept_alert().await.unwrap();
+    browser.wait_text("#available", "100").await;
+    assert_eq!(app.balance(key).await["available"], 100);
+    browser.type_into("#switch-reason", "chargeback").await;
+    browser.click("#disable").await;
+    browser.element("#disabled").await;
+    let refused = app.get("/v1/balance", key).await;
+    assert_eq!(
+        crate::common::error_code(refused, 403).await,
+        "account_disabled"
+    );
+    browser.click("#enable").await;
+    browser.element("#disable").await;
+    assert_eq!(app.balance(key).await["available"], 100);
 }
 
 /// The read-only token signs in and sees every page with no action on it; an action posted
