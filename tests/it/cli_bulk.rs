@@ -47,6 +47,28 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
         .engine(|settings| settings.simulator.never_callback = true)
         .spawn()
         .await;
+    let (account, key, ids) = waiting_generations(&app).await;
+    let token = [("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let filter = ["ops", "bulk", "cancel", "--account", account.as_str()];
+    // The service's address from the configuration (`bind`), as a real operator's would be.
+    let bind = app.address.trim_start_matches("http://");
+    let with_bind = [token[0], ("ATELIER_BIND", bind)];
+    let confirm = the_dry_run_prints_its_confirmation(&url, &filter, &with_bind, &account).await;
+    assert_eq!(states(&app, &key, &ids).await, ["awaiting_callback"; COUNT]);
+    stale_and_tokenless_runs_are_refused(&app, &url, &filter).await;
+    let jobs = app.get_json("/v1/ops/bulk", ADMIN_TOKEN).await;
+    assert_eq!(jobs["items"], serde_json::json!([]), "no job was started");
+    assert_eq!(states(&app, &key, &ids).await, ["awaiting_callback"; COUNT]);
+    // The printed command, with a reason, and the URL the dry run took from `bind`.
+    let confirm = confirm.replace("'<why>'", "provider-outage");
+    let job = the_confirmed_run_follows_the_job(&url, &confirm, &with_bind).await;
+    assert_eq!(states(&app, &key, &ids).await, ["released"; COUNT]);
+    show_prints_the_job_or_its_absence(&app, &url, &job).await;
+}
+
+/// `COUNT` generations of a new account, each waiting for its callback: the account's id,
+/// its key and their ids.
+async fn waiting_generations(app: &TestApp) -> (String, String, Vec<String>) {
     let (account, key) = app.funded_account(COUNT as i64).await;
     let mut ids = Vec::new();
     for _ in 0..COUNT {
@@ -58,13 +80,18 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
             .await;
         ids.push(id);
     }
-    let token = [("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)];
-    let filter = ["ops", "bulk", "cancel", "--account", account.as_str()];
+    (account, key, ids)
+}
 
-    // The service's address from the configuration (`bind`), as a real operator's would be.
-    let bind = app.address.trim_start_matches("http://");
-    let with_bind = [token[0], ("ATELIER_BIND", bind)];
-    let dry = atelier(&url, &filter, &with_bind).await;
+/// The dry run counts, changes nothing, and prints the command that confirms it on the same
+/// account with its time range made absolute: that command, without `atelier `.
+async fn the_dry_run_prints_its_confirmation(
+    url: &str,
+    filter: &[&str],
+    env: &[(&str, &str)],
+    account: &str,
+) -> String {
+    let dry = atelier(url, filter, env).await;
     let (stdout, stderr) = (text(&dry.stdout), text(&dry.stderr));
     assert!(dry.status.success(), "{stderr}");
     assert!(
@@ -76,22 +103,24 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
     let confirm = stdout
         .lines()
         .find_map(|line| line.trim().strip_prefix("atelier "))
-        .unwrap_or_else(|| panic!("no command to confirm: {stdout}"));
+        .unwrap_or_else(|| panic!("no command to confirm: {stdout}"))
+        .to_owned();
     assert!(
         confirm.contains(&format!("--account {account} "))
             && confirm.contains("--created-from ")
             && confirm.ends_with(&format!("--yes --expect {COUNT} --reason '<why>'")),
         "{confirm}"
     );
-    assert_eq!(states(&app, &key, &ids).await, ["awaiting_callback"; COUNT]);
+    confirm
+}
 
-    let stale = [
-        &filter[..],
-        &["--url", &app.address, "--yes", "--expect", "2"],
-    ]
-    .concat();
+/// A stale `--expect` is refused by the API (`count_changed`), a missing token before any
+/// call.
+async fn stale_and_tokenless_runs_are_refused(app: &TestApp, url: &str, filter: &[&str]) {
+    let token = [("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let stale = [filter, &["--url", &app.address, "--yes", "--expect", "2"]].concat();
     let stale = [&stale[..], &["--reason", "outage"]].concat();
-    let refused = atelier(&url, &stale, &token).await;
+    let refused = atelier(url, &stale, &token).await;
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains(&format!(
@@ -100,21 +129,24 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
         "{}",
         text(&refused.stderr)
     );
-    let tokenless = atelier(&url, &stale, &[]).await;
+    let tokenless = atelier(url, &stale, &[]).await;
     assert!(!tokenless.status.success());
     assert!(
         text(&tokenless.stderr).contains("ATELIER_ADMIN_TOKEN is not set"),
         "{}",
         text(&tokenless.stderr)
     );
-    let jobs = app.get_json("/v1/ops/bulk", ADMIN_TOKEN).await;
-    assert_eq!(jobs["items"], serde_json::json!([]), "no job was started");
-    assert_eq!(states(&app, &key, &ids).await, ["awaiting_callback"; COUNT]);
+}
 
-    // The printed command, with a reason, and the URL the dry run took from `bind`.
-    let confirm = confirm.replace("'<why>'", "provider-outage");
+/// The confirmed command, piped: plain progress lines (no bar, no token) and the summary on
+/// stdout, exit 0. The job's id, from the summary.
+async fn the_confirmed_run_follows_the_job(
+    url: &str,
+    confirm: &str,
+    env: &[(&str, &str)],
+) -> String {
     let args: Vec<&str> = confirm.split_whitespace().collect();
-    let run = atelier(&url, &args, &with_bind).await;
+    let run = atelier(url, &args, env).await;
     let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("ops bulk: started bulk job "), "{stderr}");
@@ -132,17 +164,20 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
         )),
         "{stdout}"
     );
-    assert_eq!(states(&app, &key, &ids).await, ["released"; COUNT]);
-
-    let job = summary
+    summary
         .trim_end_matches(')')
         .rsplit(' ')
         .next()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// `ops bulk show` prints the finished job as JSON, and an unknown one's 404.
+async fn show_prints_the_job_or_its_absence(app: &TestApp, url: &str, job: &str) {
+    let token = [("ATELIER_ADMIN_TOKEN", ADMIN_TOKEN)];
     let show = atelier(
-        &url,
-        &["ops", "bulk", "show", &job, "--url", &app.address],
+        url,
+        &["ops", "bulk", "show", job, "--url", &app.address],
         &token,
     )
     .await;
@@ -154,7 +189,7 @@ async fn a_bulk_cancel_from_the_cli_counts_then_follows_the_job(url: String) {
     );
     let unknown = "0192abcd-0000-7000-8000-000000000001";
     let missing = atelier(
-        &url,
+        url,
         &["ops", "bulk", "show", unknown, "--url", &app.address],
         &token,
     )

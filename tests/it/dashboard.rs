@@ -155,8 +155,15 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
     assert_eq!(shown["state"], "released");
     assert_eq!(shown["error"]["code"], "canceled");
     assert_eq!(app.balance(&key).await["available"], 100);
-    // Released, it runs again as a new generation: the browser goes to the new one's page,
-    // which links back, and the new one holds credits again.
+    retry_then_wake(&browser, &app, &key, &id).await;
+    browser.client.clone().close().await.unwrap();
+}
+
+/// From a released generation's page: retry it as new (the browser goes to the new one's page,
+/// which links back, and the new one holds credits again), then wake the new one, which asks
+/// the provider at once instead of at its next poll (minutes away), finds the result and
+/// settles while the page follows.
+async fn retry_then_wake(browser: &Browser, app: &TestApp, key: &str, id: &str) {
     browser.click("#retry-submit").await;
     let before = format!("/ops/generations/{id}");
     let retried = wait_for("the new generation's page", PATIENCE, || async {
@@ -169,13 +176,11 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
     let new_id = retried.trim_start_matches("/ops/generations/").to_owned();
     assert_eq!(browser.text("#detail [data-field=retry_of]").await, id);
     let new = app
-        .get_json(&format!("/v1/generations/{new_id}"), &key)
+        .get_json(&format!("/v1/generations/{new_id}"), key)
         .await;
     assert_ne!(new["state"], "released", "{new}");
-    assert_eq!(app.balance(&key).await["available"], 99);
-    // Wake runs its next step now: it asks the provider at once instead of at its next poll
-    // (minutes away), finds the result and settles, and the page follows.
-    app.wait_state(&key, &new_id, &["awaiting_callback"], PATIENCE)
+    assert_eq!(app.balance(key).await["available"], 99);
+    app.wait_state(key, &new_id, &["awaiting_callback"], PATIENCE)
         .await;
     browser.click("#wake").await;
     browser.wait_text("#state", "settled").await;
@@ -183,7 +188,6 @@ async fn an_operator_filters_opens_and_cancels_a_generation(url: String) {
         .get_json(&format!("/v1/ops/audit?target_id={new_id}"), ADMIN_TOKEN)
         .await;
     assert_eq!(audit["items"][0]["action"], "generation.wake");
-    browser.client.clone().close().await.unwrap();
 }
 
 /// A session past `ops.session_ttl_secs` is refused: pages send the browser to sign in again

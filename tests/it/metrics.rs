@@ -283,12 +283,25 @@ async fn counters_and_histograms_move_as_generations_run(url: String) {
         ids.push(id);
     }
     let on = ("provider", provider.as_str());
-    // The webhook→settled time is read after the settle commits: it may follow a moment later.
-    let (text, after) = common::wait_for(
+    let (text, after) = scrape_once_settled(&app, on).await;
+    assert_the_providers_series_moved(&before, &after, on);
+    assert_process_wide_series_moved(&before, &after);
+    assert_voids_are_counted(&app, &account, &after).await;
+    assert_eq!(after.types["atelier_batch_size"], "histogram");
+    assert_eq!(after.types["atelier_transitions_total"], "counter");
+    for secret in ids.iter().chain([&account, &key]) {
+        assert!(!text.contains(secret.as_str()), "{secret} is in a label");
+    }
+}
+
+/// A scrape once both webhook→settled samples are in: that time is read after the settle
+/// commits, so it may follow a moment later.
+async fn scrape_once_settled(app: &TestApp, on: (&str, &str)) -> (String, Exposition) {
+    common::wait_for(
         "the webhook→settled samples",
         Duration::from_secs(5),
         || async {
-            let (text, after) = scrape(&app).await;
+            let (text, after) = scrape(app).await;
             let settled = after.sum("atelier_webhook_to_settled_seconds_count", &[on]);
             if settled >= 2.0 {
                 Ok((text, after))
@@ -297,7 +310,12 @@ async fn counters_and_histograms_move_as_generations_run(url: String) {
             }
         },
     )
-    .await;
+    .await
+}
+
+/// The provider's own series moved by exactly the two generations: created, settled, none
+/// released, two submits; its gauges are there.
+fn assert_the_providers_series_moved(before: &Exposition, after: &Exposition, on: (&str, &str)) {
     let delta = |name: &str, with: &[(&str, &str)]| after.sum(name, with) - before.sum(name, with);
     let transitions = "atelier_transitions_total";
     let created = [
@@ -320,11 +338,14 @@ async fn counters_and_histograms_move_as_generations_run(url: String) {
     assert!(after.has("atelier_provider_in_flight", &[on]));
     assert_eq!(after.sum("atelier_provider_circuit_state", &[on]), 0.0);
     assert_eq!(after.sum("atelier_provider_paused", &[on]), 0.0);
-    // Process-wide series other tests move too: at least ours.
+}
+
+/// Process-wide series other tests move too: at least by ours.
+fn assert_process_wide_series_moved(before: &Exposition, after: &Exposition) {
+    let delta = |name: &str, with: &[(&str, &str)]| after.sum(name, with) - before.sum(name, with);
     assert!(delta("atelier_ledger_credits_total", &[("movement", "held")]) >= 2.0);
     assert!(delta("atelier_ledger_credits_total", &[("movement", "consumed")]) >= 2.0);
     assert!(delta("atelier_ledger_credits_total", &[("movement", "granted")]) >= 0.0);
-    assert_voids_are_counted(&app, &account, &after).await;
     assert!(
         delta(
             "atelier_step_duration_seconds_count",
@@ -339,11 +360,6 @@ async fn counters_and_histograms_move_as_generations_run(url: String) {
             &[("writer", "workflow"), ("outcome", "committed")]
         ) >= 1.0
     );
-    assert_eq!(after.types["atelier_batch_size"], "histogram");
-    assert_eq!(after.types["atelier_transitions_total"], "counter");
-    for secret in ids.iter().chain([&account, &key]) {
-        assert!(!text.contains(secret.as_str()), "{secret} is in a label");
-    }
 }
 
 /// Every settle fails in its transaction: the batch is rolled back (and so is each retry of
