@@ -86,8 +86,26 @@ impl ResponseError for ApiError {
 }
 
 impl From<sea_orm::DbErr> for ApiError {
+    /// A statement that waited too long (a lock held elsewhere, past `lock_timeout` or
+    /// `statement_timeout`) is worth retrying: 503 `database_busy`, as a stalled write is.
+    /// Anything else is ours to fix.
     fn from(error: sea_orm::DbErr) -> Self {
+        if atelier_actors::db::is_stall(&error) {
+            tracing::warn!(%error, "request refused: the database is busy");
+            return Self::busy();
+        }
         Self::internal(error)
+    }
+}
+
+impl ApiError {
+    /// 503 `database_busy`: what waited too long for the database was rolled back.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_busy",
+            "the database is busy; nothing was written, try again shortly",
+        )
     }
 }
 
@@ -97,11 +115,7 @@ impl From<atelier_actors::batcher::BatchError> for ApiError {
     fn from(error: atelier_actors::batcher::BatchError) -> Self {
         if error.is_stall() {
             tracing::warn!(%error, "write refused: the database is busy");
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_busy",
-                "the database is busy; nothing was written, try again shortly",
-            );
+            return Self::busy();
         }
         Self::internal(error)
     }

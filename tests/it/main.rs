@@ -26,6 +26,7 @@ mod operator;
 mod ops_accounts;
 mod ops_generations;
 mod ops_providers;
+mod ops_timeouts;
 mod providers;
 mod s3;
 mod streams;

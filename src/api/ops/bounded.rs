@@ -9,7 +9,8 @@ use sea_orm::DbErr;
 use crate::api::error::ApiError;
 
 /// `work`, cut at `limit`: 504 `code` with `message` when it ran out of time, whether our timer
-/// or PostgreSQL's `statement_timeout` (set to the same limit) cut it.
+/// or PostgreSQL cut it (`statement_timeout`, set to the same limit, or `lock_timeout` for a
+/// read waiting on a lock held elsewhere).
 pub async fn within<T>(
     limit: Duration,
     code: &'static str,
@@ -19,7 +20,7 @@ pub async fn within<T>(
     let timed_out = || ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, message);
     match tokio::time::timeout(limit, work).await {
         Err(_) => Err(timed_out()),
-        Ok(Err(error)) if error.to_string().contains("statement timeout") => Err(timed_out()),
+        Ok(Err(error)) if atelier_actors::db::is_stall(&error) => Err(timed_out()),
         Ok(result) => Ok(result?),
     }
 }

@@ -203,22 +203,26 @@ pub async fn list(
     }))
 }
 
-/// Runs an operator's read for at most `QUERY_TIMEOUT`; past it, 503 `query_timeout`.
+/// Runs an operator's read for at most `QUERY_TIMEOUT`; past it, 503 `query_timeout`. A read
+/// the database cut for waiting on a lock (`lock_timeout`, as long) timed out too.
 pub async fn within_timeout<T>(
     read: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    tokio::time::timeout(QUERY_TIMEOUT, read)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "query_timeout",
-                format!(
-                    "the query took longer than {} s; narrow the filter",
-                    QUERY_TIMEOUT.as_secs()
-                ),
-            )
-        })?
+    let timed_out = || {
+        ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "query_timeout",
+            format!(
+                "the query took longer than {} s; narrow the filter",
+                QUERY_TIMEOUT.as_secs()
+            ),
+        )
+    };
+    match tokio::time::timeout(QUERY_TIMEOUT, read).await {
+        Err(_) => Err(timed_out()),
+        Ok(Err(error)) if error.code == "database_busy" => Err(timed_out()),
+        Ok(answer) => answer,
+    }
 }
 
 /// What `filter` matches in each state, its own state part left out (so that the totals show
