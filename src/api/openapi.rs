@@ -2,9 +2,9 @@
 //!
 //! Each operation comes from its handler's `#[utoipa::path]` annotation, collected where the
 //! resource is registered (`resource.rs`). The answers every endpoint of a kind can give
-//! (docs/api.md, Errors) are added here, once, rather than on every annotation: 401 and 403
-//! where the operation needs credentials, the body errors where it takes a JSON body, 500
-//! everywhere.
+//! (docs/api.md, Errors) are added here, once, rather than on every annotation: 401, 403 and
+//! 503 `database_busy` where the operation needs credentials, the body errors where it takes
+//! a JSON body, 500 everywhere.
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
@@ -117,6 +117,11 @@ const SHARED: &[(&str, &str, &str)] = &[
         "InternalError",
         "`internal_error`: ours to fix, logged",
     ),
+    (
+        "503",
+        "DatabaseBusy",
+        "`database_busy`: a statement waited past the database's lock or statement timeout; nothing was written, try again (`Retry-After: 1`)",
+    ),
 ];
 
 /// Adds the shared answers to every operation that can give them (an annotation's own
@@ -156,7 +161,8 @@ fn add_shared(operation: &mut Operation) {
     );
     for (status, name, _) in SHARED {
         let applies = match *status {
-            "401" | "403" => authenticated,
+            // Every operation with credentials reads the database (its keys at least).
+            "401" | "403" | "503" => authenticated,
             "400" | "413" | "415" | "422" => json_body,
             _ => true,
         };
