@@ -242,19 +242,13 @@ async fn status_of(
     request.send().await.unwrap()
 }
 
-async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) {
-    let app = TestApp::builder(&url)
-        .engine(|settings| settings.simulator.delay_ms = 1_500)
-        .spawn()
-        .await;
-    let (id, key) = app.funded_account(5).await;
-    let generation = app.create_generation(&key).await;
-    let generation = generation["id"].as_str().unwrap().to_owned();
-    let disable = format!("/v1/ops/accounts/{id}/disable");
-    let missing = app.admin_ops_post(&disable, &json!({})).await;
+/// A disable without a reason is refused; with one it disables the account while its
+/// generation is still live.
+async fn assert_a_disable_with_a_reason(app: &TestApp, id: &str, disable: &str) {
+    let missing = app.admin_ops_post(disable, &json!({})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
     let disabled = app
-        .admin_ops_post(&disable, &json!({"reason": "chargeback"}))
+        .admin_ops_post(disable, &json!({"reason": "chargeback"}))
         .await;
     assert_eq!(disabled.status(), 200);
     let disabled: Value = disabled.json().await.unwrap();
@@ -270,20 +264,22 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
         page["recent_generations"][0]["state"], "settled",
         "disabled while live"
     );
-    for (method, path) in client_routes(&generation) {
-        let response = status_of(&app, method.clone(), &path, &key).await;
+}
+
+/// The disabled account's key is refused, `account_disabled`, on every client route.
+async fn assert_every_client_route_refused(app: &TestApp, generation: &str, key: &str) {
+    for (method, path) in client_routes(generation) {
+        let response = status_of(app, method.clone(), &path, key).await;
         assert_eq!(
             error_code(response, 403).await,
             "account_disabled",
             "{method} {path}"
         );
     }
-    let again = app
-        .admin_ops_post(&disable, &json!({"reason": "twice"}))
-        .await;
-    assert_eq!(error_code(again, 409).await, "already_disabled");
+}
 
-    // The engine does not care: the live generation settles.
+/// The engine does not care: the live generation settles, and the summary counts it.
+async fn assert_it_settles_and_is_counted(app: &TestApp, id: &str) {
     let path = format!("/v1/ops/accounts/{id}");
     wait_for(
         "the generation settles",
@@ -308,17 +304,39 @@ async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) 
     assert_eq!(settled, 1);
     assert_eq!(summary["ledger"]["consumed"], 1);
     assert_eq!(summary["ledger"]["granted"], 5);
+}
 
+/// An enable lets the key in again, to what the settle left; a second enable is refused.
+async fn assert_an_enable_once(app: &TestApp, id: &str, key: &str) {
     let enabled = app
         .admin_ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
         .await;
     assert_eq!(enabled.status(), 200);
     assert_eq!(enabled.json::<Value>().await.unwrap()["disabled"], false);
-    assert_eq!(app.balance(&key).await["available"], 4);
+    assert_eq!(app.balance(key).await["available"], 4);
     let twice = app
         .admin_ops_post(&format!("/v1/ops/accounts/{id}/enable"), &json!({}))
         .await;
     assert_eq!(error_code(twice, 409).await, "not_disabled");
+}
+
+async fn a_disabled_account_is_refused_and_its_generation_finishes(url: String) {
+    let app = TestApp::builder(&url)
+        .engine(|settings| settings.simulator.delay_ms = 1_500)
+        .spawn()
+        .await;
+    let (id, key) = app.funded_account(5).await;
+    let generation = app.create_generation(&key).await;
+    let generation = generation["id"].as_str().unwrap().to_owned();
+    let disable = format!("/v1/ops/accounts/{id}/disable");
+    assert_a_disable_with_a_reason(&app, &id, &disable).await;
+    assert_every_client_route_refused(&app, &generation, &key).await;
+    let again = app
+        .admin_ops_post(&disable, &json!({"reason": "twice"}))
+        .await;
+    assert_eq!(error_code(again, 409).await, "already_disabled");
+    assert_it_settles_and_is_counted(&app, &id).await;
+    assert_an_enable_once(&app, &id, &key).await;
     assert_eq!(app.audit_rows("account.disable").await.len(), 1);
     assert_eq!(
         app.audit_rows("account.disable").await[0]["reason"],
@@ -369,19 +387,21 @@ async fn revoking_keys_stops_every_key_and_a_new_one_works(url: String) {
     );
 }
 
-async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
-    let app = ops_app(&url).await;
-    let (id, key) = app.funded_account(10).await;
-    let generation = app.create_generation(&key).await;
-    let package = app.balance(&key).await["packages"][0]["id"]
+/// The id of the key's first package.
+async fn first_package(app: &TestApp, key: &str) -> String {
+    app.balance(key).await["packages"][0]["id"]
         .as_str()
         .unwrap()
-        .to_owned();
-    let void = format!("/v1/ops/accounts/{id}/grants/{package}/void");
-    let missing = app.admin_ops_post(&void, &json!({})).await;
+        .to_owned()
+}
+
+/// A void wants a reason; it takes the 9 unused credits (the held one stays) through the
+/// ledger, and the books still verify; a second void is refused.
+async fn assert_the_void_takes_the_remainder(app: &TestApp, url: &str, key: &str, void: &str) {
+    let missing = app.admin_ops_post(void, &json!({})).await;
     assert_eq!(error_code(missing, 422).await, "missing_reason");
     let voided = app
-        .admin_ops_post(&void, &json!({"reason": "refunded"}))
+        .admin_ops_post(void, &json!({"reason": "refunded"}))
         .await;
     assert_eq!(voided.status(), 200);
     let voided: Value = voided.json().await.unwrap();
@@ -394,39 +414,44 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
         ),
         (Some(0), Some(1), Some(9))
     );
-    let balance = app.balance(&key).await;
+    let balance = app.balance(key).await;
     assert_eq!(
         (balance["available"].as_i64(), balance["held"].as_i64()),
         (Some(0), Some(1))
     );
-    assert_eq!(app.ledger_kinds(&key).await[0], "void");
-    assert_verify_passes(&url, &app.state.settings.data_dir);
-    let again = app.admin_ops_post(&void, &json!({"reason": "twice"})).await;
+    assert_eq!(app.ledger_kinds(key).await[0], "void");
+    assert_verify_passes(url, &app.state.settings.data_dir);
+    let again = app.admin_ops_post(void, &json!({"reason": "twice"})).await;
     assert_eq!(error_code(again, 409).await, "already_voided");
+}
 
-    // The held credit comes back on cancel, and is voided with its package.
-    let id_of = generation["id"].as_str().unwrap();
+/// The held credit comes back on cancel, and is voided with its package.
+async fn assert_the_held_credit_is_voided_on_cancel(
+    app: &TestApp,
+    url: &str,
+    key: &str,
+    generation: &str,
+) {
     assert_eq!(
-        app.post_empty(&format!("/v1/generations/{id_of}/cancel"), &key)
+        app.post_empty(&format!("/v1/generations/{generation}/cancel"), key)
             .await
             .status(),
         200
     );
-    let balance = app.balance(&key).await;
+    let balance = app.balance(key).await;
     assert_eq!(
         (balance["available"].as_i64(), balance["held"].as_i64()),
         (Some(0), Some(0))
     );
-    assert_eq!(app.ledger_kinds(&key).await[..2], ["void", "release"]);
-    assert_verify_passes(&url, &app.state.settings.data_dir);
+    assert_eq!(app.ledger_kinds(key).await[..2], ["void", "release"]);
+    assert_verify_passes(url, &app.state.settings.data_dir);
+}
 
-    // A grant wholly held has nothing unused; an unknown one is not found.
+/// A grant wholly held has nothing unused; one of another account is not found under `id`.
+async fn assert_nothing_to_void_and_not_found(app: &TestApp, id: &str) {
     let (other, other_key) = app.funded_account(1).await;
     app.create_generation(&other_key).await;
-    let held = app.balance(&other_key).await["packages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let held = first_package(app, &other_key).await;
     let nothing = app
         .admin_ops_post(
             &format!("/v1/ops/accounts/{other}/grants/{held}/void"),
@@ -441,6 +466,18 @@ async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
         )
         .await;
     assert_eq!(error_code(elsewhere, 404).await, "package_not_found");
+}
+
+async fn a_void_takes_the_unused_remainder_through_the_ledger(url: String) {
+    let app = ops_app(&url).await;
+    let (id, key) = app.funded_account(10).await;
+    let generation = app.create_generation(&key).await;
+    let package = first_package(&app, &key).await;
+    let void = format!("/v1/ops/accounts/{id}/grants/{package}/void");
+    assert_the_void_takes_the_remainder(&app, &url, &key, &void).await;
+    let generation = generation["id"].as_str().unwrap();
+    assert_the_held_credit_is_voided_on_cancel(&app, &url, &key, generation).await;
+    assert_nothing_to_void_and_not_found(&app, &id).await;
     let rows = app.audit_rows("grant.void").await;
     assert_eq!(rows.len(), 4);
     assert_eq!(rows.last().unwrap()["target_id"], package.as_str());
@@ -550,10 +587,7 @@ async fn clients_and_the_read_only_token_are_kept_out(url: String) {
     use reqwest::Method;
     let app = ops_app(&url).await;
     let (id, key) = app.funded_account(2).await;
-    let package = app.balance(&key).await["packages"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let package = first_package(&app, &key).await;
     let reads = [
         "/v1/ops/accounts".to_owned(),
         format!("/v1/ops/accounts/{id}"),

@@ -71,8 +71,9 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn the_list_filters_sorts_pages_and_totals(url: String) {
-    let app = TestApp::builder(&url).spawn().await;
+/// Three generations of one account and one of another, the first of the three canceled by
+/// its client: (the first account's id, its three, oldest first, the other one).
+async fn three_and_another(app: &TestApp) -> (String, Vec<String>, String) {
     let (first, first_key) = app.funded_account(10).await;
     let (_, second_key) = app.funded_account(10).await;
     let mut created = Vec::new();
@@ -93,10 +94,14 @@ async fn the_list_filters_sorts_pages_and_totals(url: String) {
         .post_empty(&format!("/v1/generations/{canceled}/cancel"), &first_key)
         .await;
     assert_eq!(response.status(), 200);
+    (first, created, other)
+}
 
+/// The unfiltered list: newest first, the totals by state, the default range shown.
+async fn assert_the_default_list(app: &TestApp, created: &[String], other: &str) {
     let all = app.ops_get("/v1/ops/generations").await;
-    let mut newest_first = created.clone();
-    newest_first.push(other.clone());
+    let mut newest_first = created.to_vec();
+    newest_first.push(other.to_owned());
     newest_first.reverse();
     assert_eq!(ids(&all), newest_first, "newest first by default");
     assert_eq!(all["totals"]["reserved"], 3, "{all}");
@@ -106,9 +111,12 @@ async fn the_list_filters_sorts_pages_and_totals(url: String) {
         all["filter"]["created_from"].is_string(),
         "the default range is shown"
     );
+}
 
+/// Each filter (state, account, error code, provider, id, range) keeps only what matches.
+async fn assert_each_filter(app: &TestApp, first: &str, canceled: &str, other: &str) {
     let released = app.ops_get("/v1/ops/generations?state=released").await;
-    assert_eq!(ids(&released), [canceled.as_str()]);
+    assert_eq!(ids(&released), [canceled]);
     assert_eq!(released["items"][0]["error_code"], "canceled");
     // The totals leave the state filter out.
     assert_eq!(released["totals"]["reserved"], 3);
@@ -122,19 +130,22 @@ async fn the_list_filters_sorts_pages_and_totals(url: String) {
     assert_eq!(ids(&mine).len(), 3);
     assert_eq!(mine["totals"]["reserved"], 2);
     let by_code = app.ops_get("/v1/ops/generations?error_code=canceled").await;
-    assert_eq!(ids(&by_code), [canceled.as_str()]);
+    assert_eq!(ids(&by_code), [canceled]);
     let elsewhere = app.ops_get("/v1/ops/generations?provider=replicate").await;
     assert!(ids(&elsewhere).is_empty());
     let by_id = app.ops_get(&format!("/v1/ops/generations?q={other}")).await;
-    assert_eq!(ids(&by_id), [other.as_str()]);
+    assert_eq!(ids(&by_id), [other]);
     let future = app
         .ops_get(
             "/v1/ops/generations?created_from=2099-01-01T00:00:00Z&created_to=2099-01-02T00:00:00Z",
         )
         .await;
     assert!(ids(&future).is_empty());
+}
 
-    // Pages of two, then the rest, oldest first by update time.
+/// Pages of two, then the rest, oldest first by update time: every generation once, the
+/// canceled one last. Returns the first page's cursor.
+async fn assert_pages_by_update_time(app: &TestApp, created: &[String], other: &str) -> String {
     let first_page = app
         .ops_get("/v1/ops/generations?limit=2&sort=updated_at&order=asc")
         .await;
@@ -149,10 +160,14 @@ async fn the_list_filters_sorts_pages_and_totals(url: String) {
     paged.extend(ids(&rest));
     // The canceled one changed last.
     let mut expected: Vec<String> = created[1..].to_vec();
-    expected.push(other.clone());
-    expected.push(canceled.clone());
+    expected.push(other.to_owned());
+    expected.push(created[0].clone());
     assert_eq!(paged, expected);
+    cursor
+}
 
+/// Each bad query is a 422 with its code; `cursor`, of one order, is refused under another.
+async fn assert_bad_queries_refused(app: &TestApp, cursor: &str) {
     for (query, code) in [
         ("state=lost", "invalid_state"),
         (
@@ -178,6 +193,15 @@ async fn the_list_filters_sorts_pages_and_totals(url: String) {
         )
         .await;
     assert_eq!(error_code(response, 422).await, "invalid_cursor");
+}
+
+async fn the_list_filters_sorts_pages_and_totals(url: String) {
+    let app = TestApp::builder(&url).spawn().await;
+    let (first, created, other) = three_and_another(&app).await;
+    assert_the_default_list(&app, &created, &other).await;
+    assert_each_filter(&app, &first, &created[0], &other).await;
+    let cursor = assert_pages_by_update_time(&app, &created, &other).await;
+    assert_bad_queries_refused(&app, &cursor).await;
 }
 
 async fn the_detail_tells_the_whole_story(url: String) {
@@ -246,24 +270,9 @@ async fn the_detail_tells_the_whole_story(url: String) {
     assert_eq!(error_code(missing, 404).await, "generation_not_found");
 }
 
-async fn cancel_and_wake_act_and_are_audited(url: String) {
-    let app = TestApp::builder(&url)
-        .engine(|s| {
-            // The task stays pending: a poll finds nothing and counts an attempt.
-            s.simulator.never_callback = true;
-            s.simulator.delay_ms = 600_000;
-        })
-        .spawn()
-        .await;
-    let (_, key) = app.funded_account(5).await;
-    let id = app.create_generation(&key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
-        .await;
-
-    // Wake: the engine polls now instead of at the callback deadline.
+/// Wake: the engine polls now instead of at the callback deadline; the wake is audited,
+/// without a reason.
+async fn assert_a_wake_polls_now(app: &TestApp, id: &str) {
     let before = app.ops_get(&format!("/v1/ops/generations/{id}")).await["generation"].clone();
     let woken = app
         .ops_post(
@@ -274,10 +283,9 @@ async fn cancel_and_wake_act_and_are_audited(url: String) {
         .await;
     assert_eq!(woken.status(), 200);
     let attempt = before["attempt"].as_i64().unwrap();
-    let (app_ref, path) = (&app, format!("/v1/ops/generations/{id}"));
-    let path = &path;
+    let path = &format!("/v1/ops/generations/{id}");
     wait_for("the woken generation polled", WITHIN, || async move {
-        let row = app_ref.ops_get(path).await["generation"].clone();
+        let row = app.ops_get(path).await["generation"].clone();
         (row["attempt"].as_i64().unwrap() > attempt)
             .then_some(())
             .ok_or(row)
@@ -285,9 +293,13 @@ async fn cancel_and_wake_act_and_are_audited(url: String) {
     .await;
     let audit = app.audit_of("generation.wake").await;
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["target_id"], id.as_str());
+    assert_eq!(audit[0]["target_id"], id);
     assert!(audit[0]["reason"].is_null());
+}
 
+/// The operator's cancel releases the generation and its hold, and is audited with its
+/// reason.
+async fn assert_a_cancel_releases_the_hold(app: &TestApp, key: &str, id: &str) {
     let canceled = app
         .ops_post(
             &format!("/v1/ops/generations/{id}/cancel"),
@@ -299,14 +311,17 @@ async fn cancel_and_wake_act_and_are_audited(url: String) {
     let canceled: Value = canceled.json().await.unwrap();
     assert_eq!(canceled["generation"]["state"], "released");
     assert_eq!(canceled["generation"]["error_code"], "canceled");
-    assert_eq!(app.balance(&key).await["available"], 5);
-    assert_eq!(app.ledger_kinds(&key).await, ["release", "hold", "grant"]);
+    assert_eq!(app.balance(key).await["available"], 5);
+    assert_eq!(app.ledger_kinds(key).await, ["release", "hold", "grant"]);
     let audit = app.audit_of("generation.cancel").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0]["reason"], "stuck at the provider");
     assert_eq!(audit[0]["target_kind"], "generation");
+}
 
-    // Once released: a second cancel changes nothing; a wake has nothing to run.
+/// Once released: a second cancel changes nothing; a wake has nothing to run; a reason over
+/// 1,000 characters is refused. Two cancels are audited.
+async fn assert_a_released_one_is_done(app: &TestApp, key: &str, id: &str) {
     let again = app
         .ops_post(
             &format!("/v1/ops/generations/{id}/cancel"),
@@ -315,7 +330,7 @@ async fn cancel_and_wake_act_and_are_audited(url: String) {
         )
         .await;
     assert_eq!(again.status(), 200);
-    assert_eq!(app.ledger_kinds(&key).await, ["release", "hold", "grant"]);
+    assert_eq!(app.ledger_kinds(key).await, ["release", "hold", "grant"]);
     let late = app
         .ops_post(
             &format!("/v1/ops/generations/{id}/wake"),
@@ -334,7 +349,159 @@ async fn cancel_and_wake_act_and_are_audited(url: String) {
         .await;
     assert_eq!(error_code(refused, 422).await, "invalid_reason");
     assert_eq!(app.audit_of("generation.cancel").await.len(), 2);
+}
+
+async fn cancel_and_wake_act_and_are_audited(url: String) {
+    let app = TestApp::builder(&url)
+        .engine(|s| {
+            // The task stays pending: a poll finds nothing and counts an attempt.
+            s.simulator.never_callback = true;
+            s.simulator.delay_ms = 600_000;
+        })
+        .spawn()
+        .await;
+    let (_, key) = app.funded_account(5).await;
+    let id = app.create_generation(&key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_state(&key, &id, &["awaiting_callback"], WITHIN)
+        .await;
+    assert_a_wake_polls_now(&app, &id).await;
+    assert_a_cancel_releases_the_hold(&app, &key, &id).await;
+    assert_a_released_one_is_done(&app, &key, &id).await;
     common::assert_verify_passes(&url, &app.state.settings.data_dir);
+}
+
+/// A live generation is not retried; once its client cancels it, an unknown provider is
+/// still refused.
+async fn assert_only_a_released_one_retries(app: &TestApp, key: &str, old: &str) {
+    let live = app
+        .ops_post(
+            &format!("/v1/ops/generations/{old}/retry"),
+            ADMIN_TOKEN,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(error_code(live, 409).await, "not_released");
+    let response = app
+        .post_empty(&format!("/v1/generations/{old}/cancel"), key)
+        .await;
+    assert_eq!(response.status(), 200);
+    let unknown = app
+        .ops_post(
+            &format!("/v1/ops/generations/{old}/retry"),
+            ADMIN_TOKEN,
+            &json!({"provider": "nope"}),
+        )
+        .await;
+    assert_eq!(error_code(unknown, 422).await, "unknown_provider");
+}
+
+/// The retry is a new generation of the same account at the chosen provider, holding again
+/// at its cost, linked both ways and audited. Returns the new one's id.
+async fn assert_the_retry_is_a_new_generation(app: &TestApp, key: &str, old: &str) -> String {
+    let retried = app
+        .ops_post(
+            &format!("/v1/ops/generations/{old}/retry"),
+            ADMIN_TOKEN,
+            &json!({"provider": "pricier", "reason": "the simulator was down"}),
+        )
+        .await;
+    assert_eq!(retried.status(), 201);
+    let retried: Value = retried.json().await.unwrap();
+    let new = retried["generation"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(retried["generation"]["state"], "reserved");
+    assert_eq!(retried["generation"]["provider"], "pricier");
+    assert_eq!(retried["generation"]["retry_of"], old);
+    // It holds again, at the new provider's cost.
+    let balance = app.balance(key).await;
+    assert_eq!(
+        (balance["available"].as_i64(), balance["held"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let old_detail = app.ops_get(&format!("/v1/ops/generations/{old}")).await;
+    assert_eq!(old_detail["retried_as"], new.as_str());
+    let new_detail = app.ops_get(&format!("/v1/ops/generations/{new}")).await;
+    assert_eq!(new_detail["generation"]["retry_of"], old);
+    let client_view = app.get_json(&format!("/v1/generations/{new}"), key).await;
+    assert_eq!(
+        client_view["state"], "reserved",
+        "the account owns the retry"
+    );
+    let audit = app.audit_of("generation.retry").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0]["target_id"], old);
+    new
+}
+
+/// Short of credits: 402 as a client's create, and nothing held.
+async fn assert_short_of_credits_is_402(app: &TestApp, key: &str, new: &str) {
+    let response = app
+        .post_empty(&format!("/v1/generations/{new}/cancel"), key)
+        .await;
+    assert_eq!(response.status(), 200);
+    app.create_generation(key).await;
+    app.create_generation(key).await;
+    let short = app
+        .ops_post(
+            &format!("/v1/ops/generations/{new}/retry"),
+            ADMIN_TOKEN,
+            &json!({"provider": "pricier"}),
+        )
+        .await;
+    assert_eq!(error_code(short, 402).await, "insufficient_credits");
+    assert_eq!(app.balance(key).await["held"], 2);
+}
+
+/// A generation whose garment is a new upload, canceled by its client: (its id, the
+/// upload's id).
+async fn released_with_an_upload(app: &TestApp, key: &str) -> (String, String) {
+    let upload: Value = app
+        .client
+        .post(app.url("/v1/uploads"))
+        .bearer_auth(key)
+        .header("content-type", "image/png")
+        .body(common::png(5, 5, [9, 9, 9]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut body = common::generation_body();
+    body["garment_image"] = upload["reference"].clone();
+    let response = app.post_generation(key, &body, None).await;
+    assert_eq!(response.status(), 202);
+    let uses: Value = response.json().await.unwrap();
+    let uses = uses["id"].as_str().unwrap();
+    let response = app
+        .post_empty(&format!("/v1/generations/{uses}/cancel"), key)
+        .await;
+    assert_eq!(response.status(), 200);
+    (uses.to_owned(), upload["id"].as_str().unwrap().to_owned())
+}
+
+/// An input upload deleted since: the generation cannot run again.
+async fn assert_a_deleted_input_is_refused(app: &TestApp, key: &str) {
+    let (uses, upload) = released_with_an_upload(app, key).await;
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/v1/uploads/{upload}")))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = app
+        .ops_post(
+            &format!("/v1/ops/generations/{uses}/retry"),
+            ADMIN_TOKEN,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(error_code(gone, 409).await, "input_unavailable");
 }
 
 async fn retry_runs_a_released_generation_again_as_a_new_one(url: String) {
@@ -351,116 +518,10 @@ async fn retry_runs_a_released_generation_again_as_a_new_one(url: String) {
         .as_str()
         .unwrap()
         .to_owned();
-    let live = app
-        .ops_post(
-            &format!("/v1/ops/generations/{old}/retry"),
-            ADMIN_TOKEN,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(error_code(live, 409).await, "not_released");
-    let response = app
-        .post_empty(&format!("/v1/generations/{old}/cancel"), &key)
-        .await;
-    assert_eq!(response.status(), 200);
-    let unknown = app
-        .ops_post(
-            &format!("/v1/ops/generations/{old}/retry"),
-            ADMIN_TOKEN,
-            &json!({"provider": "nope"}),
-        )
-        .await;
-    assert_eq!(error_code(unknown, 422).await, "unknown_provider");
-
-    let retried = app
-        .ops_post(
-            &format!("/v1/ops/generations/{old}/retry"),
-            ADMIN_TOKEN,
-            &json!({"provider": "pricier", "reason": "the simulator was down"}),
-        )
-        .await;
-    assert_eq!(retried.status(), 201);
-    let retried: Value = retried.json().await.unwrap();
-    let new = retried["generation"]["id"].as_str().unwrap().to_owned();
-    assert_ne!(new, old);
-    assert_eq!(retried["generation"]["state"], "reserved");
-    assert_eq!(retried["generation"]["provider"], "pricier");
-    assert_eq!(retried["generation"]["retry_of"], old.as_str());
-    // It holds again, at the new provider's cost.
-    let balance = app.balance(&key).await;
-    assert_eq!(
-        (balance["available"].as_i64(), balance["held"].as_i64()),
-        (Some(1), Some(2))
-    );
-    let old_detail = app.ops_get(&format!("/v1/ops/generations/{old}")).await;
-    assert_eq!(old_detail["retried_as"], new.as_str());
-    let new_detail = app.ops_get(&format!("/v1/ops/generations/{new}")).await;
-    assert_eq!(new_detail["generation"]["retry_of"], old.as_str());
-    let client_view = app.get_json(&format!("/v1/generations/{new}"), &key).await;
-    assert_eq!(
-        client_view["state"], "reserved",
-        "the account owns the retry"
-    );
-    let audit = app.audit_of("generation.retry").await;
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["target_id"], old.as_str());
-
-    // Short of credits: 402 as a client's create, and nothing held.
-    let response = app
-        .post_empty(&format!("/v1/generations/{new}/cancel"), &key)
-        .await;
-    assert_eq!(response.status(), 200);
-    app.create_generation(&key).await;
-    app.create_generation(&key).await;
-    let short = app
-        .ops_post(
-            &format!("/v1/ops/generations/{new}/retry"),
-            ADMIN_TOKEN,
-            &json!({"provider": "pricier"}),
-        )
-        .await;
-    assert_eq!(error_code(short, 402).await, "insufficient_credits");
-    assert_eq!(app.balance(&key).await["held"], 2);
-
-    // An input upload deleted since: the generation cannot run again.
-    let upload: Value = app
-        .client
-        .post(app.url("/v1/uploads"))
-        .bearer_auth(&key)
-        .header("content-type", "image/png")
-        .body(common::png(5, 5, [9, 9, 9]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut body = common::generation_body();
-    body["garment_image"] = upload["reference"].clone();
-    let response = app.post_generation(&key, &body, None).await;
-    assert_eq!(response.status(), 202);
-    let uses: Value = response.json().await.unwrap();
-    let uses = uses["id"].as_str().unwrap();
-    let response = app
-        .post_empty(&format!("/v1/generations/{uses}/cancel"), &key)
-        .await;
-    assert_eq!(response.status(), 200);
-    let deleted = app
-        .client
-        .delete(app.url(&format!("/v1/uploads/{}", upload["id"].as_str().unwrap())))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-    let gone = app
-        .ops_post(
-            &format!("/v1/ops/generations/{uses}/retry"),
-            ADMIN_TOKEN,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(error_code(gone, 409).await, "input_unavailable");
+    assert_only_a_released_one_retries(&app, &key, &old).await;
+    let new = assert_the_retry_is_a_new_generation(&app, &key, &old).await;
+    assert_short_of_credits_is_402(&app, &key, &new).await;
+    assert_a_deleted_input_is_refused(&app, &key).await;
     assert_eq!(
         app.audit_of("generation.retry").await.len(),
         1,
@@ -595,24 +656,18 @@ async fn bulk_job(app: &TestApp, id: &str) -> Value {
     app.ops_get(&format!("/v1/ops/bulk/{id}")).await
 }
 
-async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
-    const COUNT: usize = 500;
-    // The first app stops its job after two pages, as if the process had ended there.
+/// An app whose bulk jobs stop after two pages, as if the process had ended there.
+async fn app_that_stops_after_two_pages(url: &str) -> TestApp {
     let stop_after_two: PageHook = Arc::new(|pages: u64| pages < 2);
     let seams = atelier::startup::Seams {
         bulk_page_hook: Some(stop_after_two),
         ..Default::default()
     };
-    let app = TestApp::builder(&url).seams(seams).spawn().await;
-    let account = common::funded_account(&app.state.db, &app.state.ledger, COUNT as i64).await;
-    let (_, bystander_key) = app.funded_account(1).await;
-    let bystander = app.create_generation(&bystander_key).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    park(&app, account, COUNT).await;
-    let filter = json!({"account": account.to_string(), "state": "reserved"});
+    TestApp::builder(url).seams(seams).spawn().await
+}
 
+/// A dry run counts the `count` matches and acts on nothing, not even an audit row.
+async fn assert_a_dry_run_counts(app: &TestApp, filter: &Value, count: usize) {
     let dry = app
         .ops_post(
             "/v1/ops/generations/bulk",
@@ -622,14 +677,18 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
         .await;
     assert_eq!(dry.status(), 200);
     let dry: Value = dry.json().await.unwrap();
-    assert_eq!(dry["count"], COUNT);
+    assert_eq!(dry["count"], count);
     assert!(
         app.audit_of("generation.bulk_cancel").await.is_empty(),
         "a dry run acts on nothing"
     );
+}
+
+/// A real run wants a reason and the count the dry run saw; retry is no bulk action.
+async fn assert_bad_bulk_requests_refused(app: &TestApp, filter: &Value, count: usize) {
     for (body, status, code) in [
         (
-            json!({"filter": filter, "action": "cancel", "dry_run": false, "expected_count": COUNT}),
+            json!({"filter": filter, "action": "cancel", "dry_run": false, "expected_count": count}),
             422,
             "missing_reason",
         ),
@@ -639,7 +698,7 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
             "missing_expected_count",
         ),
         (
-            json!({"filter": filter, "action": "cancel", "dry_run": false, "expected_count": COUNT - 1, "reason": "outage"}),
+            json!({"filter": filter, "action": "cancel", "dry_run": false, "expected_count": count - 1, "reason": "outage"}),
             409,
             "count_changed",
         ),
@@ -654,49 +713,66 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
             .await;
         assert_eq!(error_code(response, status).await, code, "{body}");
     }
+}
 
+/// Starts the bulk cancel of `count` and waits for its two pages; returns the job's id.
+async fn start_the_bulk_cancel(app: &TestApp, filter: &Value, count: usize) -> String {
     let started = app
         .ops_post(
             "/v1/ops/generations/bulk",
             ADMIN_TOKEN,
             &json!({"filter": filter, "action": "cancel", "dry_run": false,
-                    "expected_count": COUNT, "reason": "provider outage"}),
+                    "expected_count": count, "reason": "provider outage"}),
         )
         .await;
     assert_eq!(started.status(), 202);
     let started: Value = started.json().await.unwrap();
     let job = started["id"].as_str().unwrap().to_owned();
-    assert_eq!(started["total"], COUNT);
-    let (app_ref, job_ref) = (&app, &job);
+    assert_eq!(started["total"], count);
+    let job_ref = &job;
     wait_for("two pages done", WITHIN, || async move {
-        let seen = bulk_job(app_ref, job_ref).await;
+        let seen = bulk_job(app, job_ref).await;
         (seen["done"] == 200).then_some(()).ok_or(seen)
     })
     .await;
+    job
+}
+
+/// The bulk cancel has one audit row: the job, its reason and its filter.
+async fn assert_the_bulk_cancel_audited(app: &TestApp, job: &str, account: Uuid) {
     let audit = app.audit_of("generation.bulk_cancel").await;
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0]["target_id"], job.as_str());
+    assert_eq!(audit[0]["target_id"], job);
     assert_eq!(audit[0]["reason"], "provider outage");
     assert_eq!(audit[0]["filter"]["account"], account.to_string());
-    drop(app);
+}
 
-    let app = TestApp::builder(&url).spawn().await;
-    let (app_ref, job_ref) = (&app, &job);
-    let finished = wait_for("the resumed job finished", WITHIN, || async move {
-        let seen = bulk_job(app_ref, job_ref).await;
+/// Polls the bulk job until it is finished, and returns it.
+async fn finished_job(app: &TestApp, what: &str, job: &str) -> Value {
+    wait_for(what, WITHIN, || async move {
+        let seen = bulk_job(app, job).await;
         (seen["state"] == "finished")
             .then_some(seen.clone())
             .ok_or(seen)
     })
-    .await;
+    .await
+}
+
+/// The resumed job finishes, every one of `count` done, and is listed first.
+async fn assert_the_resumed_job_finishes(app: &TestApp, job: &str, count: usize) {
+    let finished = finished_job(app, "the resumed job finished", job).await;
     assert_eq!(
         (&finished["done"], &finished["skipped"], &finished["failed"]),
-        (&json!(COUNT), &json!(0), &json!(0)),
+        (&json!(count), &json!(0), &json!(0)),
         "{finished}"
     );
     let listed = app.ops_get("/v1/ops/bulk").await;
-    assert_eq!(listed["items"][0]["id"], job.as_str());
+    assert_eq!(listed["items"][0]["id"], job);
+}
 
+/// Across the restart, each of `count` workflows was released once, with one release entry
+/// per hold.
+async fn assert_each_released_once(app: &TestApp, count: usize) {
     let released = workflow_event::Entity::find()
         .filter(workflow_event::Column::ToState.eq(WorkflowState::Released))
         .all(&app.state.db)
@@ -707,7 +783,7 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
     once.dedup();
     assert_eq!(
         (released.len(), once.len()),
-        (COUNT, COUNT),
+        (count, count),
         "one release each"
     );
     let releases = ledger_entry::Entity::find()
@@ -720,9 +796,31 @@ async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
     holds.dedup();
     assert_eq!(
         (releases.len(), holds.len()),
-        (COUNT, COUNT),
+        (count, count),
         "one release entry per hold"
     );
+}
+
+async fn a_bulk_cancel_survives_a_restart_and_cancels_each_once(url: String) {
+    const COUNT: usize = 500;
+    let app = app_that_stops_after_two_pages(&url).await;
+    let account = common::funded_account(&app.state.db, &app.state.ledger, COUNT as i64).await;
+    let (_, bystander_key) = app.funded_account(1).await;
+    let bystander = app.create_generation(&bystander_key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    park(&app, account, COUNT).await;
+    let filter = json!({"account": account.to_string(), "state": "reserved"});
+    assert_a_dry_run_counts(&app, &filter, COUNT).await;
+    assert_bad_bulk_requests_refused(&app, &filter, COUNT).await;
+    let job = start_the_bulk_cancel(&app, &filter, COUNT).await;
+    assert_the_bulk_cancel_audited(&app, &job, account).await;
+    drop(app);
+
+    let app = TestApp::builder(&url).spawn().await;
+    assert_the_resumed_job_finishes(&app, &job, COUNT).await;
+    assert_each_released_once(&app, COUNT).await;
     let untouched = app
         .get_json(&format!("/v1/generations/{bystander}"), &bystander_key)
         .await;
@@ -745,14 +843,8 @@ async fn a_bulk_wake_makes_each_due_now(url: String) {
         .await;
     assert_eq!(started.status(), 202);
     let job: Value = started.json().await.unwrap();
-    let (app_ref, job_ref) = (&app, job["id"].as_str().unwrap());
-    let finished = wait_for("the wake job finished", WITHIN, || async move {
-        let seen = bulk_job(app_ref, job_ref).await;
-        (seen["state"] == "finished")
-            .then_some(seen.clone())
-            .ok_or(seen)
-    })
-    .await;
+    let job = job["id"].as_str().unwrap();
+    let finished = finished_job(&app, "the wake job finished", job).await;
     assert_eq!(finished["done"], 3, "{finished}");
     let page = app
         .ops_get(&format!("/v1/ops/generations?account={account}"))

@@ -282,64 +282,53 @@ async fn a_pause_survives_a_restart(url: String) {
     assert_eq!(settled["state"], "settled", "{settled}");
 }
 
-async fn only_the_admin_token_pauses_and_bad_requests_write_nothing(url: String) {
-    let app = TestApp::builder(&url).configure(quick).spawn().await;
-    let (_, key) = app.create_account().await;
-    let path = "/v1/ops/providers/simulator/pause";
+/// The pause route of the simulator, that the refusals below aim at.
+const PAUSE_SIMULATOR: &str = "/v1/ops/providers/simulator/pause";
+
+/// POSTs `body` to `path`, as `token` when there is one.
+async fn post_as(app: &TestApp, token: Option<&str>, path: &str, body: Value) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+/// No token, a client key and the read-only token are each refused a pause; the read-only
+/// token a resume too.
+async fn assert_only_the_admin_may_act(app: &TestApp, key: &str) {
     let body = json!({ "reason": "outage" });
-    let post = |token: Option<&str>, path: String, body: Value| {
-        let mut request = app.client.post(app.url(&path)).json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
-    let response = post(None, path.into(), body.clone()).await.unwrap();
+    let response = post_as(app, None, PAUSE_SIMULATOR, body.clone()).await;
     assert_eq!(error_code(response, 401).await, "missing_credentials");
-    let response = post(Some(&key), path.into(), body.clone()).await.unwrap();
+    let response = post_as(app, Some(key), PAUSE_SIMULATOR, body.clone()).await;
     assert_eq!(error_code(response, 403).await, "forbidden");
-    let response = post(Some(READ_TOKEN), path.into(), body.clone())
-        .await
-        .unwrap();
+    let response = post_as(app, Some(READ_TOKEN), PAUSE_SIMULATOR, body.clone()).await;
     assert_eq!(error_code(response, 403).await, "read_only");
-    let response = post(
-        Some(READ_TOKEN),
-        "/v1/ops/providers/simulator/resume".into(),
-        json!({}),
-    )
-    .await
-    .unwrap();
+    let resume = "/v1/ops/providers/simulator/resume";
+    let response = post_as(app, Some(READ_TOKEN), resume, json!({})).await;
     assert_eq!(error_code(response, 403).await, "read_only");
-    let response = post(
-        Some(ADMIN_TOKEN),
-        "/v1/ops/providers/nosuch/pause".into(),
-        body.clone(),
-    )
-    .await
-    .unwrap();
+}
+
+/// The admin's bad requests are refused: an unknown provider, a missing or too long reason,
+/// an unknown field.
+async fn assert_bad_requests_refused(app: &TestApp) {
+    let admin = Some(ADMIN_TOKEN);
+    let body = json!({ "reason": "outage" });
+    let response = post_as(app, admin, "/v1/ops/providers/nosuch/pause", body).await;
     assert_eq!(error_code(response, 404).await, "provider_not_found");
-    let response = post(Some(ADMIN_TOKEN), path.into(), json!({}))
-        .await
-        .unwrap();
+    let response = post_as(app, admin, PAUSE_SIMULATOR, json!({})).await;
     assert_eq!(error_code(response, 422).await, "missing_reason");
-    let response = post(
-        Some(ADMIN_TOKEN),
-        path.into(),
-        json!({ "reason": "x".repeat(1001) }),
-    )
-    .await
-    .unwrap();
+    let long = json!({ "reason": "x".repeat(1001) });
+    let response = post_as(app, admin, PAUSE_SIMULATOR, long).await;
     assert_eq!(error_code(response, 422).await, "invalid_reason");
-    let response = post(
-        Some(ADMIN_TOKEN),
-        path.into(),
-        json!({ "reason": "a", "why": 1 }),
-    )
-    .await
-    .unwrap();
+    let unknown = json!({ "reason": "a", "why": 1 });
+    let response = post_as(app, admin, PAUSE_SIMULATOR, unknown).await;
     assert_eq!(error_code(response, 422).await, "unknown_field");
-    // Reads: a client key gets 403, no token 401.
-    let response = app.get("/v1/ops/providers", &key).await;
+}
+
+/// Reads: a client key gets 403, no token 401.
+async fn assert_reads_want_an_operator(app: &TestApp, key: &str) {
+    let response = app.get("/v1/ops/providers", key).await;
     assert_eq!(error_code(response, 403).await, "forbidden");
     let response = app
         .client
@@ -348,6 +337,14 @@ async fn only_the_admin_token_pauses_and_bad_requests_write_nothing(url: String)
         .await
         .unwrap();
     assert_eq!(error_code(response, 401).await, "missing_credentials");
+}
+
+async fn only_the_admin_token_pauses_and_bad_requests_write_nothing(url: String) {
+    let app = TestApp::builder(&url).configure(quick).spawn().await;
+    let (_, key) = app.create_account().await;
+    assert_only_the_admin_may_act(&app, &key).await;
+    assert_bad_requests_refused(&app).await;
+    assert_reads_want_an_operator(&app, &key).await;
     assert!(
         audit(&app).await.is_empty(),
         "refused requests are not audited"
