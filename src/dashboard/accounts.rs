@@ -6,12 +6,15 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::form::{self, Fields, Query};
 use super::session::{Session, Signed};
 use super::{layout, render};
+use crate::api::accounts::GrantRequest;
 use crate::api::auth::Admin;
+use crate::api::error::ApiError;
+use crate::api::json::ApiJson;
 use crate::api::ops::accounts;
 use crate::state::AppState;
 
@@ -175,37 +178,30 @@ pub async fn act(
         Err(refused) => return refused.into_response(),
     };
     let account = web::Path::from(id);
-    let reason = || form::body(json!({ "reason": fields.get("reason") }));
-    let answer = match action.as_str() {
-        "grant" => match grant_body(&fields) {
-            Ok(body) => accounts::grant(Admin, state, request, account, body).await,
-            Err(error) => Err(error),
-        },
-        "disable" | "enable" | "revoke-keys" => match reason() {
-            Ok(body) if action == "disable" => {
-                accounts::disable(Admin, state, request, account, body).await
-            }
-            Ok(body) if action == "enable" => {
-                accounts::enable(Admin, state, request, account, body).await
-            }
-            Ok(body) => accounts::revoke_keys(Admin, state, request, account, body).await,
-            Err(error) => Err(error),
-        },
-        _ => Err(crate::api::error::ApiError::not_found(
-            "not_found",
-            "no such account action",
-        )),
-    };
-    form::done(answer)
+    form::done(account_action(state, request, account, &action, &fields).await)
+}
+
+/// The ops handler `action` names, with the body the form gives it.
+async fn account_action(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    account: web::Path<String>,
+    action: &str,
+    fields: &Fields,
+) -> Result<HttpResponse, ApiError> {
+    match action {
+        "grant" => accounts::grant(Admin, state, request, account, grant_body(fields)?).await,
+        "disable" => accounts::disable(Admin, state, request, account, fields.reason_body()?).await,
+        "enable" => accounts::enable(Admin, state, request, account, fields.reason_body()?).await,
+        "revoke-keys" => {
+            accounts::revoke_keys(Admin, state, request, account, fields.reason_body()?).await
+        }
+        _ => Err(ApiError::not_found("not_found", "no such account action")),
+    }
 }
 
 /// The grant form as the API's body: credits as a number (the API refuses a bad one).
-fn grant_body(
-    fields: &Fields,
-) -> Result<
-    crate::api::json::ApiJson<crate::api::accounts::GrantRequest>,
-    crate::api::error::ApiError,
-> {
+fn grant_body(fields: &Fields) -> Result<ApiJson<GrantRequest>, ApiError> {
     let mut body = fields.object(&["reference", "expires_at"]);
     // A number when it reads as one; otherwise as sent, for the API to refuse by name.
     if let Some(raw) = fields.get("credits") {
@@ -229,10 +225,8 @@ pub async fn void(
         Ok(fields) => fields,
         Err(refused) => return refused.into_response(),
     };
-    form::done(
-        match form::body(json!({ "reason": fields.get("reason") })) {
-            Ok(body) => accounts::void(Admin, state, request, path, body).await,
-            Err(error) => Err(error),
-        },
-    )
+    form::done(match fields.reason_body() {
+        Ok(body) => accounts::void(Admin, state, request, path, body).await,
+        Err(error) => Err(error),
+    })
 }

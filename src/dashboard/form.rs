@@ -41,6 +41,11 @@ impl Fields {
             .filter(|value| !value.is_empty())
     }
 
+    /// The body of an action that takes only a reason: the form's `reason`, if any.
+    pub fn reason_body<T: DeserializeOwned>(&self) -> Result<ApiJson<T>, ApiError> {
+        body(serde_json::json!({ "reason": self.get("reason") }))
+    }
+
     /// The non-blank fields among `names`, as a JSON object of strings.
     pub fn object(&self, names: &[&str]) -> Value {
         let mut object = Map::new();

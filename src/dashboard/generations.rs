@@ -132,8 +132,8 @@ fn detail_body(session: &Session, id: &str, detail: &Value, providers: &[&str]) 
 /// Cancel and wake while it is live; retry as a new generation (on its provider or another)
 /// once released.
 fn actions(id: &str, generation: &Value, providers: &[&str]) -> Markup {
-    let state = generation["state"].as_str().unwrap_or_default();
-    let live = state != "settled" && state != "released";
+    let state = generation["state"].as_str().and_then(WorkflowState::parse);
+    let live = state.is_some_and(|state| !state.is_terminal());
     let post = |action: &str| format!("/ops/generations/{id}/{action}");
     html! {
         @if live {
@@ -147,7 +147,7 @@ fn actions(id: &str, generation: &Value, providers: &[&str]) -> Markup {
                 }
             }
         }
-        @if state == "released" {
+        @if state == Some(WorkflowState::Released) {
             form class="inline" id="retry" hx-post=(post("retry")) hx-swap="none" {
                 select name="provider" id="retry-provider" {
                     @for name in providers {
@@ -212,31 +212,40 @@ pub async fn act(
     let (id, action) = path.into_inner();
     let generation = web::Path::from(id);
     let reason = fields.get("reason").unwrap_or("from the dashboard");
+    let body = json!({ "reason": reason });
     let answer = match action.as_str() {
-        "cancel" | "wake" => match form::body(json!({ "reason": reason })) {
-            Ok(body) if action == "cancel" => {
-                generation_actions::cancel(Admin, state, request, generation, body).await
-            }
+        "cancel" => match form::body(body) {
+            Ok(body) => generation_actions::cancel(Admin, state, request, generation, body).await,
+            Err(error) => Err(error),
+        },
+        "wake" => match form::body(body) {
             Ok(body) => generation_actions::wake(Admin, state, request, generation, body).await,
             Err(error) => Err(error),
         },
-        "retry" => {
-            let body = json!({ "reason": reason, "provider": fields.get("provider") });
-            match form::body(body) {
-                Ok(body) => {
-                    let retried =
-                        generation_actions::retry(Admin, state, request, generation, body);
-                    return to_the_new_one(render::json(retried.await).await);
-                }
-                Err(error) => Err(error),
-            }
-        }
+        "retry" => return retry(state, request, generation, reason, &fields).await,
         _ => Err(ApiError::not_found(
             "not_found",
             "no such generation action",
         )),
     };
     form::done(answer)
+}
+
+/// The ops API's retry as new, on the form's provider: the new generation's page to go to,
+/// or the refusal.
+async fn retry(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    generation: web::Path<String>,
+    reason: &str,
+    fields: &form::Fields,
+) -> HttpResponse {
+    let body = match form::body(json!({ "reason": reason, "provider": fields.get("provider") })) {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let retried = generation_actions::retry(Admin, state, request, generation, body).await;
+    to_the_new_one(render::json(retried).await)
 }
 
 /// What a retry answers the page: the new generation's page to go to, or the refusal.

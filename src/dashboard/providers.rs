@@ -4,7 +4,7 @@
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::form;
 use super::session::{Session, Signed};
@@ -153,7 +153,7 @@ async fn switch(
         Ok(fields) => fields,
         Err(refused) => return refused.into_response(),
     };
-    let body = match form::body(json!({ "reason": fields.get("reason") })) {
+    let body = match fields.reason_body() {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
