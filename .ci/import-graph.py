@@ -18,6 +18,7 @@ RANKS = {
     "engine": 3,
     "workflow": 2,
     "ledger": 1,
+    "cluster": 1,
     "providers": 1,
     "webhooks_out": 1,
     "batcher": 0, "clock": 0, "config_check": 0, "credits": 0, "db": 0, "images": 0,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use atelier_actors::cluster::ClusterConfig;
 use atelier_actors::config_check::{
     MAX_BATCH, MAX_BODY_BYTES, MAX_SECS, MIN_BODY_BYTES, check_base_url, check_range,
 };
@@ -57,6 +58,9 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     /// `[webhooks]`: completion webhooks to customers, owned by `atelier_actors::webhooks_out`.
     pub webhooks: WebhooksConfig,
+    /// `[cluster]`: how engine processes on one PostgreSQL database share the shards, owned
+    /// by `atelier_actors::cluster`; the same in every process of a deployment.
+    pub cluster: ClusterConfig,
     /// `[ops]`: the operators' dashboard.
     pub ops: OpsSettings,
 }
@@ -305,6 +309,7 @@ impl Default for Settings {
                 task_ttl_secs: 3600,
             },
             webhooks: WebhooksConfig::default(),
+            cluster: ClusterConfig::default(),
             ops: OpsSettings {
                 session_ttl_secs: 8 * 3600,
             },
@@ -335,6 +340,7 @@ const ENV_KEYS: &[&str] = &[
     "providers",
     "simulator",
     "webhooks",
+    "cluster",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +433,7 @@ impl Settings {
         self.workflow.validate()?;
         self.storage.validate(self.workflow.url_ttl_secs)?;
         self.webhooks.validate()?;
+        self.cluster.validate()?;
         check_range(
             "inputs.max_bytes",
             self.inputs.max_bytes,

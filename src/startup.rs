@@ -43,6 +43,7 @@ use sea_orm::DatabaseConnection;
 use utoipa_actix_web::AppExt;
 
 use crate::api::{self, error::ApiError, json::JsonLimit, streams::StreamSlots};
+use crate::cluster::EngineShards;
 use crate::config::{ConfigError, Settings};
 use crate::signing::UrlSigner;
 use crate::simulator::Simulator;
@@ -145,6 +146,7 @@ impl Application {
         let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = start_workflows(&settings, &db, &clock, batch_deadline, seams.batch_fault);
         let engine = settings.workflow.run_engine.then(|| {
+            let shards = EngineShards::prepare(&settings.database_url, &db, &settings.cluster)?;
             let parts = EngineParts {
                 db: &db,
                 workflows: &workflows,
@@ -155,8 +157,18 @@ impl Application {
                 public_url: &public_url,
                 pauses: &pauses,
             };
-            start_engine(&settings, parts, fetch_clients, step_hook)
+            anyhow::Ok(start_engine(
+                &settings,
+                parts,
+                shards,
+                fetch_clients,
+                step_hook,
+            ))
         });
+        let (engine, shards) = match engine.transpose()? {
+            Some((engine, shards)) => (Some(engine), Some(shards)),
+            None => (None, None),
+        };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let state = web::Data::new(AppState {
             db,
@@ -171,6 +183,7 @@ impl Application {
             provider_handles,
             pauses,
             engine,
+            shards,
             workflows,
             webhooks,
             bulk_hook: seams.bulk_page_hook,
@@ -194,14 +207,12 @@ impl Application {
     /// results, providers deliver callbacks); then HTTP stops gracefully.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let engine = self.state.engine.clone();
+        let state = self.state.clone();
         let feed = self.state.workflows.feed().clone();
         actix_web::rt::spawn(async move {
             stop_signal().await;
-            tracing::info!("stopping: draining the engine, then HTTP");
-            if let Some(engine) = engine {
-                drain(&engine, DRAIN_LIMIT).await;
-            }
+            tracing::info!("stopping: draining the engine, handing its shards back, then HTTP");
+            stop_engine(&state, DRAIN_LIMIT).await;
             // Open status streams end, so that the graceful stop need not wait them out.
             feed.close();
             handle.stop(true).await;
@@ -391,8 +402,19 @@ async fn stop_signal() {
     }
 }
 
-/// Asks the engine to drain until no step runs, for at most `limit`: the engine half of a
-/// shutdown, also for callers that stop an app without a signal (tests dropping theirs).
+/// The engine half of a shutdown, also for callers that stop an app without a signal: the
+/// engine drains (for at most `limit`), then its shards are handed back, so that another
+/// process adopts them at its next tick instead of after the lease TTL.
+pub async fn stop_engine(state: &AppState, limit: Duration) {
+    if let Some(engine) = &state.engine {
+        drain(engine, limit).await;
+    }
+    if let Some(shards) = &state.shards {
+        shards.release(Duration::from_secs(5)).await;
+    }
+}
+
+/// Asks the engine to drain until no step runs, for at most `limit`.
 pub async fn drain(engine: &actix::Addr<Engine>, limit: Duration) {
     let started = std::time::Instant::now();
     while let Ok(running) = engine.send(Drain).await {
@@ -521,12 +543,14 @@ struct EngineParts<'a> {
 fn start_engine(
     settings: &Settings,
     parts: EngineParts<'_>,
+    shards: EngineShards,
     fetch: FetchClients,
     step_hook: Option<StepHook>,
-) -> actix::Addr<Engine> {
+) -> (actix::Addr<Engine>, EngineShards) {
     // The engine's copy follows pauses made through any process of the deployment.
     parts.pauses.spawn_refresh(parts.db.clone());
-    Engine::start_on_own_thread(Deps {
+    let arbiter = actix::Arbiter::new();
+    let deps = Deps {
         db: parts.db.clone(),
         workflows: parts.workflows.clone(),
         storage: parts.storage.clone(),
@@ -543,7 +567,11 @@ fn start_engine(
         pauses: parts.pauses.clone(),
         step_hook,
         draining: Arc::default(),
-    })
+        ownership: shards.ownership.clone(),
+    };
+    let engine = Engine::start_on(&arbiter.handle(), deps);
+    shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
+    (engine, shards)
 }
 
 #[cfg(test)]

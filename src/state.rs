@@ -37,6 +37,8 @@ pub struct AppState {
     pub pauses: Pauses,
     /// The workflow engine; `None` where a process serves HTTP without running workflows.
     pub engine: Option<Addr<Engine>>,
+    /// The shards the engine holds, and what keeps them (where the engine runs).
+    pub shards: Option<crate::cluster::EngineShards>,
     pub workflows: Workflows,
     pub webhooks: Webhooks,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).

@@ -61,6 +61,9 @@ pub enum BatchError {
     Unavailable,
     #[error("the write failed on a bug: {0}")]
     WrongOutcome(#[from] WrongOutcome),
+    /// The write was fenced by a lease this process no longer holds: nothing was written.
+    #[error("refused: this process no longer holds the lease on the workflow's shard")]
+    Fenced,
 }
 
 impl BatchError {
@@ -70,9 +73,10 @@ impl BatchError {
         match self {
             BatchError::TimedOut(_) => true,
             BatchError::Database(db) => crate::db::is_stall(db),
-            BatchError::Panicked(_) | BatchError::Unavailable | BatchError::WrongOutcome(_) => {
-                false
-            }
+            BatchError::Panicked(_)
+            | BatchError::Unavailable
+            | BatchError::WrongOutcome(_)
+            | BatchError::Fenced => false,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod clock;
+pub mod cluster;
 pub mod config_check;
 pub mod credits;
 pub mod db;

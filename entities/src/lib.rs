@@ -4,6 +4,7 @@
 pub mod account;
 pub mod api_key;
 pub mod credit_package;
+pub mod engine_member;
 pub mod hold;
 pub mod hold_allocation;
 pub mod idempotency_key;
@@ -11,6 +12,7 @@ pub mod ledger_entry;
 pub mod ops_audit;
 pub mod ops_bulk_job;
 pub mod provider_pause;
+pub mod shard_lease;
 pub mod upload;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;

@@ -88,6 +88,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// The released generation an operator re-ran as this one (`POST /v1/ops/generations/{id}/retry`).
     pub retry_of: Option<Uuid>,
+    /// The shard it belongs to (`shard_leases`): the last byte of its id, fixed at create.
+    pub shard: i16,
 }
 
 impl Model {

@@ -18,6 +18,9 @@ pub struct Model {
     /// The workflow's version after this event: 0 for its creation, then one more each.
     pub version: i64,
     pub at: DateTimeUtc,
+    /// The shard lease epoch the write was made under; `None` for writes no lease fences
+    /// (creates, a client's cancel, a single engine on SQLite).
+    pub epoch: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

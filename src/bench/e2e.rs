@@ -356,6 +356,7 @@ pub(super) async fn park(
             created_at: now,
             updated_at: now,
             retry_of: None,
+            shard: atelier_actors::cluster::shard_of(*id),
         });
         seed::insert_parked(&state.db, rows.collect()).await?;
         progress.advance(chunk.len() as u64);

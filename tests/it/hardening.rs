@@ -285,6 +285,7 @@ async fn accepted_and_waiting_in_one_batch_keep_their_own_states(url: String) {
         event,
         next_attempt_at: None,
         consumes: Vec::new(),
+        fence: None,
     };
     let commands = [
         transition(

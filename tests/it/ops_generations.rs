@@ -646,6 +646,7 @@ async fn park(app: &TestApp, account_id: Uuid, count: usize) {
         created_at: now,
         updated_at: now,
         retry_of: None,
+        shard: atelier_actors::cluster::shard_of(*id),
     });
     seed::insert_parked(&app.state.db, rows.collect())
         .await

@@ -19,6 +19,7 @@ use sea_orm::DatabaseConnection;
 pub use config::EngineConfig;
 
 use crate::Clock;
+use crate::cluster::{Claim, Ownership};
 use crate::images::ImageLimits;
 use crate::providers::Providers;
 use crate::storage::Storage;
@@ -58,6 +59,36 @@ pub struct Deps {
     pub step_hook: Option<StepHook>,
     /// Set when the process stops: each actor finishes the step it is in and takes no other.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The shards this process holds: which workflows it may drive.
+    pub ownership: Arc<Ownership>,
+}
+
+/// What one generation actor's steps see: the shared `Deps`, with the workflow writer fenced
+/// by the actor's claim on the workflow's shard (`workflows` here shadows `Deps::workflows`,
+/// so no step can write unfenced by mistake).
+pub struct Turn {
+    deps: Arc<Deps>,
+    pub workflows: crate::workflow::Workflows,
+    pub claim: Claim,
+}
+
+impl Turn {
+    pub fn new(deps: Arc<Deps>, claim: Claim) -> Self {
+        let workflows = deps.workflows.fenced(claim.fence());
+        Self {
+            deps,
+            workflows,
+            claim,
+        }
+    }
+}
+
+impl std::ops::Deref for Turn {
+    type Target = Deps;
+
+    fn deref(&self) -> &Deps {
+        &self.deps
+    }
 }
 
 /// The fetch policy's clients: inputs may reach the hosts the operator allows; results also

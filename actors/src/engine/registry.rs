@@ -20,7 +20,9 @@ use actix::prelude::*;
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use super::{Deps, steps};
+use super::{Deps, Turn, steps};
+use crate::batcher::BatchError;
+use crate::cluster::{Claim, Ownership, shard_of};
 
 /// Due workflows started per tick, so that a backlog is worked through in slices.
 const TICK_BATCH: u64 = 512;
@@ -40,6 +42,16 @@ struct Gone {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Poke;
+
+/// Another process took these shards: their actors stop where they are (their writes would be
+/// refused), and the new owner carries on from the rows.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShardsLost(pub Vec<i16>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Leave;
 
 /// Stops looking for work; running generation actors finish their current step.
 #[derive(Message)]
@@ -80,10 +92,9 @@ impl Engine {
         }
     }
 
-    /// Starts the engine on its own arbiter (thread).
-    pub fn start_on_own_thread(deps: Deps) -> Addr<Engine> {
-        let arbiter = Arbiter::new();
-        Engine::start_in_arbiter(&arbiter.handle(), move |_| Engine::new(deps))
+    /// Starts the engine on `arbiter` (a thread of its own).
+    pub fn start_on(arbiter: &ArbiterHandle, deps: Deps) -> Addr<Engine> {
+        Engine::start_in_arbiter(arbiter, move |_| Engine::new(deps))
     }
 
     fn wake(&mut self, id: Uuid, ctx: &mut Context<Self>) {
@@ -96,13 +107,21 @@ impl Engine {
             running.addr.do_send(Poke);
             return;
         }
+        // Another process's shard (or one not confirmed lately): its owner drives it.
+        let Some(claim) = self.deps.ownership.claim(id) else {
+            return;
+        };
         self.incarnations += 1;
+        let shard = shard_of(id);
+        self.deps.ownership.started(shard);
         let actor = GenerationActor {
             id,
-            deps: self.deps.clone(),
+            turn: Arc::new(Turn::new(self.deps.clone(), claim)),
             poked: false,
             guard: Some(GoneGuard {
                 engine: ctx.address(),
+                ownership: self.deps.ownership.clone(),
+                shard,
                 id,
                 incarnation: self.incarnations,
                 clean: false,
@@ -141,10 +160,15 @@ impl Engine {
     }
 }
 
-/// Workflows with something to do now: due, past their deadline, or holding unprocessed
-/// callbacks.
+/// Workflows of the shards this process holds with something to do now: due, past their
+/// deadline, or holding unprocessed callbacks.
 async fn due_workflows(deps: &Deps) -> Result<Vec<Uuid>, DbErr> {
-    crate::workflow::read::due(&deps.db, deps.clock.now(), TICK_BATCH).await
+    let shards = deps.ownership.due_shards();
+    if shards.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let now = deps.clock.now();
+    crate::workflow::read::due(&deps.db, now, TICK_BATCH, shards.as_deref()).await
 }
 
 impl Actor for Engine {
@@ -163,6 +187,26 @@ impl Handler<Wake> for Engine {
     fn handle(&mut self, Wake(id): Wake, ctx: &mut Self::Context) {
         self.deaths.remove(&id);
         self.wake(id, ctx);
+    }
+}
+
+impl Handler<ShardsLost> for Engine {
+    type Result = ();
+
+    fn handle(&mut self, ShardsLost(shards): ShardsLost, _: &mut Self::Context) {
+        let lost: Vec<Uuid> = self
+            .running
+            .keys()
+            .filter(|id| shards.contains(&shard_of(**id)))
+            .copied()
+            .collect();
+        for id in lost {
+            if let Some(running) = self.running.remove(&id) {
+                running.addr.do_send(Leave);
+            }
+            self.deaths.remove(&id);
+        }
+        self.deaths.retain(|id, _| !shards.contains(&shard_of(*id)));
     }
 }
 
@@ -227,9 +271,12 @@ impl Handler<Gone> for Engine {
     }
 }
 
-/// Reports the actor's end to the engine from `Drop`, which also runs when a panic unwinds.
+/// Reports the actor's end to the engine and to the shard's count of running actors from
+/// `Drop`, which also runs when a panic unwinds.
 struct GoneGuard {
     engine: Addr<Engine>,
+    ownership: Arc<Ownership>,
+    shard: i16,
     id: Uuid,
     incarnation: u64,
     clean: bool,
@@ -237,6 +284,7 @@ struct GoneGuard {
 
 impl Drop for GoneGuard {
     fn drop(&mut self) {
+        self.ownership.stopped(self.shard);
         self.engine.do_send(Gone {
             id: self.id,
             incarnation: self.incarnation,
@@ -248,7 +296,7 @@ impl Drop for GoneGuard {
 /// Drives one workflow while it has work to do.
 pub struct GenerationActor {
     id: Uuid,
-    deps: Arc<Deps>,
+    turn: Arc<Turn>,
     /// Something happened while a run was in progress: run again before stopping.
     poked: bool,
     guard: Option<GoneGuard>,
@@ -257,15 +305,23 @@ pub struct GenerationActor {
 impl GenerationActor {
     fn run(&mut self, ctx: &mut Context<Self>) {
         self.poked = false;
-        let deps = self.deps.clone();
+        let turn = self.turn.clone();
         let id = self.id;
-        let work = async move { steps::advance(&deps, id).await };
+        let work = async move { steps::advance(&turn, id).await };
         ctx.spawn(work.into_actor(self).map(|outcome, actor, ctx| {
             match outcome {
-                Ok(()) if actor.poked && !actor.deps.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+                Ok(()) if actor.poked && !actor.turn.draining.load(std::sync::atomic::Ordering::SeqCst) => {
                     return actor.run(ctx);
                 }
                 Ok(()) => {}
+                // Another process holds the shard now: nothing was written, and nothing more
+                // is asked of the provider from here.
+                Err(steps::StepError::Write(BatchError::Fenced)) => {
+                    tracing::warn!(generation_id = %actor.id, "write refused: the shard's lease moved to another process");
+                    if let Claim::Fenced(fence) = actor.turn.claim {
+                        actor.turn.ownership.fenced_out(fence);
+                    }
+                }
                 // The row is unchanged; the engine's next tick retries when it is due.
                 Err(steps::StepError::Write(error)) if error.is_stall() => {
                     tracing::info!(generation_id = %actor.id, "step deferred: the workflow writer is busy");
@@ -287,6 +343,17 @@ impl Actor for GenerationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.run(ctx);
+    }
+}
+
+impl Handler<Leave> for GenerationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Leave, ctx: &mut Self::Context) {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.clean = true;
+        }
+        ctx.stop();
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DbErr;
 use uuid::Uuid;
 
-use super::Deps;
+use super::Turn;
 use super::fetch::{self, DownloadError};
 use crate::batcher::BatchError;
 use crate::providers::{Provider, ProviderError, Task, TaskStatus};
@@ -47,7 +47,7 @@ enum Step {
 }
 
 /// Advances the workflow as far as it can go now.
-pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), StepError> {
+pub async fn advance(deps: &Turn, id: Uuid) -> Result<(), StepError> {
     let mut known: Option<Box<workflow::Model>> = None;
     loop {
         let row = match known.take() {
@@ -63,6 +63,12 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), StepError> {
             discard_callbacks(deps, &row).await?;
         }
         if row.state.is_terminal() {
+            return Ok(());
+        }
+        // The safe point between steps: a shard lost, being handed back, or not confirmed
+        // lately is left to its next owner before anything else is asked of a provider.
+        if !deps.ownership.still_holds(deps.claim) {
+            tracing::info!(generation_id = %id, "the shard is no longer held here; leaving the workflow to its owner");
             return Ok(());
         }
         if let Some(hook) = &deps.step_hook {
@@ -96,7 +102,7 @@ pub async fn advance(deps: &Deps, id: Uuid) -> Result<(), StepError> {
 /// workflow (and its credits) beyond it. A step cut short counts as a failed attempt; at the
 /// deadline, the next turn of `advance` ends the workflow.
 async fn bounded_step(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     now: DateTime<Utc>,
 ) -> Result<Step, StepError> {
@@ -142,7 +148,7 @@ async fn bounded_step(
 
 /// The earliest deadline that ends the workflow's current state: the overall one, and while
 /// no provider has accepted the task, the submit deadline.
-fn next_deadline(deps: &Deps, row: &workflow::Model) -> DateTime<Utc> {
+fn next_deadline(deps: &Turn, row: &workflow::Model) -> DateTime<Utc> {
     let mut deadline = row.deadline_at;
     if row.state == WorkflowState::Reserved {
         deadline = deadline.min(row.created_at + chrono_duration(deps.config.submit_deadline()));
@@ -155,7 +161,7 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
 }
 
 async fn apply(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
@@ -165,7 +171,7 @@ async fn apply(
 
 /// As `apply`, marking the callbacks `consumes` names processed with the transition.
 async fn apply_consuming(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     event: Event,
     next_attempt_at: Option<DateTime<Utc>>,
@@ -202,7 +208,7 @@ fn moved_on(outcome: TransitionOutcome) -> Step {
 }
 
 async fn fail(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     code: FailureCode,
     message: impl Into<String>,
@@ -212,7 +218,7 @@ async fn fail(
 
 /// As `fail`, marking the callbacks that reported the failure processed with it.
 async fn fail_consuming(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     code: FailureCode,
     message: String,
@@ -235,7 +241,7 @@ async fn fail_consuming(
 /// Records a failed attempt: retried later with backoff, or released after
 /// `workflow.max_attempts`.
 async fn retry_later(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     code: FailureCode,
     error: &str,
@@ -257,7 +263,7 @@ async fn retry_later(
 /// Looks again after the next backoff delay (at least `at_least`), with no cap on attempts:
 /// only the overall deadline ends the waiting.
 async fn schedule_attempt(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     reason: &str,
     at_least: Option<Duration>,
@@ -273,7 +279,7 @@ async fn schedule_attempt(
 /// Counts the failed attempt and looks again at `next`, never past a deadline that would end
 /// the wait anyway: the deadline decides, on time.
 async fn reschedule_at(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     reason: &str,
     next: DateTime<Utc>,
@@ -291,7 +297,7 @@ fn not_yet(row: &workflow::Model, now: DateTime<Utc>) -> bool {
     row.next_attempt_at.is_some_and(|at| at > now)
 }
 
-fn provider<'a>(deps: &'a Deps, row: &workflow::Model) -> Option<&'a dyn Provider> {
+fn provider<'a>(deps: &'a Turn, row: &workflow::Model) -> Option<&'a dyn Provider> {
     deps.providers
         .get(&row.provider)
         .map(|provider| provider.as_ref())
@@ -301,7 +307,7 @@ fn provider<'a>(deps: &'a Deps, row: &workflow::Model) -> Option<&'a dyn Provide
 /// `provider_failed`; an unconfigured provider is `provider_rejected`, unreadable inputs
 /// `input_unavailable`. The provider gets our signed URLs (URL inputs copied into our storage
 /// first) and a webhook URL carrying the generation's callback token.
-async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
+async fn submit(deps: &Turn, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
@@ -362,7 +368,7 @@ async fn submit(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
 /// Our signed URLs for the person and garment images (providers never get the client's),
 /// copying URL inputs into our storage first; or, when a copy fails, the step that follows.
 async fn input_urls(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     inputs: &Inputs,
 ) -> Result<Result<(String, String), Step>, StepError> {
@@ -406,7 +412,7 @@ async fn input_urls(
 /// The provider accepted the task as `task_id`: record it and start waiting, in one
 /// transaction — unless the id is unusable.
 async fn accepted(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     provider: &dyn Provider,
     task_id: String,
@@ -441,7 +447,7 @@ async fn accepted(
 /// No provider has the task yet: fail over along the chain when another provider can take
 /// it, else wait for this one (an open circuit is recorded in the timeline).
 async fn submit_failed(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     error: ProviderError,
     now: DateTime<Utc>,
@@ -498,7 +504,7 @@ const PAUSE_RECHECK: Duration = Duration::from_secs(5);
 /// can take the task, else wait for a resume (or a provider to fail over to) until the
 /// submit deadline. Either way the timeline says why; the operator's own reason stays in
 /// the audit log, out of the client's timeline.
-async fn paused(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
+async fn paused(deps: &Turn, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     let why = format!("{} paused by an operator", row.provider);
     if let Some((to, price)) = failover_target(deps, row) {
         tracing::info!(generation_id = %row.id, from = %row.provider, %to, "provider paused: failing over");
@@ -528,7 +534,7 @@ async fn paused(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
 
 /// The provider after this workflow's in `providers.chain` (round the end) that is
 /// configured, not paused, and that the hold covers, with its price.
-fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> {
+fn failover_target(deps: &Turn, row: &workflow::Model) -> Option<(String, i64)> {
     let chain = &deps.chain;
     let at = chain.iter().position(|name| *name == row.provider)?;
     chain
@@ -547,7 +553,7 @@ fn failover_target(deps: &Deps, row: &workflow::Model) -> Option<(String, i64)> 
 /// A submission that failed with nowhere to fail over to: retried later, or released when
 /// the provider rejects the task itself.
 async fn provider_error(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     error: ProviderError,
 ) -> Result<Step, StepError> {
@@ -597,7 +603,7 @@ async fn provider_error(
 /// callback deadline on (or to confirm) it polls, with backoff and no cap on attempts, until
 /// the overall deadline ends the wait.
 async fn await_result(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     now: DateTime<Utc>,
 ) -> Result<Step, StepError> {
@@ -653,7 +659,7 @@ struct Callbacks {
 }
 
 async fn read_callbacks(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     provider: &dyn Provider,
 ) -> Result<Callbacks, StepError> {
@@ -690,7 +696,7 @@ async fn read_callbacks(
 
 /// Acts on a task's end, consuming the callbacks (`consumes`) that reported it.
 async fn act_on(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     status: TaskStatus,
     via: Via,
@@ -724,7 +730,7 @@ async fn act_on(
 /// inlined as a `data:` URI (Cog without an upload URL, up to the callback limit) is decoded
 /// and stored now, under the result's key, so that megabytes never sit in the workflow row.
 async fn result_source(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     output: String,
 ) -> Result<String, DownloadError> {
@@ -758,7 +764,7 @@ async fn result_source(
     Ok(format!("{INLINE_SOURCE}{size} bytes"))
 }
 
-async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), StepError> {
+async fn discard_callbacks(deps: &Turn, row: &workflow::Model) -> Result<(), StepError> {
     let late: Vec<i64> = read::pending_callbacks(&deps.db, row.id)
         .await?
         .into_iter()
@@ -771,14 +777,14 @@ async fn discard_callbacks(deps: &Deps, row: &workflow::Model) -> Result<(), Ste
     mark_processed(deps, late).await
 }
 
-async fn mark_processed(deps: &Deps, inbox_ids: Vec<i64>) -> Result<(), StepError> {
+async fn mark_processed(deps: &Turn, inbox_ids: Vec<i64>) -> Result<(), StepError> {
     Ok(deps.workflows.callbacks_processed(inbox_ids).await?)
 }
 
 /// Copies the result into our storage under its deterministic key, then settles. Storage
 /// that fails is waited for (`storage_down`): the workflow is never charged without the
 /// object.
-async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
+async fn upload(deps: &Turn, row: &workflow::Model, now: DateTime<Utc>) -> Result<Step, StepError> {
     if not_yet(row, now) {
         return Ok(Step::Wait);
     }
@@ -829,7 +835,7 @@ async fn upload(deps: &Deps, row: &workflow::Model, now: DateTime<Utc>) -> Resul
 }
 
 /// The result is in our storage under `key`: settle, charging what is due.
-async fn settle(deps: &Deps, row: &workflow::Model, key: String) -> Result<Step, StepError> {
+async fn settle(deps: &Turn, row: &workflow::Model, key: String) -> Result<Step, StepError> {
     let charge = row.charge_due();
     apply(deps, row, Event::Stored { key, charge }, None).await
 }
@@ -841,7 +847,7 @@ async fn settle(deps: &Deps, row: &workflow::Model, key: String) -> Result<Step,
 /// workflow is released with `code` (`upload_failed` while uploading: never charged without
 /// the object).
 async fn storage_down(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     code: FailureCode,
     error: &str,
@@ -859,7 +865,7 @@ async fn storage_down(
 
 /// Copies a URL input into our storage under its deterministic key (once: a retry finds it).
 async fn copy_input(
-    deps: &Deps,
+    deps: &Turn,
     row: &workflow::Model,
     field: &str,
     url: &str,

@@ -38,6 +38,7 @@ use super::outcome::{CreateOutcome, TransitionOutcome, WriteOutcome};
 use super::read;
 use crate::Clock;
 use crate::batcher::BatchStore;
+use crate::cluster::{self, Fence};
 use crate::db;
 use crate::ledger::{Command, HoldOutcome, Outcome, ReleaseOutcome, SettleOutcome};
 
@@ -164,9 +165,23 @@ struct Loaded {
     replays: HashMap<(Uuid, String), (String, Uuid)>,
     /// Dedup keys of the callbacks the commands store that the inbox already has.
     stored_callbacks: HashSet<String>,
+    /// The leases of the shards fenced commands name, as they are now (locked against a
+    /// takeover until the commit): shard → (owner, epoch).
+    leases: HashMap<i16, (Option<Uuid>, i64)>,
+}
+
+impl Loaded {
+    /// Whether the writer still holds the lease `fence` names, at its epoch.
+    fn holds(&self, fence: &Fence) -> bool {
+        self.leases.get(&fence.shard) == Some(&(Some(fence.owner), fence.epoch))
+    }
 }
 
 async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Loaded, DbErr> {
+    // The fence first: a takeover that committed before is seen here, and one that comes
+    // later cannot lock the lease until this transaction ends (it skips the shard this tick).
+    let fences: Vec<Fence> = commands.iter().filter_map(WriteCommand::fence).collect();
+    let leases = cluster::leases::fences(txn, &fences).await?;
     let ids: Vec<Uuid> = commands
         .iter()
         .filter_map(WriteCommand::row_id)
@@ -196,6 +211,7 @@ async fn load(txn: &DatabaseTransaction, commands: &[WriteCommand]) -> Result<Lo
         read_versions,
         replays,
         stored_callbacks,
+        leases,
     })
 }
 
@@ -237,6 +253,8 @@ enum Plan {
         event: Event,
         ledger: Option<usize>,
         consumes: Vec<i64>,
+        /// The lease epoch it is written under, if fenced.
+        epoch: Option<i64>,
     },
 }
 
@@ -279,8 +297,14 @@ async fn decide(
         callbacks: Vec::new(),
     };
     for command in commands {
+        if let Some(fence) = command.fence()
+            && !loaded.holds(&fence)
+        {
+            decided.plans.push(Plan::Done(WriteOutcome::Fenced));
+            continue;
+        }
         let plan = match command {
-            WriteCommand::CallbacksProcessed { inbox_ids } => {
+            WriteCommand::CallbacksProcessed { inbox_ids, .. } => {
                 decided.processed.extend(inbox_ids);
                 Plan::Done(WriteOutcome::CallbacksProcessed)
             }
@@ -296,6 +320,7 @@ async fn decide(
                 expected_version,
                 attempt,
                 next_attempt_at,
+                ..
             } => {
                 let row = loaded
                     .rows
@@ -317,6 +342,7 @@ async fn decide(
                 event,
                 next_attempt_at,
                 consumes,
+                fence,
             } => {
                 let asked = Move {
                     id: *id,
@@ -324,6 +350,7 @@ async fn decide(
                     event,
                     next_attempt_at: *next_attempt_at,
                     consumes,
+                    epoch: fence.map(|fence| fence.epoch),
                 };
                 decide_transition(asked, loaded, &mut decided, now)
             }
@@ -347,6 +374,7 @@ fn decide_transition(
         event,
         next_attempt_at,
         consumes,
+        epoch,
     } = asked;
     let Some(row) = loaded.rows.get_mut(&id) else {
         return Plan::Done(WriteOutcome::Transition(TransitionOutcome::NotFound));
@@ -368,6 +396,7 @@ fn decide_transition(
         event: event.clone(),
         ledger,
         consumes: consumes.to_vec(),
+        epoch,
     }
 }
 
@@ -378,6 +407,8 @@ struct Move<'a> {
     event: &'a Event,
     next_attempt_at: Option<DateTime<Utc>>,
     consumes: &'a [i64],
+    /// The fence's epoch, recorded on the event.
+    epoch: Option<i64>,
 }
 
 async fn decide_create(
@@ -470,6 +501,7 @@ fn conclude(
                 event,
                 ledger: index,
                 consumes,
+                epoch,
             } => {
                 if let Some(index) = index {
                     let resolved = matches!(
@@ -487,13 +519,9 @@ fn conclude(
                         )));
                     }
                 }
-                writes.events.push(event_row(
-                    from.id,
-                    Some(from.state),
-                    &to,
-                    &event.reason(),
-                    from.attempt,
-                ));
+                let at = (from.attempt, epoch);
+                let event = event_row(from.id, Some(from.state), &to, &event.reason(), at);
+                writes.events.push(event);
                 writes.processed.extend(consumes);
                 writes.committed.moved(Some(from.state), &to);
                 if crate::webhooks_out::event::event_for(&to).is_some() {
@@ -519,7 +547,7 @@ fn conclude_create(
             let row = new_row(new, hold_id, now);
             writes
                 .events
-                .push(event_row(new.id, None, &row, "credits held", 0));
+                .push(event_row(new.id, None, &row, "credits held", (0, None)));
             if let Some((key, hash)) = &new.idempotency {
                 writes.keys.push(idempotency_key::ActiveModel {
                     account_id: Set(new.account_id),
@@ -685,17 +713,19 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
         created_at: now,
         updated_at: now,
         retry_of: new.retry_of,
+        shard: cluster::shard_of(new.id),
     }
 }
 
 /// The timeline entry of a move to `to` (the row as the move left it: its state and version
-/// are the event's own, whatever later commands of the batch do to the row).
+/// are the event's own, whatever later commands of the batch do to the row), made at
+/// `(attempt, lease epoch)`.
 fn event_row(
     workflow_id: Uuid,
     from: Option<WorkflowState>,
     to: &workflow::Model,
     reason: &str,
-    attempt: i32,
+    (attempt, epoch): (i32, Option<i64>),
 ) -> workflow_event::ActiveModel {
     workflow_event::ActiveModel {
         id: NotSet,
@@ -706,6 +736,7 @@ fn event_row(
         attempt: Set(attempt),
         version: Set(to.version),
         at: Set(to.updated_at),
+        epoch: Set(epoch),
     }
 }
 
@@ -729,7 +760,10 @@ mod tests {
         let batch = [callback("a")];
         assert!(!WorkflowStore::fits(&batch, &callback("a")));
         assert!(WorkflowStore::fits(&batch, &callback("b")));
-        let processed = WriteCommand::CallbacksProcessed { inbox_ids: vec![1] };
+        let processed = WriteCommand::CallbacksProcessed {
+            inbox_ids: vec![1],
+            fence: None,
+        };
         assert!(WorkflowStore::fits(&batch, &processed));
     }
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::machine::Event;
 use crate::Credits;
+use crate::cluster::Fence;
 
 /// The scope under which generation creates claim their `Idempotency-Key`.
 pub const IDEMPOTENCY_SCOPE: &str = "generation";
@@ -48,6 +49,9 @@ pub enum WriteCommand {
         /// Inbox rows (callbacks) this transition acts on: marked processed in its
         /// transaction, so that a crash can never keep the callback's news and lose its effect.
         consumes: Vec<i64>,
+        /// The engine's lease on the workflow's shard; `None` for writes no lease fences (a
+        /// client's cancel, the only engine on SQLite).
+        fence: Option<Fence>,
     },
     /// Records another attempt in the current state and when to look again, if the row is
     /// still at `expected_version`.
@@ -56,12 +60,14 @@ pub enum WriteCommand {
         expected_version: i64,
         attempt: i32,
         next_attempt_at: DateTime<Utc>,
+        fence: Option<Fence>,
     },
     /// Stores a callback in the inbox (a replay, by its dedup key, is stored once).
     StoreCallback(NewCallback),
     /// Marks stored callbacks as dealt with (ones that decide nothing).
     CallbacksProcessed {
         inbox_ids: Vec<i64>,
+        fence: Option<Fence>,
     },
 }
 
@@ -82,6 +88,16 @@ impl WriteCommand {
         match self {
             WriteCommand::StoreCallback(callback) => Some(&callback.dedup_key),
             _ => None,
+        }
+    }
+
+    /// The lease the command is fenced by: it applies only if its writer still holds it.
+    pub fn fence(&self) -> Option<Fence> {
+        match self {
+            WriteCommand::Transition { fence, .. }
+            | WriteCommand::Reschedule { fence, .. }
+            | WriteCommand::CallbacksProcessed { fence, .. } => *fence,
+            WriteCommand::Create(_) | WriteCommand::StoreCallback(_) => None,
         }
     }
 

@@ -13,10 +13,11 @@ use super::command::{NewCallback, NewWorkflow, WriteCommand};
 use super::feed::Feed;
 use super::machine::Event;
 use super::outcome::{
-    CallbackStored, CallbacksProcessed, CreateOutcome, Rescheduled, TransitionOutcome,
+    CallbackStored, CallbacksProcessed, CreateOutcome, Rescheduled, TransitionOutcome, WriteOutcome,
 };
 use crate::Clock;
-use crate::batcher::{self, BatchError, BatchLimits, Batcher, WriterHealth};
+use crate::batcher::{self, BatchError, BatchLimits, Batcher, WriterHealth, WrongOutcome};
+use crate::cluster::Fence;
 
 /// Most workflow writes one transaction carries.
 pub const DEFAULT_MAX_BATCH: usize = 256;
@@ -26,6 +27,9 @@ pub struct Workflows {
     actor: Addr<Batcher<WorkflowStore>>,
     health: Arc<WriterHealth>,
     feed: Arc<Feed>,
+    /// Carried by this handle's transitions, reschedules and processed callbacks (the
+    /// engine's handle for one workflow's actor); `None`: unfenced.
+    fence: Option<Fence>,
 }
 
 impl Workflows {
@@ -42,6 +46,16 @@ impl Workflows {
             actor,
             health,
             feed,
+            fence: None,
+        }
+    }
+
+    /// This handle, with every write that changes a workflow fenced by `fence`: refused
+    /// (`BatchError::Fenced`) unless the lease still says so when it commits.
+    pub fn fenced(&self, fence: Option<Fence>) -> Self {
+        Self {
+            fence,
+            ..self.clone()
         }
     }
 
@@ -86,8 +100,9 @@ impl Workflows {
             event,
             next_attempt_at,
             consumes,
+            fence: self.fence,
         };
-        batcher::execute_as(&self.actor, command).await
+        self.execute_fenced(command).await
     }
 
     /// Records another attempt and when to look again; false when the row has moved on.
@@ -103,8 +118,9 @@ impl Workflows {
             expected_version,
             attempt,
             next_attempt_at,
+            fence: self.fence,
         };
-        let Rescheduled(done) = batcher::execute_as(&self.actor, command).await?;
+        let Rescheduled(done) = self.execute_fenced(command).await?;
         Ok(done)
     }
 
@@ -116,8 +132,22 @@ impl Workflows {
     }
 
     pub async fn callbacks_processed(&self, inbox_ids: Vec<i64>) -> Result<(), BatchError> {
-        let command = WriteCommand::CallbacksProcessed { inbox_ids };
-        let CallbacksProcessed = batcher::execute_as(&self.actor, command).await?;
+        let command = WriteCommand::CallbacksProcessed {
+            inbox_ids,
+            fence: self.fence,
+        };
+        let CallbacksProcessed = self.execute_fenced(command).await?;
         Ok(())
+    }
+
+    /// A fenced command's outcome, its refusal as `BatchError::Fenced`.
+    async fn execute_fenced<T>(&self, command: WriteCommand) -> Result<T, BatchError>
+    where
+        T: TryFrom<WriteOutcome, Error = WrongOutcome>,
+    {
+        match batcher::execute(&self.actor, command).await? {
+            WriteOutcome::Fenced => Err(BatchError::Fenced),
+            outcome => Ok(T::try_from(outcome)?),
+        }
     }
 }

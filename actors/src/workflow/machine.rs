@@ -341,6 +341,7 @@ mod tests {
             created_at: DateTime::<Utc>::MIN_UTC,
             updated_at: DateTime::<Utc>::MIN_UTC,
             retry_of: None,
+            shard: 0,
         };
         let stored = Event::Stored {
             key: "k".into(),

@@ -33,6 +33,9 @@ pub enum WriteOutcome {
     /// Whether the callback is new (false: a replay of one already stored).
     CallbackStored(bool),
     CallbacksProcessed,
+    /// Refused: the writer no longer holds the lease its command was fenced by (another
+    /// process took the shard). Nothing was written.
+    Fenced,
 }
 
 // One conversion per outcome type, from the writer's answer to what its command expects.

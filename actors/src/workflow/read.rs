@@ -127,22 +127,28 @@ pub async fn pending_callbacks<C: ConnectionTrait>(
 
 /// Live workflows with something to do at `now` (due, or past their deadline) and ones
 /// holding unprocessed callbacks; at most `limit` of each kind, soonest first, so that a
-/// backlog is worked through in order. Each query is served by its own index.
+/// backlog is worked through in order. Each query is served by its own index. `shards`: only
+/// workflows of these (`None`: of every shard).
 pub async fn due<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
     limit: u64,
+    shards: Option<&[i16]>,
 ) -> Result<Vec<Uuid>, DbErr> {
     let mut due: Vec<Uuid> = Vec::new();
     for column in [
         workflow::Column::NextAttemptAt,
         workflow::Column::DeadlineAt,
     ] {
-        let ids: Vec<Uuid> = workflow::Entity::find()
+        let mut query = workflow::Entity::find()
             .select_only()
             .column(workflow::Column::Id)
             .filter(workflow::Column::State.is_in(LIVE))
-            .filter(column.lte(now))
+            .filter(column.lte(now));
+        if let Some(shards) = shards {
+            query = query.filter(workflow::Column::Shard.is_in(shards.iter().copied()));
+        }
+        let ids: Vec<Uuid> = query
             .order_by_asc(column)
             .limit(limit)
             .into_tuple()
@@ -150,19 +156,32 @@ pub async fn due<C: ConnectionTrait>(
             .await?;
         due.extend(ids);
     }
-    let with_callbacks: Vec<Uuid> = webhook_inbox::Entity::find()
-        .select_only()
-        .column(webhook_inbox::Column::WorkflowId)
-        .distinct()
-        .filter(webhook_inbox::Column::ProcessedAt.is_null())
-        .limit(limit)
-        .into_tuple()
-        .all(db)
-        .await?;
-    due.extend(with_callbacks);
+    due.extend(with_pending_callbacks(db, limit, shards).await?);
     due.sort();
     due.dedup();
     Ok(due)
+}
+
+/// Workflows with callbacks not yet processed (of `shards` only, when given).
+async fn with_pending_callbacks<C: ConnectionTrait>(
+    db: &C,
+    limit: u64,
+    shards: Option<&[i16]>,
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut query = webhook_inbox::Entity::find()
+        .select_only()
+        .column(webhook_inbox::Column::WorkflowId)
+        .distinct()
+        .filter(webhook_inbox::Column::ProcessedAt.is_null());
+    if let Some(shards) = shards {
+        let of_shards = Query::select()
+            .column(workflow::Column::Id)
+            .from(workflow::Entity)
+            .and_where(workflow::Column::Shard.is_in(shards.iter().copied()))
+            .to_owned();
+        query = query.filter(webhook_inbox::Column::WorkflowId.in_subquery(of_shards));
+    }
+    query.limit(limit).into_tuple().all(db).await
 }
 
 /// How many workflows are in `state`.

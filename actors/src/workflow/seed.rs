@@ -55,6 +55,7 @@ fn timeline(row: &workflow::Model) -> Vec<workflow_event::ActiveModel> {
             attempt: Set(0),
             version: Set(version as i64),
             at: Set(row.created_at),
+            epoch: Set(None),
         })
         .collect()
 }

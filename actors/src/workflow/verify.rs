@@ -6,7 +6,10 @@
 //! 5. a `settled` workflow's result object exists in our storage;
 //! 6. every non-terminal workflow has a deadline, and none is past it by more than `grace`;
 //! 8. a workflow's events form a chain: the first `from` is null, each `from` is the previous
-//!    `to`, the last `to` is the current state, and versions run 0, 1, … up to the row's.
+//!    `to`, the last `to` is the current state, and versions run 0, 1, … up to the row's;
+//! 10. a workflow is in the shard its id names, and along each shard's events (in id order,
+//!     which is commit order within a shard: a takeover waits for the writes fenced by the
+//!     lease it takes) the lease epochs never go backwards.
 use atelier_entities::hold;
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
@@ -18,6 +21,7 @@ use sea_orm::{
 use std::collections::HashMap;
 
 use super::machine;
+use crate::cluster::shard_of;
 use crate::ledger::verify::Violation;
 use crate::progress::{Progress, Silent};
 use crate::storage::Storage;
@@ -64,6 +68,7 @@ pub async fn verify_workflows_with<C: ConnectionTrait>(
                 (4, wrong_hold(&row, holds.get(&row.hold_id))),
                 (5, missing_result(&row, storage).await),
                 (6, stuck(&row, now, grace)),
+                (10, wrong_shard(&row)),
             ];
             violations.extend(found.into_iter().filter_map(|(invariant, detail)| {
                 Some(Violation {
@@ -74,7 +79,44 @@ pub async fn verify_workflows_with<C: ConnectionTrait>(
             }));
         }
     }
+    violations.extend(epochs_backwards(db).await?);
     progress.finish();
+    Ok(violations)
+}
+
+/// Invariant 10, the row: its shard is its id's.
+fn wrong_shard(row: &workflow::Model) -> Option<String> {
+    let named = shard_of(row.id);
+    (row.shard != named)
+        .then(|| format!("is in shard {} but its id names shard {named}", row.shard))
+}
+
+/// Invariant 10, the events: an event written under a lower epoch than one before it in its
+/// shard means two owners wrote at once — a write the fence should have refused. The database
+/// compares each fenced event with the one before it in its shard; the first few found are
+/// reported.
+async fn epochs_backwards<C: ConnectionTrait>(db: &C) -> Result<Vec<Violation>, DbErr> {
+    let sql = "SELECT shard, id, epoch, prior FROM (\
+                 SELECT w.shard AS shard, e.id AS id, e.epoch AS epoch, \
+                   lag(e.epoch) OVER (PARTITION BY w.shard ORDER BY e.id) AS prior \
+                 FROM workflow_events e JOIN workflows w ON w.id = e.workflow_id \
+                 WHERE e.epoch IS NOT NULL) fenced \
+               WHERE epoch < prior ORDER BY shard, id LIMIT 20";
+    let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+    let mut violations = Vec::new();
+    for row in db.query_all_raw(statement).await? {
+        let (shard, id, epoch, before): (i16, i64, i64, i64) = (
+            row.try_get("", "shard")?,
+            row.try_get("", "id")?,
+            row.try_get("", "epoch")?,
+            row.try_get("", "prior")?,
+        );
+        violations.push(Violation {
+            invariant: 10,
+            subject: format!("shard {shard}"),
+            detail: format!("event {id} was written under epoch {epoch}, after one under {before}"),
+        });
+    }
     Ok(violations)
 }
 

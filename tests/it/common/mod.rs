@@ -131,6 +131,9 @@ pub fn settings(database_url: &str) -> Settings {
     settings.http.workers = 1;
     // API tests watch rows stand still; workflow tests start the engine themselves.
     settings.workflow.run_engine = false;
+    // Leases turn over within a few seconds, so a test of a takeover need not wait long.
+    settings.cluster.lease_ttl_ms = 3_000;
+    settings.cluster.renew_ms = 300;
     settings.data_dir = std::env::temp_dir().join(format!("atelier-test-{}", uuid::Uuid::new_v4()));
     settings
 }

@@ -117,15 +117,16 @@ impl Drop for TestApp {
     /// race it: the engine starts no step and its running ones finish, then HTTP stops. Then
     /// the app's own temporary directory goes.
     fn drop(&mut self) {
-        if let Some(engine) = self.state.engine.clone() {
-            // The test's runtime is the one dropping us; the drain waits on a runtime of its own.
+        if self.state.engine.is_some() {
+            // The test's runtime is the one dropping us; the drain waits on a runtime of its
+            // own. The shards are handed back too, so a later app takes them at once.
             std::thread::scope(|scope| {
                 scope.spawn(|| {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_time()
                         .build()
                         .expect("a runtime for the drain")
-                        .block_on(atelier::startup::drain(&engine, STOP_LIMIT));
+                        .block_on(atelier::startup::stop_engine(&self.state, STOP_LIMIT));
                 });
             });
         }
