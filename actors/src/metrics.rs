@@ -46,6 +46,12 @@ pub const PROVIDER_PAUSED: &str = "atelier_provider_paused";
 /// counted as `released`).
 pub const LEDGER_CREDITS: &str = "atelier_ledger_credits_total";
 
+/// Counter: workflow writes refused because this process no longer held the lease of the
+/// workflow's shard (another process took it over): nothing of them was written.
+pub const FENCED_WRITES: &str = "atelier_fenced_writes_total";
+/// Gauge (computed at scrape): shards this process's engine holds (256 on SQLite).
+pub const SHARDS_HELD: &str = "atelier_shards_held";
+
 /// Most live generations a scrape counts per state: the count stays a bounded index scan.
 pub const LIVE_COUNT_CAP: u64 = 100_000;
 
@@ -102,6 +108,10 @@ pub fn ledger_credits(movement: &'static str, credits: i64) {
     }
 }
 
+pub fn fenced_write() {
+    metrics::counter!(FENCED_WRITES).increment(1);
+}
+
 pub fn step(state: WorkflowState, took: Duration) {
     metrics::histogram!(STEP_DURATION, "state" => state.as_str()).record(took.as_secs_f64());
 }
@@ -152,6 +162,10 @@ pub fn provider_paused(provider: &str, paused: bool) {
     } else {
         0.0
     });
+}
+
+pub fn shards_held(count: usize) {
+    metrics::gauge!(SHARDS_HELD).set(count as f64);
 }
 
 /// The scrape-time gauges of the workflows: live counts per state and the oldest one's age.

@@ -37,6 +37,9 @@ pub async fn scrape(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     for name in state.settings.providers.by_name.keys() {
         metrics::provider_paused(name, paused.contains_key(name));
     }
+    if let Some(shards) = &state.shards {
+        metrics::shards_held(shards.ownership.held_count());
+    }
     // Histograms keep their samples until rendered or upkept; a scrape does both.
     handle.run_upkeep();
     Ok(HttpResponse::Ok()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// The invariants checked; 7 is a property of the code paths, checked by tests.
-pub const INVARIANTS: [u8; 8] = [1, 2, 3, 4, 5, 6, 8, 9];
+pub const INVARIANTS: [u8; 9] = [1, 2, 3, 4, 5, 6, 8, 9, 10];
 
 /// How far past its deadline a live workflow may be before `verify` calls it stuck: the engine
 /// acts on deadlines every tick, so this only trips when nothing is running the engine.
@@ -23,7 +23,7 @@ pub const DEADLINE_GRACE: chrono::Duration = chrono::Duration::seconds(60);
 /// What was checked: the invariants and the rows read.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checked {
-    pub invariants: [u8; 8],
+    pub invariants: [u8; 9],
     #[serde(flatten)]
     pub ledger: RowCounts,
     pub workflows: i64,

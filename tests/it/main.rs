@@ -7,6 +7,7 @@ mod emulators;
 
 mod api;
 mod cli_bulk;
+mod cluster;
 mod cog;
 mod completion_webhooks;
 mod concurrency;

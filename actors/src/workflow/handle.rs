@@ -146,7 +146,10 @@ impl Workflows {
         T: TryFrom<WriteOutcome, Error = WrongOutcome>,
     {
         match batcher::execute(&self.actor, command).await? {
-            WriteOutcome::Fenced => Err(BatchError::Fenced),
+            WriteOutcome::Fenced => {
+                crate::metrics::fenced_write();
+                Err(BatchError::Fenced)
+            }
             outcome => Ok(T::try_from(outcome)?),
         }
     }

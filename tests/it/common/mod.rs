@@ -246,6 +246,15 @@ pub fn atelier_command(database_url: &str) -> std::process::Command {
     command
 }
 
+/// `atelier verify` on the database of `app`, whose storage it checks results in.
+pub fn verify_app(app: &TestApp) -> (bool, String) {
+    let mut command = atelier_command(&app.state.settings.database_url);
+    command
+        .arg("verify")
+        .env("ATELIER_DATA_DIR", &app.state.settings.data_dir);
+    run_verify(command)
+}
+
 /// Runs an `atelier verify` command: (whether every invariant holds, what it printed). Exit
 /// code 2 is broken invariants; anything else but 0 is a verify that could not run.
 pub fn run_verify(mut command: std::process::Command) -> (bool, String) {
