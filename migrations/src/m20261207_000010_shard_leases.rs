@@ -100,6 +100,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            let db = manager.get_connection();
+            db.execute_unprepared("DROP TRIGGER workflows_shard ON workflows")
+                .await?;
+            db.execute_unprepared("DROP FUNCTION workflows_shard()")
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()
@@ -137,10 +144,22 @@ async fn add_shard_column(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
              + (instr('0123456789ABCDEF', substr(hex(id), 32, 1)) - 1)"
         }
     };
-    manager
-        .get_connection()
-        .execute_unprepared(backfill)
+    let db = manager.get_connection();
+    db.execute_unprepared(backfill).await?;
+    if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // Processes of the previous release insert without the column (a rolling upgrade);
+        // the trigger gives their rows their shard too. SQLite has one process at a time.
+        db.execute_unprepared(
+            "CREATE FUNCTION workflows_shard() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN NEW.shard := get_byte(uuid_send(NEW.id), 15); RETURN NEW; END $$",
+        )
         .await?;
+        db.execute_unprepared(
+            "CREATE TRIGGER workflows_shard BEFORE INSERT ON workflows \
+             FOR EACH ROW EXECUTE FUNCTION workflows_shard()",
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -528,7 +528,10 @@ async fn a_failover_charges_the_cheaper_price_and_never_the_dearer(url: String) 
     );
     assert_eq!(available(&app, &key).await, 3);
 
-    // A backup dearer than the hold is never used: the job waits for its own provider.
+    // A backup dearer than the hold is never used: the job waits for its own provider. (The
+    // first app goes first: one engine per SQLite file, and on PostgreSQL it would share the
+    // shards with its own providers.)
+    drop(app);
     let dearer = Emulator::start(Mode::Normal).await;
     let app = app_with(
         &url,
