@@ -6,6 +6,7 @@ mod common;
 mod emulators;
 
 mod api;
+mod chaos;
 mod cli_bulk;
 mod cluster;
 mod cog;

@@ -137,6 +137,16 @@ impl Emulator {
         self.state.lock().unwrap().submissions.clone()
     }
 
+    /// The webhook URL of every task accepted, one per task: a generation's id is in its own.
+    pub fn task_webhooks(&self) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .tasks
+            .values()
+            .map(|task| task.webhook.clone())
+            .collect()
+    }
+
     pub fn output_url(&self) -> String {
         format!("{}/files/result.png", self.url)
     }
