@@ -234,7 +234,7 @@ async fn memory(state: &AppState, account_id: Uuid, parked: usize) -> anyhow::Re
     Ok(after)
 }
 
-fn request_body() -> Value {
+pub(super) fn request_body() -> Value {
     let png = |width: u32, height: u32, rgb: [u8; 3]| -> String {
         let image = image::RgbImage::from_pixel(width, height, image::Rgb(rgb));
         let mut bytes = std::io::Cursor::new(Vec::new());

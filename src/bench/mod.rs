@@ -1,5 +1,6 @@
 //! `atelier bench`: throughput and latency figures on a scratch database of the configured kind
 //! (the configured database itself is never touched). Each benchmark ends with one JSON line.
+mod cluster;
 mod e2e;
 mod ledger;
 mod usage;
@@ -48,6 +49,22 @@ pub enum Target {
         #[arg(long, default_value_t = 100_000)]
         parked: usize,
     },
+    /// Several engine processes on one PostgreSQL database: throughput with each engine count,
+    /// and the takeover time after a kill -9.
+    Cluster {
+        /// Engine counts to measure, e.g. `1,2,3`.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        engines: Vec<usize>,
+        /// Generations per throughput run.
+        #[arg(long, default_value_t = 2_000)]
+        generations: usize,
+        /// Submissions in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Engines killed (one at a time, each restarted) for the takeover figure.
+        #[arg(long, default_value_t = 3)]
+        kills: usize,
+    },
     /// How long `atelier verify` takes over many workflows (parked, each with its hold).
     Verify {
         /// Workflows in the scratch database.
@@ -78,6 +95,20 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
                 parked,
             };
             e2e::run(settings, plan).await
+        }
+        Target::Cluster {
+            engines,
+            generations,
+            concurrency,
+            kills,
+        } => {
+            let plan = cluster::Plan {
+                engines,
+                generations,
+                concurrency,
+                kills,
+            };
+            cluster::run(settings, plan).await
         }
         Target::Verify { workflows } => verify::run(settings, workflows).await,
     }
