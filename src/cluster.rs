@@ -74,6 +74,15 @@ impl EngineShards {
         drop(self.lock.lock().expect("lock slot").take());
     }
 
+    /// As `release`, without waiting for the hand-back (which the keeper then does on its own
+    /// thread): for a caller whose runtime cannot run meanwhile (a test dropping its app).
+    pub fn let_go(&self) {
+        if let Some(keeper) = self.keeper.lock().expect("keeper slot").take() {
+            keeper.signal_stop();
+        }
+        drop(self.lock.lock().expect("lock slot").take());
+    }
+
     /// Tests of a frozen process: its keeper stops renewing (or renews again).
     pub fn freeze(&self, frozen: bool) {
         if let Some(keeper) = self.keeper.lock().expect("keeper slot").as_ref() {

@@ -30,10 +30,8 @@ pub async fn cancel(state: &AppState, id: Uuid, message: &str) -> Result<Cancele
         message: message.to_owned(),
     };
     let outcome = state.workflows.transition(id, None, canceled, None).await?;
-    if let Some(engine) = &state.engine {
-        // The engine drops what it was doing for this workflow at its next step.
-        engine.do_send(Wake(id));
-    }
+    // The owner drops what it was doing for this workflow at its next step.
+    look_now(state, id);
     Ok(match outcome {
         TransitionOutcome::Applied(row) => {
             tracing::info!(generation_id = %id, "generation canceled; credits released");
@@ -73,9 +71,7 @@ pub async fn wake(state: &AppState, id: Uuid) -> Result<Woken, ApiError> {
             .reschedule(id, row.version, row.attempt, now)
             .await?
         {
-            if let Some(engine) = &state.engine {
-                engine.do_send(Wake(id));
-            }
+            look_now(state, id);
             tracing::info!(generation_id = %id, "generation woken by an operator");
             let mut row = row;
             row.next_attempt_at = Some(now);
@@ -103,4 +99,29 @@ fn cancel_at_provider(state: &AppState, row: &workflow::Model) {
             tracing::warn!(generation_id = %id, %error, "could not cancel the task at the provider");
         }
     });
+}
+
+/// Asks the engine that holds the workflow's shard to look at it now: this process's, or
+/// (PostgreSQL) whichever process holds it, through a notification sent after the write that
+/// called for it committed. Without either, the owner's next tick finds the work.
+pub fn look_now(state: &AppState, id: Uuid) {
+    match &state.engine {
+        Some(engine) if held_here(state, id) => engine.do_send(Wake(id)),
+        _ => state.wakeups.wake(id),
+    }
+}
+
+/// A new workflow: its owner in another process is told at once; this process's own engine
+/// finds it at its next tick, with the others due then (their writes share transactions).
+pub fn tell_owner_elsewhere(state: &AppState, id: Uuid) {
+    if !held_here(state, id) {
+        state.wakeups.wake(id);
+    }
+}
+
+fn held_here(state: &AppState, id: Uuid) -> bool {
+    state
+        .shards
+        .as_ref()
+        .is_some_and(|shards| shards.ownership.claim(id).is_some())
 }

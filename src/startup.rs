@@ -15,7 +15,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
-use atelier_actors::engine::registry::{Drain, Engine};
+use atelier_actors::cluster::wakeups::{self, Wakeups};
+use atelier_actors::engine::registry::{Drain, Engine, Wake};
 use atelier_actors::engine::{Deps, FetchClients, StepHook};
 use atelier_actors::images::ImagePool;
 use atelier_actors::ledger::LedgerStore;
@@ -170,6 +171,7 @@ impl Application {
             None => (None, None),
         };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
+        let wakeups = Wakeups::start(&db);
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -185,6 +187,7 @@ impl Application {
             engine,
             shards,
             workflows,
+            wakeups,
             webhooks,
             bulk_hook: seams.bulk_page_hook,
             streams: StreamSlots::new(settings.http.max_streams),
@@ -571,6 +574,8 @@ fn start_engine(
     };
     let engine = Engine::start_on(&arbiter.handle(), deps);
     shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
+    let woken = engine.clone();
+    wakeups::listen(parts.db, move |id| woken.do_send(Wake(id)));
     (engine, shards)
 }
 

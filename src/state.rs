@@ -40,6 +40,8 @@ pub struct AppState {
     /// The shards the engine holds, and what keeps them (where the engine runs).
     pub shards: Option<crate::cluster::EngineShards>,
     pub workflows: Workflows,
+    /// Wakes a workflow's owner in another process (PostgreSQL; a no-op on SQLite).
+    pub wakeups: atelier_actors::cluster::wakeups::Wakeups,
     pub webhooks: Webhooks,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
     pub bulk_hook: Option<PageHook>,

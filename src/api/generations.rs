@@ -297,6 +297,7 @@ pub async fn create(
         CreateOutcome::Created(row) => {
             tracing::info!(generation_id = %row.id, account_id = %account.id, provider = %row.provider, cost = row.cost, "generation created");
             release_if_an_upload_vanished(&state, account.id, &row).await?;
+            crate::control::tell_owner_elsewhere(&state, row.id);
             Ok(HttpResponse::Accepted().json(view(&state, row).await?))
         }
         CreateOutcome::Replayed(row) => Ok(HttpResponse::Ok().json(view(&state, row).await?)),

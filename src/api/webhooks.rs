@@ -102,8 +102,8 @@ pub async fn receive(
     let stored = state.workflows.store_callback(callback).await?;
     if !stored {
         tracing::debug!(generation_id = %id, "replayed webhook ignored");
-    } else if let Some(engine) = &state.engine {
-        engine.do_send(atelier_actors::engine::registry::Wake(id));
+    } else {
+        crate::control::look_now(&state, id);
     }
     Ok(HttpResponse::Ok().json(Received { received: true }))
 }

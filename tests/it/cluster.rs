@@ -384,6 +384,81 @@ async fn wait_owners(db: &DatabaseConnection, counts: &[usize]) {
     .await;
 }
 
+/// Callbacks, creates and cancels that land on a process without the shard reach its owner by
+/// `NOTIFY`, not at its tick: with the engine's tick at 10 s, a generation created on an
+/// API-only process, whose provider calls back there too, settles within a few seconds —
+/// about as fast as one whose every request lands on the owner at the default tick (both
+/// printed).
+#[actix_web::test]
+async fn work_landing_on_another_process_wakes_the_owner_at_once() {
+    common::on_database(Backend::Postgres, "cluster_notify", |url| async move {
+        let api_port = free_port();
+        let public = format!("http://127.0.0.1:{api_port}");
+        let key = atelier_actors::secret::SecretString::from(
+            "notify-simulator-key-0123456789".to_owned(),
+        );
+        let api = TestApp::builder(&url)
+            .configure(|settings| {
+                settings.bind = format!("127.0.0.1:{api_port}").parse().unwrap();
+                settings.public_url = Some(public.clone());
+                settings.simulator.api_key = Some(key.clone());
+            })
+            .spawn()
+            .await;
+        let data_dir = api.state.settings.data_dir.clone();
+        let slow_tick =
+            |settings: &mut atelier::config::Settings| settings.workflow.tick_ms = 10_000;
+        let owner = TestApp::builder(&url)
+            .engine(|settings| {
+                slow_tick(settings);
+                settings.public_url = Some(public.clone());
+                settings.simulator.api_key = Some(key.clone());
+                settings.data_dir = data_dir;
+            })
+            .spawn()
+            .await;
+        let shards = owner.state.shards.as_ref().unwrap().ownership.clone();
+        wait_for(
+            "the engine holds every shard",
+            Duration::from_secs(10),
+            || {
+                let held = shards.held_count();
+                async move { if held == SHARDS { Ok(()) } else { Err(held) } }
+            },
+        )
+        .await;
+        let (_, account) = api.funded_account(5).await;
+        let elsewhere = settle_time(&api, &account).await;
+        eprintln!(
+            "created and called back on another process (tick 10 s): settled in {elsewhere:?}"
+        );
+        assert!(
+            elsewhere < Duration::from_secs(4),
+            "{elsewhere:?}: waited for a tick"
+        );
+        drop(owner);
+        // The same with every request on the engine's own process, at the default tick (which
+        // picks its creation up there).
+        let alone = TestApp::builder(&url).engine(|_| {}).spawn().await;
+        let (_, alone_key) = alone.funded_account(5).await;
+        let here = settle_time(&alone, &alone_key).await;
+        eprintln!("created and called back on the owner (tick 200 ms): settled in {here:?}");
+    })
+    .await;
+}
+
+/// How long a generation created through `app` takes to settle.
+async fn settle_time(app: &TestApp, key: &str) -> Duration {
+    let started = Instant::now();
+    let id = app.create_generation(key).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = app.wait_terminal(key, &id, Duration::from_secs(30)).await;
+    assert_eq!(done["state"], "settled", "{done}");
+    started.elapsed()
+}
+
 /// On SQLite one engine runs per database file: a second is refused at start with why, an
 /// API-only process beside it is not, and once the first stops another engine may start.
 #[actix_web::test]

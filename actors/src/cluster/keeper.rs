@@ -52,6 +52,11 @@ impl KeeperHandle {
         }
     }
 
+    /// Asks the keeper to hand everything back and end, without waiting for it.
+    pub fn signal_stop(self) {
+        self.stop.notify_one();
+    }
+
     /// While frozen, no heartbeat, renewal or take happens (tests of a zombie process).
     pub fn freeze(&self, frozen: bool) {
         self.frozen.store(frozen, Ordering::SeqCst);

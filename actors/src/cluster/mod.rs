@@ -10,6 +10,7 @@
 //! - `ownership`: this process's in-memory view of the shards it holds, which the engine asks
 //!   before it starts or continues a step;
 //! - `keeper`: the task that renews, balances and hands back the leases;
+//! - `wakeups`: `NOTIFY`/`LISTEN` wake-ups of a workflow's owner from any process;
 //! - `engine_lock`: SQLite's single engine, held through a lock on a file beside the database.
 pub mod config;
 pub mod engine_lock;
@@ -18,6 +19,7 @@ pub mod leases;
 pub mod members;
 pub mod ownership;
 pub mod shard;
+pub mod wakeups;
 
 pub use config::ClusterConfig;
 pub use ownership::{Claim, Ownership};

@@ -119,16 +119,25 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if self.state.engine.is_some() {
             // The test's runtime is the one dropping us; the drain waits on a runtime of its
-            // own. The shards are handed back too, so a later app takes them at once.
+            // own.
             std::thread::scope(|scope| {
                 scope.spawn(|| {
                     tokio::runtime::Builder::new_current_thread()
                         .enable_time()
                         .build()
                         .expect("a runtime for the drain")
-                        .block_on(atelier::startup::stop_engine(&self.state, STOP_LIMIT));
+                        .block_on(async {
+                            if let Some(engine) = &self.state.engine {
+                                atelier::startup::drain(engine, STOP_LIMIT).await;
+                            }
+                        });
                 });
             });
+        }
+        // The keeper hands the leases back on its own thread once the test's runtime runs
+        // again (the pool's connections live there); SQLite's engine lock goes now.
+        if let Some(shards) = &self.state.shards {
+            shards.let_go();
         }
         // The command goes out now; the server future stops once the test's runtime polls it.
         drop(self.server.stop(false));
