@@ -10,6 +10,7 @@ use atelier_actors::config_check::{
 use atelier_actors::engine::EngineConfig;
 use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::retention::RetentionConfig;
 use atelier_actors::secret::SecretString;
 use atelier_actors::storage::StorageConfig;
 use atelier_actors::webhooks_out::WebhooksConfig;
@@ -57,6 +58,9 @@ pub struct Settings {
     pub simulator: SimulatorSettings,
     /// `[webhooks]`: completion webhooks to customers, owned by `atelier_actors::webhooks_out`.
     pub webhooks: WebhooksConfig,
+    /// `[retention]`: how long ended generations' events, callbacks, keys and results are
+    /// kept, owned by `atelier_actors::retention`.
+    pub retention: RetentionConfig,
     /// `[ops]`: the operators' dashboard.
     pub ops: OpsSettings,
 }
@@ -305,6 +309,7 @@ impl Default for Settings {
                 task_ttl_secs: 3600,
             },
             webhooks: WebhooksConfig::default(),
+            retention: RetentionConfig::default(),
             ops: OpsSettings {
                 session_ttl_secs: 8 * 3600,
             },
@@ -335,6 +340,7 @@ const ENV_KEYS: &[&str] = &[
     "providers",
     "simulator",
     "webhooks",
+    "retention",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +433,7 @@ impl Settings {
         self.workflow.validate()?;
         self.storage.validate(self.workflow.url_ttl_secs)?;
         self.webhooks.validate()?;
+        self.retention.validate()?;
         check_range(
             "inputs.max_bytes",
             self.inputs.max_bytes,

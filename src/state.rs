@@ -39,6 +39,8 @@ pub struct AppState {
     pub engine: Option<Addr<Engine>>,
     pub workflows: Workflows,
     pub webhooks: Webhooks,
+    /// The pruner (`[retention]`), where the engine runs; it stops when this is dropped.
+    pub pruner: Option<atelier_actors::retention::PrunerHandle>,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
     pub bulk_hook: Option<PageHook>,
     /// Open status streams, bounded by `http.max_streams`.

@@ -88,6 +88,11 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// The released generation an operator re-ran as this one (`POST /v1/ops/generations/{id}/retry`).
     pub retry_of: Option<Uuid>,
+    /// When retention deleted this ended workflow's events, callbacks, idempotency key and
+    /// finished webhook deliveries (the row stays: the ledger names it).
+    pub pruned_at: Option<DateTimeUtc>,
+    /// When retention deleted its result object from storage.
+    pub result_expired_at: Option<DateTimeUtc>,
 }
 
 impl Model {

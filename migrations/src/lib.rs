@@ -15,6 +15,7 @@ mod m20261203_000010_retry_of;
 mod m20261203_000011_ops_bulk_jobs;
 mod m20261203_000020_account_disable;
 mod m20261203_000030_provider_pauses;
+mod m20261207_000020_retention;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_ops_bulk_jobs::Migration),
             Box::new(m20261203_000020_account_disable::Migration),
             Box::new(m20261203_000030_provider_pauses::Migration),
+            Box::new(m20261207_000020_retention::Migration),
         ]
     }
 }

@@ -47,6 +47,15 @@ pub enum Target {
         /// Workflows parked in awaiting_callback for the memory figure.
         #[arg(long, default_value_t = 100_000)]
         parked: usize,
+        /// Generations that ended `retention.days` + 1 days ago (each with its timeline, a
+        /// callback and an idempotency key), seeded before the throughput phase: the backlog
+        /// retention prunes.
+        #[arg(long, default_value_t = 0)]
+        old: usize,
+        /// Run a retention pass (`[retention]`, with at least 1 day) beside the throughput and
+        /// latency phases, pruning the `--old` backlog while they run.
+        #[arg(long)]
+        prune: bool,
     },
     /// How long `atelier verify` takes over many workflows (parked, each with its hold).
     Verify {
@@ -69,6 +78,8 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
             rate,
             seconds,
             parked,
+            old,
+            prune,
         } => {
             let plan = e2e::Plan {
                 generations,
@@ -76,6 +87,8 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 parked,
+                old,
+                prune,
             };
             e2e::run(settings, plan).await
         }

@@ -646,6 +646,8 @@ async fn park(app: &TestApp, account_id: Uuid, count: usize) {
         created_at: now,
         updated_at: now,
         retry_of: None,
+        pruned_at: None,
+        result_expired_at: None,
     });
     seed::insert_parked(&app.state.db, rows.collect())
         .await

@@ -299,3 +299,18 @@ pub async fn pairs_for<C: ConnectionTrait>(
         .all(db)
         .await
 }
+
+/// Deletes the finished (`delivered` or `failed`) deliveries of these workflows: retention,
+/// inside the transaction that prunes the workflows. A pending one stays to be sent (its own
+/// `webhooks.max_age_secs` ends it), and invariant 9 keeps checking it.
+pub async fn delete_finished<C: ConnectionTrait>(
+    txn: &C,
+    workflows: &[Uuid],
+) -> Result<u64, DbErr> {
+    Ok(webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::WorkflowId.is_in(workflows.iter().copied()))
+        .filter(webhook_delivery::Column::State.is_in([DELIVERED, FAILED]))
+        .exec(txn)
+        .await?
+        .rows_affected)
+}

@@ -685,6 +685,8 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
         created_at: now,
         updated_at: now,
         retry_of: new.retry_of,
+        pruned_at: None,
+        result_expired_at: None,
     }
 }
 

@@ -341,6 +341,8 @@ mod tests {
             created_at: DateTime::<Utc>::MIN_UTC,
             updated_at: DateTime::<Utc>::MIN_UTC,
             retry_of: None,
+            pruned_at: None,
+            result_expired_at: None,
         };
         let stored = Event::Stored {
             key: "k".into(),

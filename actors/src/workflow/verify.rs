@@ -7,6 +7,10 @@
 //! 6. every non-terminal workflow has a deadline, and none is past it by more than `grace`;
 //! 8. a workflow's events form a chain: the first `from` is null, each `from` is the previous
 //!    `to`, the last `to` is the current state, and versions run 0, 1, … up to the row's.
+//!
+//! Retention (`workflow::retention`) changes what 5 and 8 can see: a pruned workflow has no
+//! events left, so 8 asks instead that it is terminal and that none remain; a result marked
+//! expired was deleted on purpose, so 5 asks instead that its workflow settled.
 use atelier_entities::hold;
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
@@ -60,7 +64,13 @@ pub async fn verify_workflows_with<C: ConnectionTrait>(
         for row in page {
             let events = timelines.remove(&row.id).unwrap_or_default();
             let found = [
-                (8, broken_chain(&row, &events)),
+                (
+                    8,
+                    match row.pruned_at {
+                        Some(_) => wrongly_pruned(&row, &events),
+                        None => broken_chain(&row, &events),
+                    },
+                ),
                 (4, wrong_hold(&row, holds.get(&row.hold_id))),
                 (5, missing_result(&row, storage).await),
                 (6, stuck(&row, now, grace)),
@@ -103,6 +113,10 @@ fn wrong_hold(row: &workflow::Model, hold: Option<&hold::Model>) -> Option<Strin
 /// Invariant 5: a settled workflow's result is in our storage (a HEAD request on S3). Storage
 /// that cannot answer is reported too: the invariant is then unchecked, not holding.
 async fn missing_result(row: &workflow::Model, storage: &Storage) -> Option<String> {
+    if row.result_expired_at.is_some() {
+        return (row.state != WorkflowState::Settled)
+            .then(|| format!("its result expired but it is {}", row.state.as_str()));
+    }
     if row.state != WorkflowState::Settled {
         return None;
     }
@@ -146,6 +160,15 @@ async fn timelines<C: ConnectionTrait>(
         }
     }
     Ok(timelines)
+}
+
+/// What breaks invariant 8 for a pruned `row`: only an ended workflow may be pruned, and a
+/// prune deletes every event in the transaction that marks it.
+fn wrongly_pruned(row: &workflow::Model, events: &[workflow_event::Model]) -> Option<String> {
+    if !row.state.is_terminal() {
+        return Some(format!("was pruned but is still {}", row.state.as_str()));
+    }
+    (!events.is_empty()).then(|| format!("was pruned but {} of its events remain", events.len()))
 }
 
 /// What breaks invariant 8 for `row` and its `events` (in id order), if anything.
