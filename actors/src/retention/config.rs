@@ -37,8 +37,8 @@ impl Default for RetentionConfig {
             days: 30,
             results_days: 0,
             interval_secs: 600,
-            batch_size: 500,
-            pause_ms: 50,
+            batch_size: 100,
+            pause_ms: 200,
         }
     }
 }
