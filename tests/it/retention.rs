@@ -10,7 +10,9 @@ use std::time::Duration;
 use atelier_actors::retention::{Pruner, RetentionConfig};
 use atelier_actors::workflow::{WorkflowState, read, seed};
 use atelier_actors::{Clock, Credits, ManualClock, SystemClock};
-use atelier_entities::{hold, ledger_entry, workflow, workflow_event};
+use atelier_entities::{
+    hold, ledger_entry, webhook_delivery, webhook_endpoint, workflow, workflow_event,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
@@ -29,6 +31,7 @@ database_tests!(
     expired_results_are_deleted_and_answer_410,
     the_service_prunes_on_its_interval,
     concurrent_pruners_split_the_work,
+    finished_deliveries_are_pruned_pending_ones_stay,
 );
 
 const DAY: chrono::TimeDelta = chrono::TimeDelta::days(1);
@@ -412,6 +415,61 @@ async fn concurrent_pruners_split_the_work(url: String) {
     assert!(
         stdout.contains("pruned 3 generation(s): 6 event(s), 3 callback(s)"),
         "{stdout}"
+    );
+    assert_verify_passes(&url, &app.state.settings.data_dir);
+}
+
+/// A pruned generation's delivered and failed webhook deliveries go with it; a pending one
+/// stays for the sender, and `verify` holds.
+async fn finished_deliveries_are_pruned_pending_ones_stay(url: String) {
+    let app = TestApp::builder(&url).spawn().await;
+    let (account, _) = app.funded_account(10).await;
+    let account: Uuid = account.parse().unwrap();
+    let db = &app.state.db;
+    let now = SystemClock.now();
+    let ended = seed::insert_ended(db, &app.state.ledger, account, 3, now - DAY * 40)
+        .await
+        .unwrap();
+    let endpoint = Uuid::now_v7();
+    webhook_endpoint::Entity::insert(webhook_endpoint::ActiveModel {
+        id: Set(endpoint),
+        account_id: Set(account),
+        url: Set("https://hooks.example.com/atelier".into()),
+        events: Set("generation.released".into()),
+        secret: Set("whsec_c2VjcmV0c2VjcmV0c2VjcmV0".into()),
+        created_at: Set(now),
+        deleted_at: Set(None),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    let states = ["delivered", "failed", "pending"];
+    for (workflow_id, state) in ended.iter().zip(states) {
+        webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            endpoint_id: Set(endpoint),
+            workflow_id: Set(*workflow_id),
+            event_type: Set("generation.released".into()),
+            payload: Set("{}".into()),
+            state: Set(state.into()),
+            attempts: Set(1),
+            next_attempt_at: Set((state == "pending").then_some(now + DAY)),
+            last_status: Set(None),
+            last_error: Set(None),
+            created_at: Set(now - DAY * 40),
+            delivered_at: Set(None),
+        })
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    }
+    let pass = pruner(&app, now, keep_rows(30, 10)).pass().await.unwrap();
+    assert_eq!((pass.pruned.workflows, pass.pruned.deliveries), (3, 2));
+    let left = webhook_delivery::Entity::find().all(db).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].workflow_id, left[0].state.as_str()),
+        (ended[2], "pending")
     );
     assert_verify_passes(&url, &app.state.settings.data_dir);
 }
