@@ -33,15 +33,29 @@ use crate::webhooks_out::outbox;
 /// databases use a partial index only for a query whose WHERE clause contains its predicate,
 /// and cannot see that bound parameters would match it. No other query implies it, so no
 /// other query can use the index.
-const TO_PRUNE: (&str, &str) = (
-    "workflows_to_prune",
-    "pruned_at IS NULL AND state IN ('settled', 'released')",
-);
+const TO_PRUNE: Partial = Partial {
+    index: "workflows_to_prune",
+    predicate: "pruned_at IS NULL AND state IN ('settled', 'released')",
+    still: "pruned_at IS NULL",
+};
 /// `workflows_to_expire` and its predicate (only a settle sets `result_key`).
-const TO_EXPIRE: (&str, &str) = (
-    "workflows_to_expire",
-    "result_expired_at IS NULL AND result_key IS NOT NULL",
-);
+const TO_EXPIRE: Partial = Partial {
+    index: "workflows_to_expire",
+    predicate: "result_expired_at IS NULL AND result_key IS NOT NULL",
+    still: "result_expired_at IS NULL",
+};
+
+/// A partial index the pruner reads its batches from.
+struct Partial {
+    index: &'static str,
+    /// The index's WHERE clause, word for word.
+    predicate: &'static str,
+    /// What a candidate must still match once locked: the mark not yet set (the rest of the
+    /// predicate cannot change back). Only that: with the `state IN (…)` term too, SQLite's
+    /// planner reads the candidates through `workflows_by_deadline`, walking every ended row
+    /// (measured: ~45 ms per batch over 200,000 ended rows, against ~0.4 ms by primary key).
+    still: &'static str,
+}
 
 /// What one batch deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +85,7 @@ pub async fn prune_batch(
     now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Pruned, DbErr> {
-    let candidates = oldest(db, "id", TO_PRUNE, cutoff, limit)
+    let candidates = oldest(db, "id", &TO_PRUNE, cutoff, limit)
         .await?
         .iter()
         .map(|row| row.try_get_by_index::<Uuid>(0))
@@ -88,7 +102,7 @@ async fn prune_these(
     now: DateTime<Utc>,
 ) -> Result<Pruned, DbErr> {
     let txn = db::begin_write(db).await?;
-    let ids = lock_still(&*txn, candidates, TO_PRUNE.1).await?;
+    let ids = lock_still(&*txn, candidates, TO_PRUNE.still).await?;
     if ids.is_empty() {
         return Ok(Pruned::default());
     }
@@ -130,7 +144,7 @@ pub async fn results_to_expire(
     cutoff: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<(Uuid, String)>, DbErr> {
-    oldest(db, "id, result_key", TO_EXPIRE, cutoff, limit)
+    oldest(db, "id, result_key", &TO_EXPIRE, cutoff, limit)
         .await?
         .iter()
         .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
@@ -148,7 +162,7 @@ pub async fn mark_results_expired(
     }
     db::with_retries("marking expired results", || async {
         let txn = db::begin_write(db).await?;
-        let still = lock_still(&*txn, ids, TO_EXPIRE.1).await?;
+        let still = lock_still(&*txn, ids, TO_EXPIRE.still).await?;
         let marked = mark(&*txn, &still, workflow::Column::ResultExpiredAt, now).await?;
         txn.commit().await?;
         Ok(marked)
@@ -156,8 +170,8 @@ pub async fn mark_results_expired(
     .await
 }
 
-/// The ids (and `columns`) of at most `limit` rows in the partial index `index`, whose
-/// predicate is `predicate`, last changed before `cutoff`, oldest first. Read outside any
+/// The ids (and `columns`) of at most `limit` rows of the partial index `partial`, last
+/// changed before `cutoff`, oldest first. Read outside any
 /// transaction: it takes no lock.
 ///
 /// Hand-written SQL because SQLite must be told the index: without statistics its planner
@@ -167,15 +181,16 @@ pub async fn mark_results_expired(
 async fn oldest(
     db: &DatabaseConnection,
     columns: &str,
-    (index, predicate): (&str, &str),
+    partial: &Partial,
     cutoff: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<QueryResult>, DbErr> {
     let backend = db.get_database_backend();
     let (hint, cutoff_at, limit_at) = match backend {
         DbBackend::Postgres => (String::new(), "$1", "$2"),
-        _ => (format!(" INDEXED BY {index}"), "?", "?"),
+        _ => (format!(" INDEXED BY {}", partial.index), "?", "?"),
     };
+    let predicate = partial.predicate;
     let sql = format!(
         "SELECT {columns} FROM workflows{hint} WHERE {predicate} AND updated_at < {cutoff_at} \
          ORDER BY updated_at LIMIT {limit_at}"
@@ -185,8 +200,8 @@ async fn oldest(
         .await
 }
 
-/// Of `candidates`, those still matching `predicate`, locked in id order; rows another
-/// session holds are skipped (PostgreSQL), not waited for.
+/// Of `candidates`, those still matching `predicate` (a `Partial::still`), locked in id order;
+/// rows another session holds are skipped (PostgreSQL), not waited for.
 async fn lock_still<C: ConnectionTrait>(
     txn: &C,
     candidates: &[Uuid],
