@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lower rank may not import higher rank.
 RANKS = {
     "engine": 3,
+    "retention": 3,
     "workflow": 2,
     "ledger": 1,
     "cluster": 1,

@@ -40,6 +40,10 @@ enum Command {
     /// Check invariants 1-6, 8, 9 and 10 of docs/design.md §4 over the whole database; exit 2 listing each violation
     /// (1 when it cannot run at all).
     Verify,
+    /// Run one retention pass now (`[retention]`): prune what generations that ended more than
+    /// `retention.days` ago leave behind and expire results older than `retention.results_days`,
+    /// then print what it deleted. Safe beside running services.
+    Prune,
     /// Manage accounts.
     Accounts {
         #[command(subcommand)]
@@ -126,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => verify_database(&settings).await,
+        Command::Prune => prune(&settings, clock).await,
         Command::Accounts {
             command: AccountsCommand::Create { name },
         } => {
@@ -348,4 +353,28 @@ async fn verify_database(settings: &Settings) -> anyhow::Result<ExitCode> {
     );
     // 2, not 1: a script can tell broken books from a verify that could not run.
     Ok(ExitCode::from(2))
+}
+
+async fn prune(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<ExitCode> {
+    if !settings.retention.enabled() {
+        println!("retention.days and retention.results_days are 0: everything is kept");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = open_database(&settings.database_url).await?;
+    let storage = Storage::open(&settings.storage, &settings.data_dir)?;
+    let pruner =
+        atelier_actors::retention::Pruner::new(db, storage, clock, settings.retention.clone());
+    let pass = pruner.pass().await?;
+    let pruned = pass.pruned;
+    println!(
+        "pruned {} generation(s): {} event(s), {} callback(s), {} idempotency key(s), {} webhook delivery(ies); {} result(s) expired, in {} batch(es)",
+        pruned.workflows,
+        pruned.events,
+        pruned.callbacks,
+        pruned.keys,
+        pruned.deliveries,
+        pass.results_expired,
+        pass.batches
+    );
+    Ok(ExitCode::SUCCESS)
 }

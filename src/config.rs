@@ -11,6 +11,7 @@ use atelier_actors::config_check::{
 use atelier_actors::engine::EngineConfig;
 use atelier_actors::images::ImageLimits;
 use atelier_actors::providers::config::ProviderConfig;
+use atelier_actors::retention::RetentionConfig;
 use atelier_actors::secret::SecretString;
 use atelier_actors::storage::StorageConfig;
 use atelier_actors::webhooks_out::WebhooksConfig;
@@ -61,6 +62,9 @@ pub struct Settings {
     /// `[cluster]`: how engine processes on one PostgreSQL database share the shards, owned
     /// by `atelier_actors::cluster`; the same in every process of a deployment.
     pub cluster: ClusterConfig,
+    /// `[retention]`: how long ended generations' events, callbacks, keys and results are
+    /// kept, owned by `atelier_actors::retention`.
+    pub retention: RetentionConfig,
     /// `[ops]`: the operators' dashboard.
     pub ops: OpsSettings,
 }
@@ -310,6 +314,7 @@ impl Default for Settings {
             },
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
+            retention: RetentionConfig::default(),
             ops: OpsSettings {
                 session_ttl_secs: 8 * 3600,
             },
@@ -341,6 +346,7 @@ const ENV_KEYS: &[&str] = &[
     "simulator",
     "webhooks",
     "cluster",
+    "retention",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -434,6 +440,7 @@ impl Settings {
         self.storage.validate(self.workflow.url_ttl_secs)?;
         self.webhooks.validate()?;
         self.cluster.validate()?;
+        self.retention.validate()?;
         check_range(
             "inputs.max_bytes",
             self.inputs.max_bytes,

@@ -2,7 +2,7 @@
 //! probed first; then migrated), the ledger's batching writer and the expiry sweeper, the
 //! listener (whose real port fills in a missing `public_url`), storage and the URL signer, the
 //! provider adapters behind their actors, the workflow writer, the engine (unless
-//! `workflow.run_engine` is off) with the completion webhooks' sender, and the HTTP server. Tests build the same thing on port 0,
+//! `workflow.run_engine` is off) with the completion webhooks' sender and the pruner, and the HTTP server. Tests build the same thing on port 0,
 //! with `Seams`.
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
@@ -33,6 +33,7 @@ use atelier_actors::providers::pauses::Pauses;
 use atelier_actors::providers::replicate::ReplicateProvider;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
+use atelier_actors::retention::{Pruner, PrunerHandle};
 use atelier_actors::storage::Links;
 use atelier_actors::storage::Storage;
 use atelier_actors::storage::links::LocalSigner;
@@ -172,6 +173,7 @@ impl Application {
         };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let wakeups = Wakeups::start(&db);
+        let pruner = start_pruner(&settings, &db, &storage, &clock);
         let state = web::Data::new(AppState {
             db,
             ledger,
@@ -189,6 +191,7 @@ impl Application {
             workflows,
             wakeups,
             webhooks,
+            pruner,
             bulk_hook: seams.bulk_page_hook,
             streams: StreamSlots::new(settings.http.max_streams),
         });
@@ -272,6 +275,20 @@ fn start_webhooks(
     )
     .context("cannot build the webhook client")?;
     Ok(Webhooks { policy, sender })
+}
+
+/// Starts the pruner (`[retention]`) where workflows are driven, unless everything is kept
+/// forever.
+fn start_pruner(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    storage: &Storage,
+    clock: &Arc<dyn Clock>,
+) -> Option<PrunerHandle> {
+    (settings.workflow.run_engine && settings.retention.enabled()).then(|| {
+        let config = settings.retention.clone();
+        Pruner::new(db.clone(), storage.clone(), clock.clone(), config).spawn()
+    })
 }
 
 /// The ledger's writer, each batch within `deadline`, and its expiry sweeper.

@@ -43,6 +43,8 @@ pub struct AppState {
     /// Wakes a workflow's owner in another process (PostgreSQL; a no-op on SQLite).
     pub wakeups: atelier_actors::cluster::wakeups::Wakeups,
     pub webhooks: Webhooks,
+    /// The pruner (`[retention]`), where the engine runs; it stops when this is dropped.
+    pub pruner: Option<atelier_actors::retention::PrunerHandle>,
     /// Tests stop bulk jobs midway through this (`Seams::bulk_page_hook`).
     pub bulk_hook: Option<PageHook>,
     /// Open status streams, bounded by `http.max_streams`.

@@ -15,6 +15,7 @@ pub mod net;
 pub mod outbound;
 pub mod progress;
 pub mod providers;
+pub mod retention;
 pub mod secret;
 pub mod storage;
 pub mod webhooks_out;

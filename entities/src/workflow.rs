@@ -90,6 +90,11 @@ pub struct Model {
     pub retry_of: Option<Uuid>,
     /// The shard it belongs to (`shard_leases`): the last byte of its id, fixed at create.
     pub shard: i16,
+    /// When retention deleted this ended workflow's events, callbacks, idempotency key and
+    /// finished webhook deliveries (the row stays: the ledger names it).
+    pub pruned_at: Option<DateTimeUtc>,
+    /// When retention deleted its result object from storage.
+    pub result_expired_at: Option<DateTimeUtc>,
 }
 
 impl Model {

@@ -16,6 +16,7 @@ mod m20261203_000011_ops_bulk_jobs;
 mod m20261203_000020_account_disable;
 mod m20261203_000030_provider_pauses;
 mod m20261207_000010_shard_leases;
+mod m20261207_000020_retention;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000020_account_disable::Migration),
             Box::new(m20261203_000030_provider_pauses::Migration),
             Box::new(m20261207_000010_shard_leases::Migration),
+            Box::new(m20261207_000020_retention::Migration),
         ]
     }
 }

@@ -69,6 +69,10 @@ struct GenerationView {
     updated_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result_url: Option<String>,
+    /// When the result was deleted after `retention.results_days` (settled only); there is no
+    /// `result_url` from then on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_expired_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorView>,
     /// What was asked, as far as it can be shown again (absent for a row whose inputs do not
@@ -140,8 +144,8 @@ impl RequestView {
 async fn view(state: &AppState, row: workflow::Model) -> Result<GenerationView, ApiError> {
     let request = RequestView::new(&row);
     let charged = (row.state == WorkflowState::Settled).then(|| row.charge_due());
-    let result_url = match (&row.state, &row.result_key) {
-        (WorkflowState::Settled, Some(key)) => Some(state.object_url(key).await?),
+    let result_url = match (&row.state, &row.result_key, row.result_expired_at) {
+        (WorkflowState::Settled, Some(key), None) => Some(state.object_url(key).await?),
         _ => None,
     };
     let error = match (row.state, row.error_code) {
@@ -160,6 +164,7 @@ async fn view(state: &AppState, row: workflow::Model) -> Result<GenerationView, 
         created_at: row.created_at,
         updated_at: row.updated_at,
         result_url,
+        result_expired_at: row.result_expired_at,
         error,
         request,
     })

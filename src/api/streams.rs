@@ -143,10 +143,13 @@ pub async fn generation(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| super::generations::not_found())?;
-    workflows::find_owned(&state.db, account.id, id)
+    let row = workflows::find_owned(&state.db, account.id, id)
         .await?
         .ok_or_else(super::generations::not_found)?;
     let resume = last_event_id(&request)?;
+    if row.pruned_at.is_some() {
+        return Ok(pruned(&state, &request, &row, resume));
+    }
     let slot = state.streams.take()?;
     let feed = state.workflows.feed();
     // The follower first reads everything after `after` from the database, having
@@ -178,6 +181,28 @@ pub async fn generation(
         first,
         events(follower, slot, false, true),
     ))
+}
+
+/// The stream of a generation whose timeline retention deleted: it ended long ago, so its
+/// state is all there is. Sent with id 0, after which (any `Last-Event-ID`) nothing can
+/// follow: 204, so that an `EventSource` stops reconnecting.
+fn pruned(
+    state: &AppState,
+    request: &HttpRequest,
+    row: &atelier_entities::workflow::Model,
+    resume: Option<i64>,
+) -> HttpResponse {
+    if resume.is_some() {
+        return HttpResponse::NoContent().finish();
+    }
+    let data = json!({"generation_id": row.id, "state": row.state.as_str(), "version": row.version, "at": row.updated_at});
+    let first = sse::Data::new(data.to_string()).event("state").id("0");
+    respond(
+        state,
+        request,
+        Some(sse::Event::Data(first)),
+        futures::stream::empty(),
+    )
 }
 
 /// `GET /v1/generations/stream`: every transition of the caller's generations from now on,

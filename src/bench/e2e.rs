@@ -9,12 +9,18 @@
 //!    transactions, commits and bytes written (`usage`), which do not vary with the host's load;
 //! 3. memory: `parked` workflows waiting in `awaiting_callback` (created directly, with their
 //!    holds), then the process's resident set size.
+//!
+//! With `old`, a backlog of generations that ended long ago is seeded first (each with its
+//! timeline, a callback and an idempotency key), so that the phases run beside it; with
+//! `prune`, a retention pass runs beside the throughput and latency phases, pruning that
+//! backlog while they run (the service's own pruner is off here, so that a run without
+//! `prune` has none).
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use atelier_actors::ledger::{Command, HoldOutcome, Outcome};
-use atelier_actors::workflow::inputs::{InputImage, Inputs};
+use atelier_actors::retention::{Pruner, RetentionConfig};
 use atelier_actors::workflow::{WorkflowState, read, seed};
 use atelier_actors::{Clock, Credits, SystemClock};
 use atelier_entities::workflow;
@@ -37,6 +43,8 @@ pub struct Plan {
     pub rate: u64,
     pub seconds: u64,
     pub parked: usize,
+    pub old: usize,
+    pub prune: bool,
 }
 
 pub async fn run(settings: &Settings, plan: Plan) -> anyhow::Result<()> {
@@ -69,8 +77,14 @@ async fn bench(
     with_engine.workflow.run_engine = true;
     let (state, base) = start(&with_engine, database_url, data_dir).await?;
     println!(
-        "bench e2e: {kind}, {storage} storage, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked",
-        plan.generations, plan.concurrency, plan.rate, plan.seconds, plan.parked
+        "bench e2e: {kind}, {storage} storage, zero-delay simulator; {} generations {} at a time, then {}/s for {}s, then {} parked; {} old{}",
+        plan.generations,
+        plan.concurrency,
+        plan.rate,
+        plan.seconds,
+        plan.parked,
+        plan.old,
+        if plan.prune { ", pruned meanwhile" } else { "" }
     );
     let account = accounts::create(&state.db, Some("bench-e2e".into()), SystemClock.now()).await?;
     state
@@ -91,29 +105,51 @@ async fn bench(
         body: request_body(),
     };
 
+    let pruning = backlog(settings, &state, account.account.id, plan).await?;
     let (throughput, usage) = throughput(&state, &submitter, plan).await?;
     let (p50, p99) = latency(&state, &submitter, plan).await?;
+    let pruned = stop_pruning(&state, pruning).await?;
     let rss = memory(&state, account.account.id, plan.parked).await?;
-    if let Some(engine) = &state.engine {
-        // The scratch database goes away next; the engine must not look for work in it.
-        engine
-            .send(atelier_actors::engine::registry::Shutdown)
-            .await?;
-    }
-    // Nor the completion webhooks' sender.
-    if let Some(sender) = &state.webhooks.sender {
-        sender.stop();
-    }
+    stop(&state).await?;
     let mut summary = json!({"bench": "e2e", "database": kind, "storage": storage, "generations": plan.generations,
                "concurrency": plan.concurrency, "generations_per_sec": throughput.round(),
                "latency_rate_per_sec": plan.rate, "webhook_to_settled_p50_ms": (p50 * 10.0).round() / 10.0,
                "webhook_to_settled_p99_ms": (p99 * 10.0).round() / 10.0,
-               "parked_workflows": plan.parked, "rss_mib_parked": rss.round()});
+               "parked_workflows": plan.parked, "rss_mib_parked": rss.round(), "old": plan.old, "prune": plan.prune,
+               "pruned_during_phases": pruned});
     if let (Some(summary), Value::Object(usage)) = (summary.as_object_mut(), usage) {
         summary.extend(usage);
     }
     println!("{summary}");
     Ok(())
+}
+
+/// Stops what would look for work in the scratch database, which goes away next: the engine
+/// and the completion webhooks' sender.
+async fn stop(state: &AppState) -> anyhow::Result<()> {
+    if let Some(engine) = &state.engine {
+        engine
+            .send(atelier_actors::engine::registry::Shutdown)
+            .await?;
+    }
+    if let Some(sender) = &state.webhooks.sender {
+        sender.stop();
+    }
+    Ok(())
+}
+
+/// Seeds the `--old` backlog and, with `--prune`, starts a retention pass over it.
+async fn backlog(
+    settings: &Settings,
+    state: &AppState,
+    account_id: Uuid,
+    plan: &Plan,
+) -> anyhow::Result<Option<Pruning>> {
+    let retention = retention(settings);
+    let ended_at =
+        SystemClock.now() - retention.rows().unwrap_or_default() - chrono::Duration::days(1);
+    seed_old(state, account_id, plan.old, ended_at).await?;
+    Ok(plan.prune.then(|| start_pruning(state, retention)))
 }
 
 /// The real service on a free port, on the scratch database and data directory, with the
@@ -132,6 +168,9 @@ pub(super) async fn start(
     bench_settings.admin_token = Some(token.clone().into());
     bench_settings.simulator = crate::config::Settings::default().simulator;
     bench_settings.simulator.delay_ms = 0;
+    // The benchmark prunes on its own (`--prune`), when asked, and only then.
+    bench_settings.retention.days = 0;
+    bench_settings.retention.results_days = 0;
     let app = Application::build(&bench_settings, token, Arc::new(SystemClock)).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state.clone();
@@ -186,7 +225,7 @@ async fn throughput(
     for outcome in join_all(workers).await {
         outcome?;
     }
-    wait_settled(state, plan.generations as u64).await?;
+    wait_settled(state, plan.generations as u64, plan.old as u64).await?;
     let throughput = plan.generations as f64 / started.elapsed().as_secs_f64();
     let (usage, usage_line) = Usage::now(&state.db)
         .await?
@@ -213,7 +252,7 @@ async fn latency(
     for handle in pending {
         ids.push(handle.await??);
     }
-    wait_settled(state, (plan.generations + total) as u64).await?;
+    wait_settled(state, (plan.generations + total) as u64, plan.old as u64).await?;
     let (p50, p99) = webhook_to_settled(state, &ids).await?;
     println!(
         "  at {}/s, webhook stored -> settled: p50 {p50:.1} ms, p99 {p99:.1} ms",
@@ -249,16 +288,24 @@ pub(super) fn request_body() -> Value {
     json!({"person_image": png(48, 64, [220, 200, 180]), "garment_image": png(16, 16, [30, 60, 200])})
 }
 
-async fn wait_settled(state: &AppState, expected: u64) -> anyhow::Result<()> {
+/// Waits until `expected` generations settled; fails if one was released (beyond the `old`
+/// seeded released).
+async fn wait_settled(state: &AppState, expected: u64, old: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let progress = Reporter::new("bench e2e");
     progress.phase("settled", Some(expected));
     let mut shown = 0;
+    let mut look = 0u64;
     loop {
+        look += 1;
         let count = |wanted: WorkflowState| read::count_in(&state.db, wanted);
-        let released = count(WorkflowState::Released).await?;
-        if released > 0 {
-            bail!("{released} generation(s) were released during the benchmark");
+        // About once a second: with an `old` backlog the count walks every seeded row.
+        if look % 50 == 1 {
+            let released = count(WorkflowState::Released).await?;
+            if released > old {
+                let released = released - old;
+                bail!("{released} generation(s) were released during the benchmark");
+            }
         }
         let settled = count(WorkflowState::Settled).await?;
         progress.advance(settled.saturating_sub(shown));
@@ -298,6 +345,75 @@ async fn webhook_to_settled(state: &AppState, ids: &[Uuid]) -> anyhow::Result<(f
     Ok((at(0.50), at(0.99)))
 }
 
+/// The configured retention of rows (at least a day, so that `--prune` has something to do),
+/// results kept: the benchmark has none to expire.
+fn retention(settings: &Settings) -> RetentionConfig {
+    RetentionConfig {
+        days: settings.retention.days.max(1),
+        results_days: 0,
+        ..settings.retention.clone()
+    }
+}
+
+/// Seeds `count` generations that ended at `ended_at`.
+async fn seed_old(
+    state: &AppState,
+    account_id: Uuid,
+    count: usize,
+    ended_at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    let progress = Reporter::new("bench e2e");
+    progress.phase("seeding ended generations", Some(count as u64));
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(10_000);
+        seed::insert_ended(&state.db, &state.ledger, account_id, take, ended_at).await?;
+        progress.advance(take as u64);
+        left -= take;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// A retention pass running beside the phases: its time in seconds once done.
+type Pruning = actix_web::rt::task::JoinHandle<anyhow::Result<f64>>;
+
+/// One retention pass on a task of its own, with the time it took.
+fn start_pruning(state: &AppState, config: RetentionConfig) -> Pruning {
+    let pruner = Pruner::new(
+        state.db.clone(),
+        state.storage.clone(),
+        Arc::new(SystemClock),
+        config,
+    );
+    actix_web::rt::spawn(async move {
+        let started = Instant::now();
+        pruner.pass().await?;
+        Ok(started.elapsed().as_secs_f64())
+    })
+}
+
+/// Stops the pass if it still runs (its open batch rolls back) and says how many workflows
+/// were pruned by then.
+async fn stop_pruning(state: &AppState, pruning: Option<Pruning>) -> anyhow::Result<u64> {
+    let Some(pruning) = pruning else {
+        return Ok(0);
+    };
+    if pruning.is_finished() {
+        let took = pruning.await??;
+        println!("  retention pass finished in {took:.1}s, within the phases");
+    } else {
+        pruning.abort();
+        println!("  retention pass still running at the end of the phases: stopped");
+    }
+    let pruned = read::count_pruned(&state.db).await?;
+    println!("  pruned during the phases: {pruned} generations");
+    Ok(pruned)
+}
+
 /// Creates `count` workflows waiting for a callback an hour away, each with its hold.
 pub(super) async fn park(
     state: &AppState,
@@ -307,13 +423,7 @@ pub(super) async fn park(
 ) -> anyhow::Result<()> {
     progress.phase("parking workflows", Some(count as u64));
     let now = SystemClock.now();
-    let inputs = Inputs {
-        person_image: InputImage::Stored("inputs/parked/person".into()),
-        garment_image: InputImage::Stored("inputs/parked/garment".into()),
-        prompt: None,
-        aspect_ratio: None,
-    }
-    .to_json();
+    let inputs = seed::placeholder_inputs();
     let one = Credits::parse(1)?;
     for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
         let ids: Vec<(Uuid, Uuid)> = chunk
@@ -357,6 +467,8 @@ pub(super) async fn park(
             updated_at: now,
             retry_of: None,
             shard: atelier_actors::cluster::shard_of(*id),
+            pruned_at: None,
+            result_expired_at: None,
         });
         seed::insert_parked(&state.db, rows.collect()).await?;
         progress.advance(chunk.len() as u64);

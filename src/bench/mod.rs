@@ -48,6 +48,15 @@ pub enum Target {
         /// Workflows parked in awaiting_callback for the memory figure.
         #[arg(long, default_value_t = 100_000)]
         parked: usize,
+        /// Generations that ended `retention.days` + 1 days ago (each with its timeline, a
+        /// callback and an idempotency key), seeded before the throughput phase: the backlog
+        /// retention prunes.
+        #[arg(long, default_value_t = 0)]
+        old: usize,
+        /// Run a retention pass (`[retention]`, with at least 1 day) beside the throughput and
+        /// latency phases, pruning the `--old` backlog while they run.
+        #[arg(long)]
+        prune: bool,
     },
     /// Several engine processes on one PostgreSQL database: throughput with each engine count,
     /// and the takeover time after a kill -9.
@@ -86,6 +95,8 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
             rate,
             seconds,
             parked,
+            old,
+            prune,
         } => {
             let plan = e2e::Plan {
                 generations,
@@ -93,6 +104,8 @@ pub async fn run(settings: &Settings, target: Target) -> anyhow::Result<()> {
                 rate,
                 seconds,
                 parked,
+                old,
+                prune,
             };
             e2e::run(settings, plan).await
         }

@@ -30,6 +30,7 @@ mod ops_generations;
 mod ops_providers;
 mod ops_timeouts;
 mod providers;
+mod retention;
 mod s3;
 mod streams;
 mod unsigned_callbacks;

@@ -647,6 +647,8 @@ async fn park(app: &TestApp, account_id: Uuid, count: usize) {
         updated_at: now,
         retry_of: None,
         shard: atelier_actors::cluster::shard_of(*id),
+        pruned_at: None,
+        result_expired_at: None,
     });
     seed::insert_parked(&app.state.db, rows.collect())
         .await

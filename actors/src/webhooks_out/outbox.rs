@@ -299,3 +299,36 @@ pub async fn pairs_for<C: ConnectionTrait>(
         .all(db)
         .await
 }
+
+/// Deletes the finished (`delivered` or `failed`) deliveries of these workflows: retention,
+/// inside the transaction that prunes the workflows. A pending one stays to be sent (its own
+/// `webhooks.max_age_secs` ends it), and invariant 9 keeps checking it.
+///
+/// Two statements, each by a key: with the state in one DELETE, SQLite's planner picks the
+/// `(state, next_attempt_at)` index and walks every finished delivery for each batch.
+pub async fn delete_finished<C: ConnectionTrait>(
+    txn: &C,
+    workflows: &[Uuid],
+) -> Result<u64, DbErr> {
+    let theirs: Vec<(Uuid, String)> = webhook_delivery::Entity::find()
+        .select_only()
+        .column(webhook_delivery::Column::Id)
+        .column(webhook_delivery::Column::State)
+        .filter(webhook_delivery::Column::WorkflowId.is_in(workflows.iter().copied()))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let finished: Vec<Uuid> = theirs
+        .into_iter()
+        .filter(|(_, state)| state == DELIVERED || state == FAILED)
+        .map(|(id, _)| id)
+        .collect();
+    if finished.is_empty() {
+        return Ok(0);
+    }
+    Ok(webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::Id.is_in(finished))
+        .exec(txn)
+        .await?
+        .rows_affected)
+}

@@ -4,6 +4,9 @@
 //! event and was live when it ended (`endpoints::live_at` its `updated_at`; nothing changes a
 //! terminal row after). The second half is sound because endpoints are registered and deleted
 //! under the account's lock, at a time read under it (see `endpoints`).
+//!
+//! Retention deletes a pruned workflow's finished deliveries, so the second half skips pruned
+//! workflows; the first holds for the deliveries that remain (a pending one is kept).
 use std::collections::{HashMap, HashSet};
 
 use atelier_entities::webhook_endpoint::Model as Endpoint;
@@ -138,6 +141,9 @@ fn missing(
     endpoints: &[Endpoint],
     found: &HashSet<(Uuid, Uuid)>,
 ) -> Vec<Violation> {
+    if row.pruned_at.is_some() {
+        return Vec::new();
+    }
     let Some(event) = event::event_for(row) else {
         return Vec::new();
     };

@@ -714,6 +714,8 @@ fn new_row(new: &NewWorkflow, hold_id: Uuid, now: DateTime<Utc>) -> workflow::Mo
         updated_at: now,
         retry_of: new.retry_of,
         shard: cluster::shard_of(new.id),
+        pruned_at: None,
+        result_expired_at: None,
     }
 }
 

@@ -42,6 +42,13 @@ pub fn result_key(generation_id: Uuid) -> String {
     format!("results/{}/{generation_id}", shard(generation_id))
 }
 
+/// The generation whose result `key` is, if it is a result's key (the inverse of
+/// `result_key`).
+pub fn generation_of_result_key(key: &str) -> Option<Uuid> {
+    let id = Uuid::parse_str(key.rsplit('/').next()?).ok()?;
+    (result_key(id) == key).then_some(id)
+}
+
 /// One of 256 directories, from the id's random last byte: files spread over directories
 /// instead of queueing on one directory's lock, and no directory is made per generation.
 fn shard(id: Uuid) -> String {

@@ -342,6 +342,8 @@ mod tests {
             updated_at: DateTime::<Utc>::MIN_UTC,
             retry_of: None,
             shard: 0,
+            pruned_at: None,
+            result_expired_at: None,
         };
         let stored = Event::Stored {
             key: "k".into(),

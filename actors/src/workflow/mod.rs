@@ -11,6 +11,7 @@
 //! - `feed`: committed transitions, read back for live status streams;
 //! - `seed`: bulk loads for the benchmark;
 //! - `inputs`: a generation's inputs as persisted;
+//! - `retention`: the deletes of what ended generations leave behind, in small batches;
 //! - `verify`: the workflow invariants of docs/design.md §4.
 pub mod batch;
 pub mod command;
@@ -22,6 +23,7 @@ pub mod inputs;
 pub mod machine;
 pub mod outcome;
 pub mod read;
+pub mod retention;
 pub mod seed;
 pub mod verify;
 

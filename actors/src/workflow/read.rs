@@ -192,6 +192,14 @@ pub async fn count_in<C: ConnectionTrait>(db: &C, state: WorkflowState) -> Resul
         .await
 }
 
+/// How many workflows retention has pruned.
+pub async fn count_pruned<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    workflow::Entity::find()
+        .filter(workflow::Column::PrunedAt.is_not_null())
+        .count(db)
+        .await
+}
+
 /// Every callback stored for these workflows (processed or not).
 pub async fn callbacks_of<C: ConnectionTrait>(
     db: &C,

@@ -1,4 +1,4 @@
-//! Checks docs/design.md §4 invariants 4–6 and 8 over the whole database (7, replay safety, is a
+//! Checks docs/design.md §4 invariants 4–6, 8 and 10 over the whole database (7, replay safety, is a
 //! property of the code paths and is proven by tests):
 //!
 //! 4. a terminal workflow's hold is resolved (settled for `settled`, released for `released`),
@@ -10,6 +10,10 @@
 //! 10. a workflow is in the shard its id names, and along each shard's events (in id order,
 //!     which is commit order within a shard: a takeover waits for the writes fenced by the
 //!     lease it takes) the lease epochs never go backwards.
+//!
+//! Retention (`workflow::retention`) changes what 5 and 8 can see: a pruned workflow has no
+//! events left, so 8 asks instead that it is terminal and that none remain; a result marked
+//! expired was deleted on purpose, so 5 asks instead that its workflow settled.
 use atelier_entities::hold;
 use atelier_entities::workflow::{self, WorkflowState};
 use atelier_entities::workflow_event;
@@ -64,7 +68,13 @@ pub async fn verify_workflows_with<C: ConnectionTrait>(
         for row in page {
             let events = timelines.remove(&row.id).unwrap_or_default();
             let found = [
-                (8, broken_chain(&row, &events)),
+                (
+                    8,
+                    match row.pruned_at {
+                        Some(_) => wrongly_pruned(&row, &events),
+                        None => broken_chain(&row, &events),
+                    },
+                ),
                 (4, wrong_hold(&row, holds.get(&row.hold_id))),
                 (5, missing_result(&row, storage).await),
                 (6, stuck(&row, now, grace)),
@@ -145,6 +155,10 @@ fn wrong_hold(row: &workflow::Model, hold: Option<&hold::Model>) -> Option<Strin
 /// Invariant 5: a settled workflow's result is in our storage (a HEAD request on S3). Storage
 /// that cannot answer is reported too: the invariant is then unchecked, not holding.
 async fn missing_result(row: &workflow::Model, storage: &Storage) -> Option<String> {
+    if row.result_expired_at.is_some() {
+        return (row.state != WorkflowState::Settled)
+            .then(|| format!("its result expired but it is {}", row.state.as_str()));
+    }
     if row.state != WorkflowState::Settled {
         return None;
     }
@@ -188,6 +202,15 @@ async fn timelines<C: ConnectionTrait>(
         }
     }
     Ok(timelines)
+}
+
+/// What breaks invariant 8 for a pruned `row`: only an ended workflow may be pruned, and a
+/// prune deletes every event in the transaction that marks it.
+fn wrongly_pruned(row: &workflow::Model, events: &[workflow_event::Model]) -> Option<String> {
+    if !row.state.is_terminal() {
+        return Some(format!("was pruned but is still {}", row.state.as_str()));
+    }
+    (!events.is_empty()).then(|| format!("was pruned but {} of its events remain", events.len()))
 }
 
 /// What breaks invariant 8 for `row` and its `events` (in id order), if anything.

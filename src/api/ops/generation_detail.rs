@@ -270,12 +270,13 @@ async fn objects(state: &AppState, row: &workflow::Model) -> Result<Objects, Api
             inputs.push(InputObject { field, object });
         }
     }
-    let result = match &row.result_key {
-        Some(key) => Some(StoredObject {
+    // An expired result is gone from storage: its preview would only answer 410.
+    let result = match (&row.result_key, row.result_expired_at) {
+        (Some(key), None) => Some(StoredObject {
             key: key.clone(),
             preview_url: state.object_url(key).await?,
         }),
-        None => None,
+        _ => None,
     };
     Ok(Objects {
         inputs,

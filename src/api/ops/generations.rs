@@ -46,6 +46,11 @@ pub struct OpsGeneration {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub retry_of: Option<Uuid>,
+    /// When retention deleted its timeline, callbacks, idempotency key and finished
+    /// deliveries (`retention.days` after it ended).
+    pub pruned_at: Option<DateTime<Utc>>,
+    /// When retention deleted its result object (`retention.results_days` after it settled).
+    pub result_expired_at: Option<DateTime<Utc>>,
 }
 
 impl From<workflow::Model> for OpsGeneration {
@@ -66,6 +71,8 @@ impl From<workflow::Model> for OpsGeneration {
             created_at: row.created_at,
             updated_at: row.updated_at,
             retry_of: row.retry_of,
+            pruned_at: row.pruned_at,
+            result_expired_at: row.result_expired_at,
         }
     }
 }
