@@ -96,23 +96,7 @@ async fn engines_killed_frozen_and_cut_off_lose_nothing() {
         let client = reqwest::Client::new();
         let mut api = cluster.start("api", api_port, false);
         wait_ready(&client, &public, &mut api).await;
-        let mut engines: Vec<Engine> = (0..ENGINES)
-            .map(|index| Engine {
-                name: format!("engine-{index}"),
-                port: free_port(),
-                child: None,
-            })
-            .collect();
-        for engine in &mut engines {
-            let mut child = cluster.start(&engine.name, engine.port, true);
-            wait_ready(
-                &client,
-                &format!("http://127.0.0.1:{}", engine.port),
-                &mut child,
-            )
-            .await;
-            engine.child = Some(child);
-        }
+        let mut engines = start_engines(&cluster, &client).await;
         let mut keys = Vec::new();
         for index in 0..ACCOUNTS {
             keys.push(
@@ -128,18 +112,7 @@ async fn engines_killed_frozen_and_cut_off_lose_nothing() {
         assert_eq!(ids.len(), GENERATIONS);
 
         let db = atelier_actors::db::connect(&url).await.unwrap();
-        wait_for("every generation terminal", Duration::from_secs(90), || {
-            let db = &db;
-            async move {
-                let live = scalar(
-                    db,
-                    "SELECT count(*) FROM workflows WHERE state NOT IN ('settled','released')",
-                )
-                .await;
-                if live == 0 { Ok(()) } else { Err(live) }
-            }
-        })
-        .await;
+        wait_all_terminal(&db).await;
         check_outcome(&db, &client, &public, &keys, &emulator, chaos).await;
         let mut verify = atelier_command(&url);
         verify.arg("verify").env("ATELIER_DATA_DIR", &data_dir);
@@ -150,6 +123,35 @@ async fn engines_killed_frozen_and_cut_off_lose_nothing() {
         drop(api);
         let _ = std::fs::remove_dir_all(&data_dir);
     })
+    .await;
+}
+
+/// The engine processes, each ready.
+async fn start_engines(cluster: &Cluster<'_>, client: &reqwest::Client) -> Vec<Engine> {
+    let mut engines = Vec::new();
+    for index in 0..ENGINES {
+        let (name, port) = (format!("engine-{index}"), free_port());
+        let mut child = cluster.start(&name, port, true);
+        wait_ready(client, &format!("http://127.0.0.1:{port}"), &mut child).await;
+        engines.push(Engine {
+            name,
+            port,
+            child: Some(child),
+        });
+    }
+    engines
+}
+
+async fn wait_all_terminal(db: &DatabaseConnection) {
+    let live = "SELECT count(*) FROM workflows WHERE state NOT IN ('settled','released')";
+    wait_for(
+        "every generation terminal",
+        Duration::from_secs(90),
+        || async move {
+            let count = scalar(db, live).await;
+            if count == 0 { Ok(()) } else { Err(count) }
+        },
+    )
     .await;
 }
 
