@@ -238,6 +238,26 @@ pub struct LedgerSettings {
     pub expiry_sweep_interval_secs: u64,
 }
 
+impl Default for SimulatorSettings {
+    fn default() -> Self {
+        Self {
+            delay_ms: 500,
+            failure_rate: 0.0,
+            never_callback: false,
+            duplicate_callbacks: false,
+            rate_limited: false,
+            reject_submissions: false,
+            result_delay_ms: 0,
+            expired_results: false,
+            oversized_results: false,
+            result_ttl_secs: 600,
+            api_key: None,
+            max_tasks: 10_000,
+            task_ttl_secs: 3600,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -297,21 +317,7 @@ impl Default for Settings {
                 chain: Vec::new(),
                 by_name: BTreeMap::from([("simulator".to_owned(), ProviderConfig::costing(1))]),
             },
-            simulator: SimulatorSettings {
-                delay_ms: 500,
-                failure_rate: 0.0,
-                never_callback: false,
-                duplicate_callbacks: false,
-                rate_limited: false,
-                reject_submissions: false,
-                result_delay_ms: 0,
-                expired_results: false,
-                oversized_results: false,
-                result_ttl_secs: 600,
-                api_key: None,
-                max_tasks: 10_000,
-                task_ttl_secs: 3600,
-            },
+            simulator: SimulatorSettings::default(),
             webhooks: WebhooksConfig::default(),
             cluster: ClusterConfig::default(),
             retention: RetentionConfig::default(),

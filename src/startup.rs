@@ -128,11 +128,7 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("cannot listen on {}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let mut settings = settings.clone();
-        if settings.public_url.is_none() {
-            // With port 0 the bind address does not say where we are; the listener does.
-            settings.public_url = Some(format!("http://{}:{port}", settings.bind.ip()));
-        }
+        let mut settings = with_public_url(settings, port);
         let storage = Storage::open(&settings.storage, &settings.data_dir)?;
         let signer =
             UrlSigner::load_or_create(settings.signing_secret.as_deref(), &settings.data_dir)?;
@@ -147,8 +143,7 @@ impl Application {
             .map_err(|error| anyhow::anyhow!("cannot read the provider pauses: {error}"))?;
         let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = start_workflows(&settings, &db, &clock, batch_deadline, seams.batch_fault);
-        let engine = settings.workflow.run_engine.then(|| {
-            let shards = EngineShards::prepare(&settings.database_url, &db, &settings.cluster)?;
+        let (engine, shards) = if settings.workflow.run_engine {
             let parts = EngineParts {
                 db: &db,
                 workflows: &workflows,
@@ -159,17 +154,10 @@ impl Application {
                 public_url: &public_url,
                 pauses: &pauses,
             };
-            anyhow::Ok(start_engine(
-                &settings,
-                parts,
-                shards,
-                fetch_clients,
-                step_hook,
-            ))
-        });
-        let (engine, shards) = match engine.transpose()? {
-            Some((engine, shards)) => (Some(engine), Some(shards)),
-            None => (None, None),
+            let (engine, shards) = start_engine(&settings, parts, fetch_clients, step_hook)?;
+            (Some(engine), Some(shards))
+        } else {
+            (None, None)
         };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let wakeups = Wakeups::start(&db);
@@ -563,10 +551,10 @@ struct EngineParts<'a> {
 fn start_engine(
     settings: &Settings,
     parts: EngineParts<'_>,
-    shards: EngineShards,
     fetch: FetchClients,
     step_hook: Option<StepHook>,
-) -> (actix::Addr<Engine>, EngineShards) {
+) -> anyhow::Result<(actix::Addr<Engine>, EngineShards)> {
+    let shards = EngineShards::prepare(&settings.database_url, parts.db, &settings.cluster)?;
     // The engine's copy follows pauses made through any process of the deployment.
     parts.pauses.spawn_refresh(parts.db.clone());
     let arbiter = actix::Arbiter::new();
@@ -593,7 +581,17 @@ fn start_engine(
     shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
     let woken = engine.clone();
     wakeups::listen(parts.db, move |id| woken.do_send(Wake(id)));
-    (engine, shards)
+    Ok((engine, shards))
+}
+
+/// The settings with `public_url` filled in: with port 0 the bind address does not say where
+/// we are; the listener (on `port`) does.
+fn with_public_url(settings: &Settings, port: u16) -> Settings {
+    let mut settings = settings.clone();
+    if settings.public_url.is_none() {
+        settings.public_url = Some(format!("http://{}:{port}", settings.bind.ip()));
+    }
+    settings
 }
 
 #[cfg(test)]
