@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
+use atelier_actors::cluster::listener;
 use atelier_actors::cluster::wakeups::{self, Wakeups};
 use atelier_actors::engine::registry::{Drain, Engine, Wake};
 use atelier_actors::engine::{Deps, FetchClients, StepHook};
@@ -161,6 +162,7 @@ impl Application {
         };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let wakeups = Wakeups::start(&db);
+        listen(&db, &workflows, engine.as_ref());
         let pruner = start_pruner(&settings, &db, &storage, &clock);
         let state = web::Data::new(AppState {
             db,
@@ -579,9 +581,18 @@ fn start_engine(
     };
     let engine = Engine::start_on(&arbiter.handle(), deps);
     shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
-    let woken = engine.clone();
-    wakeups::listen(parts.db, move |id| woken.do_send(Wake(id)));
     Ok((engine, shards))
+}
+
+/// Every process follows the other processes' commits (its status streams); an engine also
+/// its wake-ups. One connection listens for both.
+fn listen(db: &DatabaseConnection, workflows: &Workflows, engine: Option<&actix::Addr<Engine>>) {
+    let mut channels = vec![workflows.feed().handler()];
+    if let Some(engine) = engine {
+        let woken = engine.clone();
+        channels.push(wakeups::handler(move |id| woken.do_send(Wake(id))));
+    }
+    listener::listen(db, channels);
 }
 
 /// The settings with `public_url` filled in: with port 0 the bind address does not say where

@@ -253,11 +253,10 @@ pub(crate) async fn follow(
     let resume = last_event_id(request)?;
     let slot = state.streams.take()?;
     let feed = state.workflows.feed();
-    let after = match resume {
-        Some(after) => after,
-        None => workflows::newest_event_id(&state.db).await?,
+    let follower = match resume {
+        Some(after) => Follower::new(feed, state.db.clone(), scope, after),
+        None => Follower::from_now(feed, state.db.clone(), scope),
     };
-    let follower = Follower::new(feed, state.db.clone(), scope, after);
     Ok(respond(
         state,
         request,

@@ -22,20 +22,20 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// One event as a client parses it.
 #[derive(Debug, Clone, PartialEq)]
-struct Sse {
-    id: i64,
-    event: String,
-    data: Value,
+pub(crate) struct Sse {
+    pub(crate) id: i64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 /// An open stream, parsed event by event.
-struct Reader {
+pub(crate) struct Reader {
     body: futures::stream::BoxStream<'static, reqwest::Result<actix_web::web::Bytes>>,
     buffer: String,
 }
 
 impl Reader {
-    fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"].to_str().unwrap(),
@@ -55,7 +55,7 @@ impl Reader {
             .expect("no event came in time")
     }
 
-    async fn next_event(&mut self) -> Option<Sse> {
+    pub(crate) async fn next_event(&mut self) -> Option<Sse> {
         loop {
             if let Some(at) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..at + 2).collect();
@@ -453,4 +453,51 @@ fn resident_kib() -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
         .expect("VmRSS in /proc/self/status")
+}
+
+/// An entry whose transaction commits after one with a larger id (two writers: several
+/// processes, or the API's beside the engine's) still reaches a stream, and in id order: the
+/// feed holds the larger id back until the smaller one's transaction ended. (With a cursor
+/// that follows the newest id, the late entry was never sent.)
+#[actix_web::test]
+async fn an_entry_committed_out_of_id_order_still_reaches_streams() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    crate::common::on_database(crate::common::Backend::Postgres, "late_commit", |url| async move {
+        let app = TestApp::builder(&url)
+            .engine(|settings| settings.simulator.delay_ms = 10)
+            .spawn()
+            .await;
+        let (_, key) = app.funded_account(100).await;
+        let mut ops = Reader::new(open(&app, "/v1/ops/stream", ADMIN_TOKEN, None).await);
+        // The stream is live once it shows a generation through to its end.
+        let generation = app.create_generation(&key).await;
+        let id = generation["id"].as_str().unwrap().to_owned();
+        while ops.next().await.unwrap().data["to"] != "settled" {}
+
+        let other = atelier_actors::db::connect(&url).await.unwrap();
+        let insert = |reason: &str, version: i64| {
+            Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                format!(
+                    "INSERT INTO workflow_events (workflow_id, from_state, to_state, reason, attempt, version, at) \
+                     VALUES ('{id}', 'settled', 'settled', '{reason}', 0, {version}, now())"
+                ),
+            )
+        };
+        // The late entry takes its id first, then waits in its transaction.
+        let late = other.begin().await.unwrap();
+        late.execute_raw(insert("late", 100)).await.unwrap();
+        app.state.db.execute_raw(insert("early", 101)).await.unwrap();
+        app.state.workflows.feed().committed();
+        let held = tokio::time::timeout(Duration::from_millis(500), ops.next_event()).await;
+        assert!(held.is_err(), "sent past an entry still in its transaction: {held:?}");
+        late.commit().await.unwrap();
+        app.state.workflows.feed().committed();
+        let first = ops.next().await.unwrap();
+        let second = ops.next().await.unwrap();
+        assert_eq!(first.data["reason"], "late");
+        assert_eq!(second.data["reason"], "early");
+        assert!(first.id < second.id);
+    })
+    .await;
 }

@@ -590,6 +590,8 @@ async fn write(
             .exec_without_returning(txn)
             .await?;
     }
+    // Last: the status feed's frontier (`feed_frontier`) needs the transaction to hold a
+    // transaction id before it takes event ids, which the rows written above give it.
     if !writes.events.is_empty() {
         workflow_event::Entity::insert_many(writes.events)
             .exec_without_returning(txn)

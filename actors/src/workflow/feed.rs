@@ -1,29 +1,32 @@
 //! The feed of committed transitions that live status streams (SSE) read: never intentions,
 //! only timeline rows a transaction has committed.
 //!
-//! - The workflow writer calls `Feed::committed` after each batch it applied. That signal is
-//!   all the feed takes from the writer: what it sends, it reads back from `workflow_events`.
-//!   A later multi-process deployment replaces the local signal with PostgreSQL
-//!   `LISTEN/NOTIFY` from every writer and changes nothing else.
+//! - Every workflow writer calls `Feed::committed` after each batch it applied; on PostgreSQL
+//!   it also notifies the other processes (`atelier_feed`, at most every 100 ms), whose
+//!   listeners call it there. That signal is all the feed takes from the writers: what it
+//!   sends, it reads back from `workflow_events`. A poll every second covers a lost
+//!   notification.
 //! - One task reads the new rows once per signal (only while someone listens) and broadcasts
 //!   them as a `FeedBatch` to every subscriber, each of which keeps the rows it may see.
+//!   Unheard, it still keeps its frontier fresh once a second, so that a stream that starts
+//!   "from now" starts from a safe point.
+//! - It reads only up to the commit-safe frontier (`feed_frontier`): ids commit out of order
+//!   when several processes write, and a cursor past an id still in its transaction would
+//!   never see it.
 //! - A batch says which ids it covers, `(after, upto]`. A subscriber that finds a hole before
 //!   `after` (it subscribed while the feed caught up, or it lagged behind the bounded
-//!   channel) reads the hole from the database itself, so a slow reader costs a query, never
-//!   an unbounded buffer, and never misses a row.
-//!
-//! Event ids are `workflow_events.id`: one writer per process commits the rows in id order.
-//! Another process's commits reach this feed by a poll every second. With several writing
-//! processes, ids could commit out of order and a reader could pass over one committed late;
-//! issue 13 (`LISTEN/NOTIFY`) addresses it, docs/design.md §5 notes it.
+//!   channel) reads the hole from the database itself, up to where the feed has broadcast,
+//!   so a slow reader costs a query, never an unbounded buffer, and never misses a row.
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
 use tokio::sync::{broadcast, watch};
 
 pub use super::feed_event::{FeedEvent, Scope};
+use super::feed_frontier::Frontier;
 use super::read;
+use crate::cluster::listener::Handler;
 
 /// Batches the channel keeps for subscribers that are behind; one further behind reads the
 /// database instead.
@@ -31,6 +34,14 @@ const CHANNEL_BATCHES: usize = 256;
 
 /// How often the feed looks for rows no signal announced (other processes' commits).
 const POLL: Duration = Duration::from_secs(1);
+
+/// The channel every process's writer notifies after commits and every process listens on.
+pub const CHANNEL: &str = "atelier_feed";
+/// The most often a process notifies the others of its commits.
+const NOTIFY_EVERY: Duration = Duration::from_millis(100);
+
+/// How soon the feed looks again while a read waits for transactions to end.
+const RECHECK: Duration = Duration::from_millis(25);
 
 /// Rows one read of the feed takes; a larger backlog is read in several.
 pub const PAGE: u64 = 500;
@@ -48,7 +59,14 @@ pub struct FeedBatch {
 
 pub struct Feed {
     signal: watch::Sender<u64>,
+    /// Local commits, for the other processes' feeds (PostgreSQL; `None` elsewhere).
+    announce: Option<watch::Sender<u64>>,
+    /// Tells this process's own notifications from others'.
+    tag: String,
     batches: broadcast::Sender<Arc<FeedBatch>>,
+    /// Every event up to this id was broadcast (`None`: the feed is not reading, or has not
+    /// caught up yet): how far a subscriber's own read of the past may go.
+    published: watch::Receiver<Option<i64>>,
 }
 
 impl Feed {
@@ -61,20 +79,57 @@ impl Feed {
     pub fn start_with_capacity(db: DatabaseConnection, batches: usize) -> Arc<Self> {
         let (signal, signals) = watch::channel(0);
         let (batches, _) = broadcast::channel(batches);
-        tokio::spawn(run(db, signals, batches.clone()));
-        Arc::new(Self { signal, batches })
+        let (publish, published) = watch::channel(None);
+        let tag = uuid::Uuid::new_v4().to_string();
+        let announce = (db.get_database_backend() == DatabaseBackend::Postgres).then(|| {
+            let (announce, commits) = watch::channel(0);
+            tokio::spawn(notify_others(db.clone(), commits, tag.clone()));
+            announce
+        });
+        tokio::spawn(run(db, signals, batches.clone(), publish));
+        Arc::new(Self {
+            signal,
+            announce,
+            tag,
+            batches,
+            published,
+        })
     }
 
-    /// A batch of transitions committed: the feed reads them (when anyone listens).
+    /// A batch of transitions committed here: this feed reads them (when anyone listens),
+    /// and the other processes' feeds are told.
     pub fn committed(&self) {
+        self.committed_elsewhere();
+        if let Some(announce) = &self.announce {
+            announce.send_modify(|count| *count = count.wrapping_add(1));
+        }
+    }
+
+    /// Another process committed transitions: this feed reads them.
+    fn committed_elsewhere(&self) {
         self.signal
             .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// The listener's handler for the other processes' notifications.
+    pub fn handler(self: &Arc<Self>) -> (&'static str, Handler) {
+        let feed = Arc::downgrade(self);
+        let tag = self.tag.clone();
+        let handler = move |payload: &str| {
+            if let Some(feed) = feed.upgrade().filter(|_| payload != tag) {
+                feed.committed_elsewhere();
+            }
+        };
+        (CHANNEL, Box::new(handler))
     }
 
     /// Every batch from now on. Subscribe first, then read the past from the database: the
     /// two overlap, never leave a hole.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedBatch>> {
-        self.batches.subscribe()
+        let subscribed = self.batches.subscribe();
+        // An unheard feed reads at the poll's pace: the first listener wakes it.
+        self.committed_elsewhere();
+        subscribed
     }
 
     /// Ends every stream (a stopping server waits for open connections).
@@ -92,65 +147,118 @@ impl Feed {
     }
 }
 
-/// Reads what each signal committed and broadcasts it, until the feed is dropped.
+/// Notifies the other processes' feeds of this one's commits: at most one notification per
+/// `NOTIFY_EVERY` however many batches commit, each sent on its own (never inside a workflow
+/// transaction: a NOTIFY serialises commits database-wide).
+async fn notify_others(db: DatabaseConnection, mut commits: watch::Receiver<u64>, tag: String) {
+    while commits.changed().await.is_ok() {
+        let statement = Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), tag.clone().into()],
+        );
+        if let Err(error) = db.execute_raw(statement).await {
+            tracing::debug!(%error, "could not notify the other feeds; their poll finds the commits");
+        }
+        tokio::time::sleep(NOTIFY_EVERY).await;
+    }
+}
+
+/// Follows the frontier for as long as the feed lives, and while anyone listens, reads what
+/// each signal committed and broadcasts it.
 async fn run(
     db: DatabaseConnection,
     mut signals: watch::Receiver<u64>,
     batches: broadcast::Sender<Arc<FeedBatch>>,
+    published: watch::Sender<Option<i64>>,
 ) {
-    // `None`: nobody listened at the last signal, so the feed does not know where it is.
-    let mut cursor: Option<i64> = None;
-    // Another process's writer (an API-only process beside the engine) signals nobody here:
-    // its commits are read at the next poll.
+    let mut cursor = Cursor::default();
+    // A lost notification, or a commit nobody announced, is read at the next poll.
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read: Option<Instant> = None;
+    let mut listening = false;
     loop {
+        let recheck = listening && cursor.frontier.waiting();
         tokio::select! {
             changed = signals.changed() => if changed.is_err() { return },
             _ = poll.tick() => {}
+            _ = tokio::time::sleep(RECHECK), if recheck => {}
         }
-        if batches.receiver_count() == 0 {
-            cursor = None;
+        listening = batches.receiver_count() > 0;
+        // Unheard, the feed only keeps its frontier fresh (for a stream that starts from
+        // now), at the poll's pace.
+        if !listening && last_read.is_some_and(|at| at.elapsed() < POLL) {
             continue;
         }
-        match broadcast_new(&db, cursor, &batches).await {
-            Ok(at) => cursor = Some(at),
+        last_read = Some(Instant::now());
+        match advance(&db, &mut cursor, &batches, listening).await {
+            Ok(()) => {
+                let sent = cursor.sent;
+                published.send_if_modified(|was| std::mem::replace(was, sent) != sent);
+            }
             Err(error) => {
                 // Subscribers fill the hole from the database at the next batch.
                 tracing::warn!(%error, "the transition feed could not read the timeline");
-                cursor = None;
+                cursor = Cursor::default();
+                published.send_replace(None);
             }
         }
     }
 }
 
-/// Broadcasts the events after `cursor` (after the newest one when `None`, announcing the
-/// skip); the new cursor.
-async fn broadcast_new(
+/// Where the feed is: what it broadcast, and how far it may read.
+#[derive(Default)]
+struct Cursor {
+    /// Every event up to here was broadcast, or nobody was listening (`None`: not known yet).
+    sent: Option<i64>,
+    frontier: Frontier,
+}
+
+/// Moves the frontier, and broadcasts the events up to it that were not broadcast yet, when
+/// anyone listens (the first time, it announces the frontier as a skip: subscribers read the
+/// past from the database).
+async fn advance(
     db: &DatabaseConnection,
-    cursor: Option<i64>,
+    cursor: &mut Cursor,
     batches: &broadcast::Sender<Arc<FeedBatch>>,
-) -> Result<i64, DbErr> {
-    let mut after = match cursor {
-        Some(cursor) => cursor,
-        None => {
-            let newest = read::newest_event_id(db).await?;
-            send(batches, newest, newest, Vec::new());
-            return Ok(newest);
+    listening: bool,
+) -> Result<(), DbErr> {
+    let horizon = read::event_horizon(db).await?;
+    let Some(safe) = cursor.frontier.observe(horizon, Instant::now()) else {
+        return Ok(());
+    };
+    let after = match cursor.sent {
+        Some(after) if listening => after,
+        _ => {
+            send(batches, safe, safe, Vec::new());
+            cursor.sent = Some(safe);
+            return Ok(());
         }
     };
-    loop {
-        let events = read::feed_events(db, Scope::All, after, None, PAGE).await?;
-        let Some(last) = events.last().map(|event| event.id) else {
-            return Ok(after);
-        };
+    broadcast_upto(db, cursor, after, safe, batches).await
+}
+
+/// Broadcasts the events in `(after, safe]`, a page per batch.
+async fn broadcast_upto(
+    db: &DatabaseConnection,
+    cursor: &mut Cursor,
+    mut after: i64,
+    safe: i64,
+    batches: &broadcast::Sender<Arc<FeedBatch>>,
+) -> Result<(), DbErr> {
+    while after < safe {
+        let events = read::feed_events(db, Scope::All, after, Some(safe), PAGE).await?;
         let full = events.len() as u64 == PAGE;
-        send(batches, after, last, events);
-        after = last;
-        if !full {
-            return Ok(after);
-        }
+        let upto = match events.last() {
+            Some(last) if full => last.id,
+            _ => safe,
+        };
+        send(batches, after, upto, events);
+        after = upto;
+        cursor.sent = Some(after);
     }
+    Ok(())
 }
 
 fn send(
@@ -174,10 +282,15 @@ pub struct Follower {
     db: DatabaseConnection,
     scope: Scope,
     batches: broadcast::Receiver<Arc<FeedBatch>>,
+    /// How far the feed has broadcast: a hole is read up to there, never beyond, where an
+    /// entry may still commit below one already there.
+    published: watch::Receiver<Option<i64>>,
     /// Every event up to here is queued or delivered (or not in scope).
     read_to: i64,
-    /// Ids the follower still has to read from the database: up to `Some(id)`, or to the
-    /// newest (`None`).
+    /// The follower has no position yet: it takes the first batch's (`from_now`).
+    unplaced: bool,
+    /// Ids the follower still has to read from the database: up to `Some(id)`, or to where
+    /// the feed has broadcast (`None`).
     hole: Option<Option<i64>>,
     /// A batch that arrived after a hole, applied once the hole is read.
     held: Option<Arc<FeedBatch>>,
@@ -190,14 +303,28 @@ impl Follower {
     pub fn new(feed: &Feed, db: DatabaseConnection, scope: Scope, after: i64) -> Self {
         Self {
             batches: feed.subscribe(),
+            published: feed.published.clone(),
             db,
             scope,
             read_to: after,
+            unplaced: false,
             hole: Some(None),
             held: None,
             queued: Default::default(),
             closed: false,
         }
+    }
+
+    /// Follows `scope` from now on: from where the feed has broadcast, or, while it catches
+    /// up, from its first batch. (Not from the newest id: an entry below it may still commit.)
+    pub fn from_now(feed: &Feed, db: DatabaseConnection, scope: Scope) -> Self {
+        let mut follower = Self::new(feed, db, scope, 0);
+        match *follower.published.borrow() {
+            Some(published) => follower.read_to = published,
+            None => follower.unplaced = true,
+        }
+        follower.hole = None;
+        follower
     }
 
     /// The next event; `None` once the feed closes.
@@ -221,6 +348,12 @@ impl Follower {
 
     /// Reads one page of the hole from the database.
     async fn read_hole(&mut self, upto: Option<i64>) -> Result<(), DbErr> {
+        let Some(upto) = upto.or(*self.published.borrow()) else {
+            // The feed has not caught up: its first batch says from where to read.
+            self.hole = None;
+            return Ok(());
+        };
+        let upto = Some(upto);
         let events = read::feed_events(&self.db, self.scope, self.read_to, upto, PAGE).await?;
         let full = events.len() as u64 == PAGE;
         if let Some(last) = events.last() {
@@ -239,12 +372,19 @@ impl Follower {
     async fn receive(&mut self) {
         match self.batches.recv().await {
             Ok(batch) if batch.closing => self.closed = true,
+            Ok(batch) if self.unplaced => {
+                self.unplaced = false;
+                self.read_to = batch.after;
+                self.apply(&batch);
+            }
             Ok(batch) if batch.after > self.read_to => {
                 self.hole = Some(Some(batch.after));
                 self.held = Some(batch);
             }
             Ok(batch) => self.apply(&batch),
             // Behind the channel: what it dropped is in the database.
+            // (One with no position yet takes the next batch's.)
+            Err(broadcast::error::RecvError::Lagged(_)) if self.unplaced => {}
             Err(broadcast::error::RecvError::Lagged(_)) => self.hole = Some(None),
             Err(broadcast::error::RecvError::Closed) => self.closed = true,
         }

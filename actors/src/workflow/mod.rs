@@ -18,6 +18,7 @@ pub mod command;
 mod committed;
 pub mod feed;
 pub mod feed_event;
+mod feed_frontier;
 pub mod handle;
 pub mod inputs;
 pub mod machine;

@@ -558,6 +558,42 @@ pub async fn newest_event_id<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
     Ok(newest.unwrap_or(0))
 }
 
+/// The newest timeline id a read saw, and, on PostgreSQL, which transactions could still
+/// commit entries with smaller ids: the feed's input (see `feed_frontier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    pub newest: i64,
+    /// `(xmin, xmax)` of the read's snapshot: every transaction below `xmin` had ended, every
+    /// one from `xmax` on had not begun. `None` on SQLite, whose single writer commits ids
+    /// in order.
+    pub snapshot: Option<(i64, i64)>,
+}
+
+/// The newest timeline id and the snapshot it was read in, in one statement (one snapshot).
+pub async fn event_horizon<C: ConnectionTrait>(db: &C) -> Result<Horizon, DbErr> {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return Ok(Horizon {
+            newest: newest_event_id(db).await?,
+            snapshot: None,
+        });
+    }
+    let statement = sea_orm::Statement::from_string(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT (SELECT COALESCE(MAX(id), 0) FROM workflow_events) AS newest, \
+                pg_snapshot_xmin(s)::text::bigint AS xmin, \
+                pg_snapshot_xmax(s)::text::bigint AS xmax \
+         FROM pg_current_snapshot() AS s",
+    );
+    let row = db
+        .query_one_raw(statement)
+        .await?
+        .ok_or_else(|| DbErr::Custom("the horizon read returned no row".into()))?;
+    Ok(Horizon {
+        newest: row.try_get("", "newest")?,
+        snapshot: Some((row.try_get("", "xmin")?, row.try_get("", "xmax")?)),
+    })
+}
+
 /// Up to `limit` timeline entries in `scope` with ids in `(after, upto]` (no upper bound when
 /// `upto` is `None`), in id order, with their workflow's account and provider.
 pub async fn feed_events<C: ConnectionTrait>(
