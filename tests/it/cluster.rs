@@ -613,3 +613,54 @@ async fn fenced_writes(app: &TestApp) -> u64 {
         .and_then(|line| line.split_whitespace().last()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// `GET /v1/ops/cluster` shows the engine processes and how the shards are split between
+/// them, as the leases say: two engines, 128 shards each, every shard held.
+#[actix_web::test]
+async fn operators_see_the_members_and_their_shards() {
+    common::on_database(Backend::Postgres, "cluster_view", |url| async move {
+        let a = TestApp::builder(&url).engine(|_| {}).spawn().await;
+        let b = TestApp::builder(&url).engine(|_| {}).spawn().await;
+        let view = wait_for("the shards split in two", Duration::from_secs(20), || {
+            let a = &a;
+            async move {
+                let view: serde_json::Value = a
+                    .get("/v1/ops/cluster", common::ADMIN_TOKEN)
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let split: Vec<i64> = view["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|member| member["shards_held"].as_i64().unwrap())
+                    .collect();
+                if split == [128, 128] {
+                    Ok(view)
+                } else {
+                    Err(view)
+                }
+            }
+        })
+        .await;
+        assert_eq!(view["shards"], SHARDS);
+        assert_eq!(view["held"], SHARDS);
+        assert_eq!(view["lapsed"], 0);
+        assert_eq!(view["unowned"], 0);
+        let members = view["members"].as_array().unwrap();
+        assert!(
+            members.iter().all(|member| member["live"] == true),
+            "{view}"
+        );
+        assert!(
+            members
+                .iter()
+                .all(|member| member["pid"] == std::process::id())
+        );
+        // A client's key is not an operator's.
+        let (_, key) = b.funded_account(1).await;
+        assert_eq!(b.get("/v1/ops/cluster", &key).await.status(), 403);
+    })
+    .await;
+}

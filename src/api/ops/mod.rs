@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod bounded;
 pub mod bulk;
+pub mod cluster;
 pub mod generation_actions;
 pub mod generation_detail;
 pub mod generation_filter;
@@ -89,6 +90,7 @@ pub fn routes(routes: &mut Routes) {
                 .route(accounts::__path_issue_key, accounts::issue_key),
         )
         .service(resource("/v1/ops/summary").route(summary::__path_get, summary::get))
+        .service(resource("/v1/ops/cluster").route(cluster::__path_get, cluster::get))
         .service(resource("/v1/ops/verify").route(verify::__path_run, verify::run));
 }
 
