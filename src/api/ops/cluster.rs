@@ -82,7 +82,7 @@ pub async fn get(_: Operator, state: web::Data<AppState>) -> Result<HttpResponse
             expires_at: member.expires_at,
         })
         .collect();
-    members.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    members.sort_by_key(|member| std::cmp::Reverse(member.started_at));
     Ok(HttpResponse::Ok().json(ClusterView {
         shards: SHARDS,
         held,
