@@ -15,6 +15,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
+use atelier_actors::cluster::listener::{self, OnNotify};
 use atelier_actors::cluster::wakeups::{self, Wakeups};
 use atelier_actors::engine::registry::{Drain, Engine, Wake};
 use atelier_actors::engine::{Deps, FetchClients, StepHook};
@@ -24,6 +25,7 @@ use atelier_actors::ledger::{Ledger, sweeper};
 use atelier_actors::outbound::{Fetcher, host_of};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
+use atelier_actors::providers::circuits::{self, SharedCircuits};
 use atelier_actors::providers::cog::CogProvider;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::providers::evolink::EvoLinkProvider;
@@ -31,6 +33,7 @@ use atelier_actors::providers::fal::FalProvider;
 use atelier_actors::providers::fashn::FashnProvider;
 use atelier_actors::providers::pauses::Pauses;
 use atelier_actors::providers::replicate::ReplicateProvider;
+use atelier_actors::providers::share::Share;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::retention::{Pruner, PrunerHandle};
@@ -150,6 +153,7 @@ impl Application {
                 storage: &storage,
                 links: &links,
                 providers: &providers,
+                handles: &provider_handles,
                 clock: &clock,
                 public_url: &public_url,
                 pauses: &pauses,
@@ -541,6 +545,7 @@ struct EngineParts<'a> {
     storage: &'a Storage,
     links: &'a Links,
     providers: &'a Providers,
+    handles: &'a BTreeMap<String, ProviderHandle>,
     clock: &'a Arc<dyn Clock>,
     public_url: &'a str,
     pauses: &'a Pauses,
@@ -578,10 +583,37 @@ fn start_engine(
         ownership: shards.ownership.clone(),
     };
     let engine = Engine::start_on(&arbiter.handle(), deps);
-    shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
-    let woken = engine.clone();
-    wakeups::listen(parts.db, move |id| woken.do_send(Wake(id)));
+    let handles = parts.handles.clone();
+    let on_live = Arc::new(move |live: atelier_actors::cluster::members::Live| {
+        let share = Share::new(live.count, live.rank);
+        handles.values().for_each(|handle| handle.share(share));
+    });
+    shards.start(
+        parts.db,
+        &settings.cluster,
+        &arbiter.handle(),
+        &engine,
+        on_live,
+    );
+    listen(parts.db, parts.handles, &engine, shards.ownership.owner());
     Ok((engine, shards))
+}
+
+/// The engine process's `LISTEN` (PostgreSQL): wake-ups for the engine, and the circuits
+/// other processes open for the provider actors, which share theirs from now on.
+fn listen(
+    db: &DatabaseConnection,
+    handles: &BTreeMap<String, ProviderHandle>,
+    engine: &actix::Addr<Engine>,
+    me: uuid::Uuid,
+) {
+    let woken = engine.clone();
+    let mut channels = vec![wakeups::channel(move |id| woken.do_send(Wake(id)))];
+    if let Some(shared) = SharedCircuits::start(db, me, handles.clone()) {
+        let on: OnNotify = Box::new(move |provider| shared.notified(provider));
+        channels.push((circuits::CHANNEL, on));
+    }
+    listener::listen(db, channels);
 }
 
 /// The settings with `public_url` filled in: with port 0 the bind address does not say where

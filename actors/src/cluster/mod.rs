@@ -11,11 +11,13 @@
 //!   before it starts or continues a step;
 //! - `keeper`: the task that renews, balances and hands back the leases;
 //! - `wakeups`: `NOTIFY`/`LISTEN` wake-ups of a workflow's owner from any process;
+//! - `listener`: an engine process's one `LISTEN` connection, for every channel it listens on;
 //! - `engine_lock`: SQLite's single engine, held through a lock on a file beside the database.
 pub mod config;
 pub mod engine_lock;
 pub mod keeper;
 pub mod leases;
+pub mod listener;
 pub mod members;
 pub mod ownership;
 pub mod shard;

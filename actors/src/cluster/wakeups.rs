@@ -1,19 +1,18 @@
 //! Waking the owner of a workflow that another process touched (a callback or a cancel that
 //! landed there, a generation created there): `NOTIFY atelier_wake` with `shard:id` items in the
-//! payload, and a `LISTEN` in every engine process, which wakes the workflow if it holds the
-//! shard. PostgreSQL only. The owner's tick stays the correctness path: a notification lost
+//! payload, and a `LISTEN` in every engine process (`listener.rs`), which wakes the workflow if
+//! it holds the shard. PostgreSQL only. The owner's tick stays the correctness path: a notification lost
 //! (the listener reconnecting) costs a tick, never the work.
 //!
 //! A NOTIFY inside a transaction takes a database-wide lock at its commit, so notifications
 //! are sent on their own, after the writes they announce committed — never from a ledger or
 //! workflow transaction — and a few at a time: the sender gathers what arrived meanwhile into
 //! one statement.
-use std::time::Duration;
-
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::listener::OnNotify;
 use super::shard::shard_of;
 
 /// The channel every process notifies and every engine listens on.
@@ -78,35 +77,12 @@ pub fn parse(payload: &str) -> impl Iterator<Item = Uuid> + '_ {
     })
 }
 
-/// Listens on `db` (PostgreSQL) for as long as the runtime runs, calling `wake` with every id
-/// notified; reconnects after a lost connection.
-pub fn listen(db: &DatabaseConnection, wake: impl Fn(Uuid) + Send + 'static) {
-    if db.get_database_backend() != DatabaseBackend::Postgres {
-        return;
-    }
-    let pool = db.get_postgres_connection_pool().clone();
-    tokio::spawn(async move {
-        loop {
-            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-                Ok(mut listener) => match listener.listen(CHANNEL).await {
-                    Ok(()) => loop {
-                        match listener.recv().await {
-                            Ok(notification) => parse(notification.payload()).for_each(&wake),
-                            Err(error) => {
-                                tracing::warn!(%error, "wake-up listener lost; reconnecting");
-                                break;
-                            }
-                        }
-                    },
-                    Err(error) => tracing::warn!(%error, "cannot LISTEN for wake-ups; retrying"),
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "cannot connect the wake-up listener; retrying")
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+/// The engine's channel for `listener::listen`: `wake` is called with every id notified.
+pub fn channel(wake: impl Fn(Uuid) + Send + Sync + 'static) -> (&'static str, OnNotify) {
+    (
+        CHANNEL,
+        Box::new(move |payload| parse(payload).for_each(&wake)),
+    )
 }
 
 #[cfg(test)]
