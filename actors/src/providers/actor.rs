@@ -226,7 +226,7 @@ impl ProviderActor {
                 .unwrap_or_default(),
         };
         if publish.try_send(opened).is_err() {
-            tracing::debug!(provider = %self.name, "circuit queue full; the others see it at their refresh");
+            tracing::debug!(provider = %self.name, "circuit queue full: this open stays unshared (the next one is shared)");
         }
     }
 
