@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::{Addr, ArbiterHandle};
 use atelier_actors::cluster::engine_lock::{self, EngineLock};
-use atelier_actors::cluster::keeper::{Keeper, KeeperHandle};
+use atelier_actors::cluster::keeper::{Keeper, KeeperHandle, OnLive};
 use atelier_actors::cluster::{ClusterConfig, Ownership};
 use atelier_actors::engine::registry::{Engine, ShardsLost};
 use sea_orm::DatabaseConnection;
@@ -42,20 +42,23 @@ impl EngineShards {
     }
 
     /// Starts renewing leases (PostgreSQL) on the engine's arbiter; lost shards are told to
-    /// the engine, which drops their actors.
+    /// the engine, which drops their actors, and who is live to `on_live` after each
+    /// heartbeat.
     pub fn start(
         &self,
         db: &DatabaseConnection,
         config: &ClusterConfig,
         arbiter: &ArbiterHandle,
         engine: &Addr<Engine>,
+        on_live: OnLive,
     ) {
         if self.ownership.is_exclusive() {
             return;
         }
         let engine = engine.clone();
         let on_lost = Arc::new(move |shards: &[i16]| engine.do_send(ShardsLost(shards.to_vec())));
-        let keeper = Keeper::new(db.clone(), config.clone(), self.ownership.clone(), on_lost);
+        let keeper = Keeper::new(db.clone(), config.clone(), self.ownership.clone(), on_lost)
+            .telling_live(on_live);
         *self.keeper.lock().expect("keeper slot") = Some(keeper.spawn(arbiter));
     }
 

@@ -15,7 +15,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use atelier_actors::batcher::BatchLimits;
 use atelier_actors::clock::saturating_after;
-use atelier_actors::cluster::listener;
+use atelier_actors::cluster::listener::{self, OnNotify};
 use atelier_actors::cluster::wakeups::{self, Wakeups};
 use atelier_actors::engine::registry::{Drain, Engine, Wake};
 use atelier_actors::engine::{Deps, FetchClients, StepHook};
@@ -25,6 +25,7 @@ use atelier_actors::ledger::{Ledger, sweeper};
 use atelier_actors::outbound::{Fetcher, host_of};
 use atelier_actors::providers::actor::{Limits, ProviderHandle};
 use atelier_actors::providers::breaker::Breaker;
+use atelier_actors::providers::circuits::{self, SharedCircuits};
 use atelier_actors::providers::cog::CogProvider;
 use atelier_actors::providers::config::ProviderConfig;
 use atelier_actors::providers::evolink::EvoLinkProvider;
@@ -32,6 +33,7 @@ use atelier_actors::providers::fal::FalProvider;
 use atelier_actors::providers::fashn::FashnProvider;
 use atelier_actors::providers::pauses::Pauses;
 use atelier_actors::providers::replicate::ReplicateProvider;
+use atelier_actors::providers::share::Share;
 use atelier_actors::providers::simulator::SimulatorProvider;
 use atelier_actors::providers::{Provider, Providers};
 use atelier_actors::retention::{Pruner, PrunerHandle};
@@ -151,6 +153,7 @@ impl Application {
                 storage: &storage,
                 links: &links,
                 providers: &providers,
+                handles: &provider_handles,
                 clock: &clock,
                 public_url: &public_url,
                 pauses: &pauses,
@@ -162,7 +165,10 @@ impl Application {
         };
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let wakeups = Wakeups::start(&db);
-        listen(&db, &workflows, engine.as_ref());
+        if engine.is_none() {
+            // Its status streams follow the engines' commits (an engine listens in `listen`).
+            listener::listen(&db, vec![workflows.feed().channel()]);
+        }
         let pruner = start_pruner(&settings, &db, &storage, &clock);
         let state = web::Data::new(AppState {
             db,
@@ -543,6 +549,7 @@ struct EngineParts<'a> {
     storage: &'a Storage,
     links: &'a Links,
     providers: &'a Providers,
+    handles: &'a BTreeMap<String, ProviderHandle>,
     clock: &'a Arc<dyn Clock>,
     public_url: &'a str,
     pauses: &'a Pauses,
@@ -580,19 +587,36 @@ fn start_engine(
         ownership: shards.ownership.clone(),
     };
     let engine = Engine::start_on(&arbiter.handle(), deps);
-    shards.start(parts.db, &settings.cluster, &arbiter.handle(), &engine);
+    let handles = parts.handles.clone();
+    let on_live = Arc::new(move |live: atelier_actors::cluster::members::Live| {
+        let share = Share::new(live.count, live.rank);
+        handles.values().for_each(|handle| handle.share(share));
+    });
+    shards.start(
+        parts.db,
+        &settings.cluster,
+        &arbiter.handle(),
+        &engine,
+        on_live,
+    );
+    listen(&parts, &engine, shards.ownership.owner());
     Ok((engine, shards))
 }
 
-/// Every process follows the other processes' commits (its status streams); an engine also
-/// its wake-ups. One connection listens for both.
-fn listen(db: &DatabaseConnection, workflows: &Workflows, engine: Option<&actix::Addr<Engine>>) {
-    let mut channels = vec![workflows.feed().handler()];
-    if let Some(engine) = engine {
-        let woken = engine.clone();
-        channels.push(wakeups::handler(move |id| woken.do_send(Wake(id))));
+/// The engine process's `LISTEN` (PostgreSQL): the other processes' commits for its status
+/// streams (as every process), wake-ups for the engine, and the circuits other processes open
+/// for the provider actors, which share theirs from now on.
+fn listen(parts: &EngineParts<'_>, engine: &actix::Addr<Engine>, me: uuid::Uuid) {
+    let woken = engine.clone();
+    let mut channels = vec![
+        parts.workflows.feed().channel(),
+        wakeups::channel(move |id| woken.do_send(Wake(id))),
+    ];
+    if let Some(shared) = SharedCircuits::start(parts.db, me, parts.handles.clone()) {
+        let on: OnNotify = Box::new(move |provider| shared.notified(provider));
+        channels.push((circuits::CHANNEL, on));
     }
-    listener::listen(db, channels);
+    listener::listen(parts.db, channels);
 }
 
 /// The settings with `public_url` filled in: with port 0 the bind address does not say where

@@ -11,6 +11,7 @@ pub mod idempotency_key;
 pub mod ledger_entry;
 pub mod ops_audit;
 pub mod ops_bulk_job;
+pub mod provider_circuit;
 pub mod provider_pause;
 pub mod shard_lease;
 pub mod upload;

@@ -17,6 +17,7 @@ mod m20261203_000020_account_disable;
 mod m20261203_000030_provider_pauses;
 mod m20261207_000010_shard_leases;
 mod m20261207_000020_retention;
+mod m20261208_000010_provider_circuits;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000030_provider_pauses::Migration),
             Box::new(m20261207_000010_shard_leases::Migration),
             Box::new(m20261207_000020_retention::Migration),
+            Box::new(m20261208_000010_provider_circuits::Migration),
         ]
     }
 }

@@ -86,6 +86,12 @@ fn load(provider: &Value) -> Markup {
             " · in flight " strong { (or_dash(&provider["in_flight"])) } " of " (or_dash(&provider["max_concurrency"]))
             " · queued " (or_dash(&provider["queued"]))
             " · " (or_dash(&provider["requests_per_second"])) " req/s"
+            // Several engines split the account's limits: what this one's are a part of.
+            @if provider["share_of"].as_u64().is_some_and(|of| of > 1) {
+                " (this engine's share among " (or_dash(&provider["share_of"])) " of the account's "
+                (or_dash(&provider["account_max_concurrency"])) " in flight and "
+                (or_dash(&provider["account_requests_per_second"])) " req/s)"
+            }
             " · cost " (or_dash(&provider["cost"]))
             " · charged " strong { (or_dash(&provider["credits_charged"])) } " credits in 24 h"
             " · chain position " (or_dash(&provider["chain_position"]))

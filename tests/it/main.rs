@@ -9,6 +9,7 @@ mod api;
 mod chaos;
 mod cli_bulk;
 mod cluster;
+mod cluster_providers;
 mod cog;
 mod completion_webhooks;
 mod concurrency;

@@ -3,6 +3,8 @@
 //! share among the live processes, rounded up: it hands back extra ones once their running
 //! steps are done, and takes free or lapsed ones in random order. On shutdown it hands every
 //! lease back, so that the others take them at their next tick instead of after the TTL.
+//! After each heartbeat it tells `on_live` who is live, from which each provider's part of
+//! the account's limits follows (`providers/share.rs`).
 //!
 //! Each tick runs under `catch_unwind` (actix restarts nothing); a tick that fails changes
 //! nothing in memory, and the leases it could not renew stop being trusted after
@@ -19,12 +21,15 @@ use tokio::sync::{Notify, oneshot};
 
 use super::config::ClusterConfig;
 use super::leases;
-use super::members::{self, Member};
+use super::members::{self, Live, Member};
 use super::ownership::Ownership;
 use super::shard::SHARDS;
 
 /// Told which shards this process lost to another (so the engine drops their actors).
 pub type OnLost = Arc<dyn Fn(&[i16]) + Send + Sync>;
+
+/// Told, after each heartbeat, which processes are live.
+pub type OnLive = Arc<dyn Fn(Live) + Send + Sync>;
 
 pub struct Keeper {
     db: DatabaseConnection,
@@ -32,6 +37,7 @@ pub struct Keeper {
     config: ClusterConfig,
     ownership: Arc<Ownership>,
     on_lost: OnLost,
+    on_live: OnLive,
     /// A test seam: while set, ticks are skipped, as in a process frozen by SIGSTOP.
     frozen: Arc<AtomicBool>,
 }
@@ -76,8 +82,15 @@ impl Keeper {
             config,
             ownership,
             on_lost,
+            on_live: Arc::new(|_| {}),
             frozen: Arc::default(),
         }
+    }
+
+    /// Tells `on_live` who is live after each heartbeat.
+    pub fn telling_live(mut self, on_live: OnLive) -> Self {
+        self.on_live = on_live;
+        self
     }
 
     /// Runs the keeper on `arbiter` (the engine's thread, so that a busy or blocked runtime
@@ -123,7 +136,9 @@ impl Keeper {
     async fn tick(&self) -> Result<(), DbErr> {
         let sent_at = Instant::now();
         let (db, owner, ttl) = (&self.db, self.member.id, self.config.ttl());
-        let live = members::heartbeat(db, &self.member, ttl).await?;
+        let seen = members::heartbeat(db, &self.member, ttl).await?;
+        (self.on_live)(seen);
+        let live = seen.count;
         let held = leases::renew(db, owner, ttl).await?;
         let lost = self.ownership.renewed(&held, sent_at);
         if !lost.is_empty() {

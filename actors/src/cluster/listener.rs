@@ -1,17 +1,20 @@
-//! One `LISTEN` connection per process for every channel it follows (wake-ups, the status
-//! feed): a notification's payload goes to its channel's handler. PostgreSQL only. What a
-//! channel announces is always found by a poll too, so a notification lost while the
-//! listener reconnects costs a poll interval, never the work.
+//! The one `LISTEN` connection of a process (PostgreSQL): every channel it listens on, each
+//! with what a notification's payload does, on one connection taken from the pool, so that
+//! another channel costs no other connection. Every process follows `atelier_feed` (its status
+//! streams); an engine also `atelier_wake` and `atelier_circuit`. It reconnects after a lost
+//! connection; what was notified meanwhile is lost, which each channel's own fallback covers
+//! (the owner's tick for wake-ups, the feed's poll, the refresh of `providers/circuits.rs`).
 use std::time::Duration;
 
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{DatabaseBackend, DatabaseConnection};
 
-/// A channel's handler, called with each payload on the listener's task: it must not block.
-pub type Handler = Box<dyn Fn(&str) + Send + Sync>;
+/// What a notification on one channel does with its payload.
+pub type OnNotify = Box<dyn Fn(&str) + Send + Sync>;
 
-/// Listens on `db` (PostgreSQL) for as long as the runtime runs; reconnects after a lost
-/// connection. A no-op on SQLite, or without channels.
-pub fn listen(db: &DatabaseConnection, channels: Vec<(&'static str, Handler)>) {
+/// Listens on `db` (PostgreSQL) to every channel of `channels` for as long as the runtime
+/// runs; a no-op elsewhere.
+pub fn listen(db: &DatabaseConnection, channels: Vec<(&'static str, OnNotify)>) {
     if db.get_database_backend() != DatabaseBackend::Postgres || channels.is_empty() {
         return;
     }
@@ -19,18 +22,13 @@ pub fn listen(db: &DatabaseConnection, channels: Vec<(&'static str, Handler)>) {
     tokio::spawn(async move {
         let names: Vec<&str> = channels.iter().map(|(name, _)| *name).collect();
         loop {
-            match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+            match PgListener::connect_with(&pool).await {
+                // One statement for all: a `LISTEN` of each.
                 Ok(mut listener) => match listener.listen_all(names.iter().copied()).await {
-                    Ok(()) => loop {
-                        match listener.recv().await {
-                            Ok(notification) => dispatch(&channels, &notification),
-                            Err(error) => {
-                                tracing::warn!(%error, "notification listener lost; reconnecting");
-                                break;
-                            }
-                        }
-                    },
-                    Err(error) => tracing::warn!(%error, "cannot LISTEN; retrying"),
+                    Ok(()) => receive(&mut listener, &channels).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot LISTEN for notifications; retrying")
+                    }
                 },
                 Err(error) => {
                     tracing::warn!(%error, "cannot connect the notification listener; retrying")
@@ -41,13 +39,22 @@ pub fn listen(db: &DatabaseConnection, channels: Vec<(&'static str, Handler)>) {
     });
 }
 
-fn dispatch(
-    channels: &[(&'static str, Handler)],
-    notification: &sea_orm::sqlx::postgres::PgNotification,
-) {
-    for (name, handler) in channels {
-        if *name == notification.channel() {
-            handler(notification.payload());
+/// Hands every notification to its channel's handler until the connection is lost.
+async fn receive(listener: &mut PgListener, channels: &[(&'static str, OnNotify)]) {
+    loop {
+        match listener.recv().await {
+            Ok(notification) => {
+                if let Some((_, on)) = channels
+                    .iter()
+                    .find(|(name, _)| *name == notification.channel())
+                {
+                    on(notification.payload());
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "notification listener lost; reconnecting");
+                return;
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Waking the owner of a workflow that another process touched (a callback or a cancel that
 //! landed there, a generation created there): `NOTIFY atelier_wake` with `shard:id` items in the
-//! payload, and a `LISTEN` (`listener`) in every engine process, which wakes the workflow if it holds the
-//! shard. PostgreSQL only. The owner's tick stays the correctness path: a notification lost
+//! payload, and a `LISTEN` in every engine process (`listener.rs`), which wakes the workflow if
+//! it holds the shard. PostgreSQL only. The owner's tick stays the correctness path: a notification lost
 //! (the listener reconnecting) costs a tick, never the work.
 //!
 //! A NOTIFY inside a transaction takes a database-wide lock at its commit, so notifications
@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::listener::Handler;
+use super::listener::OnNotify;
 use super::shard::shard_of;
 
 /// The channel every process notifies and every engine listens on.
@@ -77,8 +77,8 @@ pub fn parse(payload: &str) -> impl Iterator<Item = Uuid> + '_ {
     })
 }
 
-/// The listener's handler for wake-ups: `wake` with every id notified.
-pub fn handler(wake: impl Fn(Uuid) + Send + Sync + 'static) -> (&'static str, Handler) {
+/// The engine's channel for `listener::listen`: `wake` is called with every id notified.
+pub fn channel(wake: impl Fn(Uuid) + Send + Sync + 'static) -> (&'static str, OnNotify) {
     (
         CHANNEL,
         Box::new(move |payload| parse(payload).for_each(&wake)),

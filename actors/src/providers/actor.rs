@@ -9,6 +9,11 @@
 //! per-minute window, the last error, since when the circuit is as it is) and records the
 //! provider's metrics (calls in flight, circuit, latency, 429s).
 //!
+//! With several engine processes on one database (issue 13), the configured limits are the
+//! account's: the lease keeper tells the actor its `Share` of them as the live count changes
+//! (`share.rs`); and a circuit it opens is told to `circuits.rs`, which shares it through the
+//! database, while a circuit another process opened comes back as `open_shared`.
+//!
 //! `ProviderHandle` implements `Provider` by messaging the actor, so the engine cannot tell it
 //! from the adapter it wraps.
 use std::collections::VecDeque;
@@ -17,15 +22,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use governor::clock::Clock as _;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::breaker::{Admission, Breaker, Circuit};
 use super::health::{Health, LastError, truncated};
+use super::share::Share;
 use super::window::{CallWindow, Ended};
 use super::{Provider, ProviderError, Task, TaskStatus};
 use crate::metrics;
@@ -68,6 +75,44 @@ impl Message for HealthOf {
     type Result = Health;
 }
 
+/// This process's part of the account's limits changed (the live count did).
+struct ShareOf(Share);
+
+impl Message for ShareOf {
+    type Result = ();
+}
+
+/// Where the circuits this actor opens are told, to be shared with the other processes.
+struct PublishTo(mpsc::Sender<CircuitOpened>);
+
+impl Message for PublishTo {
+    type Result = ();
+}
+
+/// A circuit this process's breaker opened (closed or half-open before), for the others.
+#[derive(Debug, Clone)]
+pub struct CircuitOpened {
+    /// The provider's configured name.
+    pub provider: String,
+    /// How long it refuses calls from now.
+    pub cooldown: Duration,
+    /// The error that opened it, as `Health` keeps it.
+    pub reason: String,
+}
+
+/// Another process opened the provider's circuit: open here too, until `until`.
+struct OpenShared {
+    until: Instant,
+    /// The open as its row says it (its end on the database's clock): applied once, so that a
+    /// call here that succeeds after it may close the circuit again for good.
+    open_until: DateTime<Utc>,
+    by: Uuid,
+}
+
+impl Message for OpenShared {
+    type Result = ();
+}
+
 /// The longest a provider's `Retry-After` pauses all calls to it; beyond, it is not believed.
 const MAX_PAUSE: Duration = Duration::from_secs(300);
 
@@ -87,12 +132,16 @@ pub struct ProviderActor {
     adapter: Arc<dyn Provider>,
     name: String,
     call_timeout: Duration,
+    /// The account's limits, as configured for all processes together.
+    account_max_concurrency: usize,
+    account_rate: Option<NonZeroU32>,
+    /// This process's part of them, and what it comes to.
+    share: Share,
     max_in_flight: usize,
+    rate: Option<DefaultDirectRateLimiter>,
     in_flight: usize,
     queue: VecDeque<Call>,
     breaker: Breaker,
-    requests_per_second: Option<NonZeroU32>,
-    rate: Option<DefaultDirectRateLimiter>,
     /// A wake-up to start queued calls is pending (the rate limit said "not yet").
     wake_pending: bool,
     /// The provider said 429 with `Retry-After`: every call is throttled until then.
@@ -102,9 +151,85 @@ pub struct ProviderActor {
     /// When the circuit last changed.
     circuit_since: Instant,
     last_error: Option<(Instant, String)>,
+    /// Where the circuits this breaker opens go (PostgreSQL engine processes).
+    publish: Option<mpsc::Sender<CircuitOpened>>,
+    /// The last open of another process applied here.
+    shared_open: Option<DateTime<Utc>>,
 }
 
 impl ProviderActor {
+    fn new(name: String, adapter: Arc<dyn Provider>, limits: Limits) -> Self {
+        let now = Instant::now();
+        let mut actor = ProviderActor {
+            adapter,
+            name,
+            call_timeout: limits.call_timeout,
+            account_max_concurrency: limits.max_concurrency.max(1),
+            account_rate: limits.requests_per_second,
+            share: Share::ALONE,
+            max_in_flight: 1,
+            rate: None,
+            in_flight: 0,
+            queue: VecDeque::new(),
+            breaker: limits.breaker,
+            wake_pending: false,
+            paused_until: None,
+            window: CallWindow::new(now),
+            circuit_since: now,
+            last_error: None,
+            publish: None,
+            shared_open: None,
+        };
+        actor.take_share(Share::ALONE);
+        actor
+    }
+
+    /// Applies `share` of the account's limits. Calls queued or in flight stay: a smaller cap
+    /// starts nothing until enough have ended. A new rate limiter starts with a full burst.
+    fn take_share(&mut self, share: Share) {
+        self.share = share;
+        self.max_in_flight = share.concurrency(self.account_max_concurrency);
+        self.rate = self
+            .account_rate
+            .map(|rate| RateLimiter::direct(share.quota(rate)));
+    }
+
+    /// Another process's open of the circuit, once per open.
+    fn open_shared(&mut self, open: OpenShared) {
+        if self.shared_open == Some(open.open_until) {
+            return;
+        }
+        self.shared_open = Some(open.open_until);
+        if self.breaker.open_until(open.until) {
+            tracing::warn!(
+                provider = %self.name,
+                opened_by = %open.by,
+                until = %open.open_until,
+                "circuit open: another engine process found the provider failing"
+            );
+            self.circuit_changed(Instant::now());
+        }
+    }
+
+    /// Tells the other processes that this breaker opened the circuit for `cooldown`.
+    fn publish_open(&self, cooldown: Duration) {
+        let Some(publish) = &self.publish else {
+            return;
+        };
+        let opened = CircuitOpened {
+            provider: self.name.clone(),
+            cooldown,
+            reason: self
+                .last_error
+                .as_ref()
+                .map(|(_, message)| message.clone())
+                .unwrap_or_default(),
+        };
+        if publish.try_send(opened).is_err() {
+            tracing::debug!(provider = %self.name, "circuit queue full: this open stays unshared (the next one is shared)");
+        }
+    }
+
     fn start_next(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight < self.max_in_flight && !self.queue.is_empty() {
             let now = Instant::now();
@@ -180,12 +305,14 @@ impl ProviderActor {
         }
         match self.breaker.record(health, now) {
             Some(Circuit::Open { until }) => {
+                let cooldown = until.saturating_duration_since(now);
                 tracing::warn!(
                     provider = %name,
-                    cooldown = ?until.saturating_duration_since(now),
+                    ?cooldown,
                     "circuit open: the provider keeps failing; calls are refused until a probe succeeds"
                 );
                 self.circuit_changed(now);
+                self.publish_open(cooldown);
             }
             Some(Circuit::Closed { .. }) => {
                 tracing::info!(provider = %name, "circuit closed: the provider answers again");
@@ -244,7 +371,10 @@ impl ProviderActor {
             in_flight: self.in_flight,
             max_concurrency: self.max_in_flight,
             queued: self.queue.len(),
-            requests_per_second: self.requests_per_second.map(NonZeroU32::get),
+            requests_per_second: self.account_rate.map(|rate| self.share.rate(rate)),
+            share_of: self.share.of,
+            account_max_concurrency: self.account_max_concurrency,
+            account_requests_per_second: self.account_rate.map(NonZeroU32::get),
             throttled_until: self
                 .paused_until
                 .filter(|until| *until > now)
@@ -320,6 +450,42 @@ impl Handler<Call> for ProviderActor {
     }
 }
 
+impl Handler<ShareOf> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, ShareOf(share): ShareOf, ctx: &mut Self::Context) {
+        if share == self.share {
+            return;
+        }
+        self.take_share(share);
+        tracing::info!(
+            provider = %self.name,
+            engines = share.of,
+            max_concurrency = self.max_in_flight,
+            requests_per_second = ?self.account_rate.map(|rate| share.rate(rate)),
+            "provider limits split among the live engine processes"
+        );
+        // A larger cap may start queued calls now.
+        self.start_next(ctx);
+    }
+}
+
+impl Handler<PublishTo> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, PublishTo(publish): PublishTo, _: &mut Self::Context) {
+        self.publish = Some(publish);
+    }
+}
+
+impl Handler<OpenShared> for ProviderActor {
+    type Result = ();
+
+    fn handle(&mut self, open: OpenShared, _: &mut Self::Context) {
+        self.open_shared(open);
+    }
+}
+
 impl Handler<HealthOf> for ProviderActor {
     type Result = MessageResult<HealthOf>;
 
@@ -346,33 +512,34 @@ impl ProviderHandle {
     /// As `start`, for the provider configured as `name` (`[providers.<name>]`), which its
     /// logs and metrics carry: two tables of one adapter are two providers.
     pub fn start_as(name: String, adapter: Arc<dyn Provider>, limits: Limits) -> Self {
-        let now = Instant::now();
         metrics::provider_in_flight(&name, 0);
         metrics::provider_circuit(&name, 0);
-        let actor = ProviderActor {
-            adapter: adapter.clone(),
-            name: name.clone(),
-            call_timeout: limits.call_timeout,
-            max_in_flight: limits.max_concurrency.max(1),
-            in_flight: 0,
-            queue: VecDeque::new(),
-            breaker: limits.breaker,
-            requests_per_second: limits.requests_per_second,
-            rate: limits
-                .requests_per_second
-                .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
-            wake_pending: false,
-            paused_until: None,
-            window: CallWindow::new(now),
-            circuit_since: now,
-            last_error: None,
-        }
-        .start();
+        let actor = ProviderActor::new(name, adapter.clone(), limits).start();
         Self {
             name: adapter.name().to_owned(),
             adapter,
             actor,
         }
+    }
+
+    /// This process takes `share` of the account's limits from now on.
+    pub fn share(&self, share: Share) {
+        self.actor.do_send(ShareOf(share));
+    }
+
+    /// The circuits this provider's breaker opens are sent to `publish` from now on.
+    pub fn publish_circuit(&self, publish: mpsc::Sender<CircuitOpened>) {
+        self.actor.do_send(PublishTo(publish));
+    }
+
+    /// Another process (`by`) opened the provider's circuit until `open_until` on the
+    /// database's clock, `until` here: the circuit opens here too (once per open).
+    pub fn open_shared(&self, until: Instant, open_until: DateTime<Utc>, by: Uuid) {
+        self.actor.do_send(OpenShared {
+            until,
+            open_until,
+            by,
+        });
     }
 
     /// The provider's health as its actor sees it, its times told from `now`; `None` when
@@ -530,6 +697,42 @@ mod tests {
         assert_eq!(handle.poll("t").await, Ok(TaskStatus::Pending));
         assert_eq!(handle.name(), "slow");
     }
+
+    /// Two live engine processes: an account limit of 4 in flight is 2 here, 1000 calls a
+    /// second 500, as the health says; alone again, the whole of it.
+    #[actix::test]
+    async fn a_share_of_the_account_caps_this_process_until_the_count_changes() {
+        let slow = Arc::new(Slow::default());
+        let handle = ProviderHandle::start(
+            slow.clone(),
+            limits(4, Some(1000), Breaker::new(5, Duration::from_secs(30))),
+        );
+        handle.share(Share::new(2, 1));
+        let task = task();
+        let outcomes = futures::future::join_all((0..12).map(|_| handle.submit(&task))).await;
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(slow.most.load(Ordering::SeqCst), 2);
+        let health = handle.health(chrono::Utc::now()).await.expect("running");
+        assert_eq!(
+            (
+                health.share_of,
+                health.max_concurrency,
+                health.account_max_concurrency
+            ),
+            (2, 2, 4)
+        );
+        assert_eq!(health.requests_per_second, Some(500.0));
+        assert_eq!(health.account_requests_per_second, Some(1000));
+
+        handle.share(Share::ALONE);
+        slow.most.store(0, Ordering::SeqCst);
+        let outcomes = futures::future::join_all((0..12).map(|_| handle.submit(&task))).await;
+        assert!(outcomes.iter().all(Result::is_ok));
+        assert_eq!(slow.most.load(Ordering::SeqCst), 4);
+        let health = handle.health(chrono::Utc::now()).await.expect("running");
+        assert_eq!((health.share_of, health.max_concurrency), (1, 4));
+        assert_eq!(health.requests_per_second, Some(1000.0));
+    }
 }
 
 #[cfg(test)]
@@ -541,9 +744,9 @@ mod breaker_tests {
 
     /// Fails every call until told to recover; counts the calls that reached it.
     #[derive(Default)]
-    struct Flaky {
-        healthy: AtomicBool,
-        calls: AtomicUsize,
+    pub(super) struct Flaky {
+        pub(super) healthy: AtomicBool,
+        pub(super) calls: AtomicUsize,
     }
 
     #[async_trait::async_trait]
@@ -609,6 +812,66 @@ mod breaker_tests {
         let health = handle.health(chrono::Utc::now()).await.expect("running");
         assert_eq!(health.circuit, "closed");
         assert_eq!(health.last_60m.calls, 5);
+    }
+}
+
+#[cfg(test)]
+mod shared_circuit_tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::breaker_tests::Flaky;
+    use super::*;
+
+    /// Another process's open refuses calls here without calling the provider, until the
+    /// probe after it closes the circuit; told the same open again (a refresh), the circuit
+    /// stays closed. A circuit this breaker opens is published.
+    #[actix::test]
+    async fn another_processes_open_refuses_calls_here_once() {
+        let flaky = Arc::new(Flaky::default());
+        flaky.healthy.store(true, Ordering::SeqCst);
+        let handle = ProviderHandle::start(
+            flaky.clone(),
+            super::tests::limits(1, None, Breaker::new(1, Duration::from_secs(60))),
+        );
+        let (publish, mut published) = mpsc::channel(4);
+        handle.publish_circuit(publish);
+        let cooldown = Duration::from_millis(200);
+        let open_until = chrono::Utc::now() + chrono::Duration::milliseconds(200);
+        let by = Uuid::now_v7();
+        handle.open_shared(Instant::now() + cooldown, open_until, by);
+        assert!(matches!(
+            handle.poll("t").await,
+            Err(ProviderError::CircuitOpen { .. })
+        ));
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 0);
+        let health = handle.health(chrono::Utc::now()).await.expect("running");
+        assert_eq!(health.circuit, "open");
+
+        tokio::time::sleep(cooldown).await;
+        assert_eq!(handle.poll("t").await, Ok(TaskStatus::Pending), "the probe");
+        handle.open_shared(Instant::now() + cooldown, open_until, by);
+        assert_eq!(
+            handle.poll("t").await,
+            Ok(TaskStatus::Pending),
+            "applied once"
+        );
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), 2);
+        assert!(
+            published.try_recv().is_err(),
+            "another's open is not published again"
+        );
+
+        flaky.healthy.store(false, Ordering::SeqCst);
+        assert!(handle.poll("t").await.is_err());
+        let opened = published.recv().await.expect("published");
+        assert_eq!(opened.provider, "flaky");
+        assert_eq!(opened.reason, "retryable: 503");
+        assert!(
+            opened.cooldown > Duration::from_secs(59),
+            "{:?}",
+            opened.cooldown
+        );
     }
 }
 

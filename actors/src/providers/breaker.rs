@@ -70,6 +70,24 @@ impl Breaker {
         }
     }
 
+    /// Opens the circuit until `until` because another process of the deployment opened its
+    /// own (`providers/circuits.rs`): a closed circuit opens, an open one stays open at least
+    /// until then; a half-open one is left to its probe, whose outcome is this process's own
+    /// evidence. Whether the circuit was closed and is now open.
+    pub fn open_until(&mut self, until: Instant) -> bool {
+        match self.circuit {
+            Circuit::Closed { .. } => {
+                self.circuit = Circuit::Open { until };
+                true
+            }
+            Circuit::Open { until: mine } if mine < until => {
+                self.circuit = Circuit::Open { until };
+                false
+            }
+            Circuit::Open { .. } | Circuit::HalfOpen => false,
+        }
+    }
+
     /// Records a call's outcome; returns the new circuit when it changed.
     pub fn record<T>(
         &mut self,
@@ -164,6 +182,26 @@ mod tests {
             Some(Circuit::Open { .. })
         ));
         assert!(matches!(breaker.admit(start), Admission::Refuse { .. }));
+    }
+
+    #[test]
+    fn another_process_opens_a_closed_circuit_and_extends_an_open_one() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(20);
+        let mut breaker = Breaker::new(5, Duration::from_secs(10));
+        assert!(breaker.open_until(later));
+        assert_eq!(breaker.circuit(), Circuit::Open { until: later });
+        // Already open for longer: kept.
+        assert!(!breaker.open_until(start + Duration::from_secs(5)));
+        assert_eq!(breaker.circuit(), Circuit::Open { until: later });
+        let mut probing = Breaker::new(1, Duration::from_secs(10));
+        probing.record(&failure(), start);
+        assert_eq!(
+            probing.admit(start + Duration::from_secs(10)),
+            Admission::Probe
+        );
+        assert!(!probing.open_until(later), "the probe decides");
+        assert_eq!(probing.circuit(), Circuit::HalfOpen);
     }
 
     #[test]

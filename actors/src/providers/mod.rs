@@ -2,6 +2,7 @@
 //! its answers back into ours; adding a provider is a new file here and a line in `build`.
 pub mod actor;
 pub mod breaker;
+pub mod circuits;
 pub mod cog;
 pub mod config;
 pub mod evolink;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod pauses;
 pub mod prediction;
 pub mod replicate;
+pub mod share;
 pub mod signature;
 pub mod simulator;
 pub mod window;

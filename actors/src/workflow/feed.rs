@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, watch};
 pub use super::feed_event::{FeedEvent, Scope};
 use super::feed_frontier::Frontier;
 use super::read;
-use crate::cluster::listener::Handler;
+use crate::cluster::listener::OnNotify;
 
 /// Batches the channel keeps for subscribers that are behind; one further behind reads the
 /// database instead.
@@ -111,8 +111,8 @@ impl Feed {
             .send_modify(|count| *count = count.wrapping_add(1));
     }
 
-    /// The listener's handler for the other processes' notifications.
-    pub fn handler(self: &Arc<Self>) -> (&'static str, Handler) {
+    /// The listener's channel for the other processes' notifications.
+    pub fn channel(self: &Arc<Self>) -> (&'static str, OnNotify) {
         let feed = Arc::downgrade(self);
         let tag = self.tag.clone();
         let handler = move |payload: &str| {

@@ -35,7 +35,8 @@ pub struct ProviderView {
     /// Credits charged by generations on it settled in the last 24 hours.
     pub credits_charged: i64,
     /// What its actor knows (absent if the actor stopped): `circuit`, `circuit_since`,
-    /// `in_flight`, `max_concurrency`, `queued`, `requests_per_second`, `throttled_until`,
+    /// `in_flight`, `max_concurrency`, `queued`, `requests_per_second`, `share_of`,
+    /// `account_max_concurrency`, `account_requests_per_second`, `throttled_until`,
     /// `last_5m`, `last_60m`, `last_error` (docs/api.md).
     #[serde(flatten)]
     #[schema(value_type = Object)]
