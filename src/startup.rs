@@ -141,34 +141,23 @@ impl Application {
         let http_client = outbound_client(&settings)?;
         let provider_handles = providers(&settings, &public_url, &http_client)?;
         let providers = as_providers(&provider_handles);
-        let pauses = Pauses::load(&db)
-            .await
-            .map_err(|error| anyhow::anyhow!("cannot read the provider pauses: {error}"))?;
+        let pauses = load_pauses(&db).await?;
         let fetch_clients = fetch_clients(&settings, &public_url)?;
         let workflows = start_workflows(&settings, &db, &clock, batch_deadline, seams.batch_fault);
-        let (engine, shards) = if settings.workflow.run_engine {
-            let parts = EngineParts {
-                db: &db,
-                workflows: &workflows,
-                storage: &storage,
-                links: &links,
-                providers: &providers,
-                handles: &provider_handles,
-                clock: &clock,
-                public_url: &public_url,
-                pauses: &pauses,
-            };
-            let (engine, shards) = start_engine(&settings, parts, fetch_clients, step_hook)?;
-            (Some(engine), Some(shards))
-        } else {
-            (None, None)
+        let parts = EngineParts {
+            db: &db,
+            workflows: &workflows,
+            storage: &storage,
+            links: &links,
+            providers: &providers,
+            handles: &provider_handles,
+            clock: &clock,
+            public_url: &public_url,
+            pauses: &pauses,
         };
+        let (engine, shards) = start_engine_if_asked(&settings, parts, fetch_clients, step_hook)?;
         let webhooks = start_webhooks(&settings, &db, &clock)?;
         let wakeups = Wakeups::start(&db);
-        if engine.is_none() {
-            // Its status streams follow the engines' commits (an engine listens in `listen`).
-            listener::listen(&db, vec![workflows.feed().channel()]);
-        }
         let pruner = start_pruner(&settings, &db, &storage, &clock);
         let state = web::Data::new(AppState {
             db,
@@ -553,6 +542,30 @@ struct EngineParts<'a> {
     clock: &'a Arc<dyn Clock>,
     public_url: &'a str,
     pauses: &'a Pauses,
+}
+
+async fn load_pauses(db: &DatabaseConnection) -> anyhow::Result<Pauses> {
+    Pauses::load(db)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot read the provider pauses: {error}"))
+}
+
+type EngineAndShards = (Option<actix::Addr<Engine>>, Option<EngineShards>);
+
+/// The engine when `workflow.run_engine` says so. Without one, the process still follows the
+/// engines' commits for its status streams (an engine's `listen` does that too).
+fn start_engine_if_asked(
+    settings: &Settings,
+    parts: EngineParts<'_>,
+    fetch: FetchClients,
+    step_hook: Option<StepHook>,
+) -> anyhow::Result<EngineAndShards> {
+    if !settings.workflow.run_engine {
+        listener::listen(parts.db, vec![parts.workflows.feed().channel()]);
+        return Ok((None, None));
+    }
+    let (engine, shards) = start_engine(settings, parts, fetch, step_hook)?;
+    Ok((Some(engine), Some(shards)))
 }
 
 /// Starts the engine on its own thread with `[workflow]` as it is and the settings it needs

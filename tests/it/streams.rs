@@ -501,3 +501,45 @@ async fn an_entry_committed_out_of_id_order_still_reaches_streams() {
     })
     .await;
 }
+
+/// A write transaction left open in another database of the same PostgreSQL cluster (another
+/// application's, a test's) holds no stream back: the feed waits only for the transactions of
+/// its own database. (By the snapshot alone, the cluster's oldest transaction would hold every
+/// feed for `STALL`, 30 s.)
+#[actix_web::test]
+async fn a_transaction_open_in_another_database_holds_no_stream_back() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    crate::common::on_database(
+        crate::common::Backend::Postgres,
+        "foreign_txn",
+        |url| async move {
+            // The server's own database, where the scratch ones are made from.
+            let base = std::env::var(crate::common::POSTGRES_URL_VAR).unwrap();
+            let app = TestApp::builder(&url)
+                .engine(|settings| settings.simulator.delay_ms = 10)
+                .spawn()
+                .await;
+            let (_, key) = app.funded_account(100).await;
+            let elsewhere = atelier_actors::db::connect(&base).await.unwrap();
+            let long = elsewhere.begin().await.unwrap();
+            let statement = "SELECT pg_current_xact_id()::text";
+            long.execute_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Postgres,
+                statement,
+            ))
+            .await
+            .unwrap();
+            let mut ops = Reader::new(open(&app, "/v1/ops/stream", ADMIN_TOKEN, None).await);
+            let generation = app.create_generation(&key).await;
+            loop {
+                let event = ops.next().await.unwrap();
+                if event.data["generation_id"] == generation["id"] && event.data["to"] == "settled"
+                {
+                    break;
+                }
+            }
+            long.rollback().await.unwrap();
+        },
+    )
+    .await;
+}

@@ -6,62 +6,91 @@
 //! transaction. A reader that moved its cursor to 101 would never see 100. So the feed reads
 //! only up to a frontier below which nothing can commit any more.
 //!
-//! The rule, on PostgreSQL: a read whose snapshot saw newest id `N` and had `xmax = X` makes
-//! `N` final once a later snapshot's `xmin` reaches `X`. Every id up to `N` was allocated
-//! before that read (one sequence, allocated in order), and the transaction holding one that
-//! the read could not see was then in progress, with an id below `X` — it had one, because
-//! every workflow transaction locks its lease and row before it inserts timeline entries. Once
-//! `xmin ≥ X`, all of those have committed or rolled back: what is there is all there will
-//! be. It needs no lock and no write, only a snapshot per read; under load it costs the feed
-//! about one transaction's duration of latency. (Outbox relays on PostgreSQL use the same
-//! snapshot rule.)
+//! The rule, on PostgreSQL: a read that saw newest id `N` makes `N` final once every write
+//! transaction running at that read has ended. Every id up to `N` was allocated before the
+//! read (one sequence, allocated in order), and a transaction holding one the read could not
+//! see was then running, with a transaction id — it had one, because every workflow
+//! transaction locks its lease and row before it inserts timeline entries. Once those have
+//! ended, what is there is all there will be. It needs no lock and no write, only a read per
+//! look; under load it costs the feed about one transaction's duration of latency.
+//!
+//! Which transactions were running is read from `pg_stat_activity`, for this database only,
+//! so that a long transaction in another database of the cluster holds nothing back. Where a
+//! session here is another role's (its transaction hidden from the reader), the read falls
+//! back to the snapshot: `N` is final once a later snapshot's `xmin` reaches the read's
+//! `xmax`, which any long transaction on the cluster delays.
 //!
 //! SQLite has one writer at a time, which commits ids in order: the newest id is final.
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::read::Horizon;
+use super::read::{Horizon, Snapshot};
 
-/// A transaction open this long (another application's, on the same cluster) no longer
-/// holds the feed back: its entries, should it ever commit some, reach streams only through
-/// a reader's own read of the timeline. Logged when it happens.
+/// A read this long in waiting no longer holds the feed back (a transaction left open, which
+/// only the snapshot's rule could see): should it ever commit entries, they reach streams only
+/// through a reader's own read of the timeline. Logged when it happens.
 pub const STALL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub struct Frontier {
     /// Every entry up to here that will ever commit has committed; `None`: not known yet.
     safe: Option<i64>,
-    /// Reads not final yet: (newest id seen, the snapshot's xmax, when), oldest first. Both
-    /// numbers grow along the queue.
-    pending: VecDeque<(i64, i64, Instant)>,
+    /// Reads not final yet, oldest first; their newest ids grow along the queue.
+    pending: VecDeque<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    newest: i64,
+    snapshot: Snapshot,
+    since: Instant,
+}
+
+impl Pending {
+    /// Whether every transaction that could hold an id up to `newest` has ended by `now`.
+    fn is_final(&self, now: &Snapshot) -> bool {
+        if self.snapshot.xmax <= now.xmin {
+            return true;
+        }
+        match (&self.snapshot.running, &now.running) {
+            (Some(then), Some(still)) => !then.iter().any(|xid| still.contains(xid)),
+            _ => false,
+        }
+    }
 }
 
 impl Frontier {
     /// Takes one read; the frontier after it.
     pub fn observe(&mut self, horizon: Horizon, now: Instant) -> Option<i64> {
-        let Some((xmin, xmax)) = horizon.snapshot else {
+        let Some(snapshot) = horizon.snapshot else {
             self.advance(horizon.newest);
             return self.safe;
         };
-        let newest_pending = self.pending.back().map(|(newest, ..)| *newest);
+        let newest_pending = self.pending.back().map(|pending| pending.newest);
         if newest_pending
             .or(self.safe)
             .is_none_or(|seen| horizon.newest > seen)
         {
-            self.pending.push_back((horizon.newest, xmax, now));
+            self.pending.push_back(Pending {
+                newest: horizon.newest,
+                snapshot: snapshot.clone(),
+                since: now,
+            });
         }
-        while let Some(&(newest, waits_for, since)) = self.pending.front() {
-            let stalled = now.duration_since(since) >= STALL;
-            if waits_for > xmin && !stalled {
+        while let Some(front) = self.pending.front() {
+            let stalled = now.duration_since(front.since) >= STALL;
+            let is_final = front.is_final(&snapshot);
+            if !is_final && !stalled {
                 break;
             }
-            if waits_for > xmin {
+            if !is_final {
                 tracing::warn!(
-                    newest,
+                    newest = front.newest,
                     waited_secs = STALL.as_secs(),
                     "a transaction open this long holds the status feed back; it goes on without it"
                 );
             }
+            let newest = front.newest;
             self.advance(newest);
             self.pending.pop_front();
         }
@@ -82,10 +111,27 @@ impl Frontier {
 mod tests {
     use super::*;
 
+    /// A read by the snapshot alone (another role's session in the database).
     fn read(newest: i64, xmin: i64, xmax: i64) -> Horizon {
         Horizon {
             newest,
-            snapshot: Some((xmin, xmax)),
+            snapshot: Some(Snapshot {
+                xmin,
+                xmax,
+                running: None,
+            }),
+        }
+    }
+
+    /// A read that sees which transactions run in this database; the cluster's oldest is 1.
+    fn read_running(newest: i64, running: &[i64]) -> Horizon {
+        Horizon {
+            newest,
+            snapshot: Some(Snapshot {
+                xmin: 1,
+                xmax: 1_000,
+                running: Some(running.to_vec()),
+            }),
         }
     }
 
@@ -94,6 +140,11 @@ mod tests {
         let mut frontier = Frontier::default();
         assert_eq!(frontier.observe(read(10, 50, 50), Instant::now()), Some(10));
         assert!(!frontier.waiting());
+        let mut frontier = Frontier::default();
+        assert_eq!(
+            frontier.observe(read_running(10, &[]), Instant::now()),
+            Some(10)
+        );
     }
 
     #[test]
@@ -112,21 +163,39 @@ mod tests {
     }
 
     #[test]
+    fn only_this_databases_transactions_hold_it_back() {
+        let mut frontier = Frontier::default();
+        let now = Instant::now();
+        // 7 and 8 run here; the cluster's oldest (xmin 1) is elsewhere and stays open.
+        assert_eq!(frontier.observe(read_running(10, &[7, 8]), now), None);
+        assert_eq!(frontier.observe(read_running(12, &[8, 9]), now), None);
+        // 7 and 8 ended (9 began after the first read): 10 is final, 12 waits for 9.
+        assert_eq!(frontier.observe(read_running(12, &[9, 11]), now), Some(10));
+        assert_eq!(frontier.observe(read_running(12, &[11]), now), Some(12));
+    }
+
+    #[test]
+    fn a_hidden_session_falls_back_to_the_snapshot() {
+        let mut frontier = Frontier::default();
+        let now = Instant::now();
+        assert_eq!(frontier.observe(read_running(10, &[7]), now), None);
+        // The next read cannot see every transaction here: 7's end is not known from it.
+        assert_eq!(frontier.observe(read(10, 1, 1_000), now), None);
+        // The cluster's oldest passed the first read's xmax: final whatever ran here.
+        assert_eq!(frontier.observe(read(10, 1_000, 1_001), now), Some(10));
+    }
+
+    #[test]
     fn it_never_moves_back() {
         let mut frontier = Frontier::default();
         let now = Instant::now();
         assert_eq!(frontier.observe(read(10, 50, 50), now), Some(10));
         assert_eq!(frontier.observe(read(7, 60, 60), now), Some(10));
-        assert_eq!(
-            frontier.observe(
-                Horizon {
-                    newest: 3,
-                    snapshot: None
-                },
-                now
-            ),
-            Some(10)
-        );
+        let sqlite = Horizon {
+            newest: 3,
+            snapshot: None,
+        };
+        assert_eq!(frontier.observe(sqlite, now), Some(10));
     }
 
     #[test]

@@ -560,16 +560,27 @@ pub async fn newest_event_id<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
 
 /// The newest timeline id a read saw, and, on PostgreSQL, which transactions could still
 /// commit entries with smaller ids: the feed's input (see `feed_frontier`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Horizon {
     pub newest: i64,
-    /// `(xmin, xmax)` of the read's snapshot: every transaction below `xmin` had ended, every
-    /// one from `xmax` on had not begun. `None` on SQLite, whose single writer commits ids
-    /// in order.
-    pub snapshot: Option<(i64, i64)>,
+    /// `None` on SQLite, whose single writer commits ids in order.
+    pub snapshot: Option<Snapshot>,
 }
 
-/// The newest timeline id and the snapshot it was read in, in one statement (one snapshot).
+/// What was in progress when a horizon was read (PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The read's snapshot, cluster-wide: every transaction below `xmin` had ended, every one
+    /// from `xmax` on had not begun (64-bit transaction ids).
+    pub xmin: i64,
+    pub xmax: i64,
+    /// The (32-bit) ids of the write transactions then running in this database; `None` when
+    /// some session here is another role's, whose transaction the read may not see.
+    pub running: Option<Vec<i64>>,
+}
+
+/// The newest timeline id, the snapshot it was read in and the transactions running in this
+/// database, in one statement.
 pub async fn event_horizon<C: ConnectionTrait>(db: &C) -> Result<Horizon, DbErr> {
     if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
         return Ok(Horizon {
@@ -577,20 +588,38 @@ pub async fn event_horizon<C: ConnectionTrait>(db: &C) -> Result<Horizon, DbErr>
             snapshot: None,
         });
     }
+    // A session of a role the reader may not inspect shows its query as this text and hides
+    // its transaction id.
     let statement = sea_orm::Statement::from_string(
         sea_orm::DatabaseBackend::Postgres,
         "SELECT (SELECT COALESCE(MAX(id), 0) FROM workflow_events) AS newest, \
                 pg_snapshot_xmin(s)::text::bigint AS xmin, \
-                pg_snapshot_xmax(s)::text::bigint AS xmax \
-         FROM pg_current_snapshot() AS s",
+                pg_snapshot_xmax(s)::text::bigint AS xmax, \
+                a.hidden, a.running \
+         FROM pg_current_snapshot() AS s, \
+              (SELECT coalesce(bool_or(query = '<insufficient privilege>'), false) AS hidden, \
+                      coalesce(string_agg(backend_xid::text, ','), '') AS running \
+               FROM pg_stat_activity WHERE datname = current_database()) AS a",
     );
     let row = db
         .query_one_raw(statement)
         .await?
         .ok_or_else(|| DbErr::Custom("the horizon read returned no row".into()))?;
+    let hidden: bool = row.try_get("", "hidden")?;
+    let running: String = row.try_get("", "running")?;
+    let running = (!hidden).then(|| {
+        running
+            .split(',')
+            .filter_map(|xid| xid.parse().ok())
+            .collect()
+    });
     Ok(Horizon {
         newest: row.try_get("", "newest")?,
-        snapshot: Some((row.try_get("", "xmin")?, row.try_get("", "xmax")?)),
+        snapshot: Some(Snapshot {
+            xmin: row.try_get("", "xmin")?,
+            xmax: row.try_get("", "xmax")?,
+            running,
+        }),
     })
 }
 
