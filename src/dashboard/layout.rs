@@ -7,10 +7,11 @@ use maud::{DOCTYPE, Markup, html};
 use super::session::Session;
 
 /// The dashboard's pages, in the order the navigation shows them.
-pub const PAGES: [(&str, &str); 6] = [
+pub const PAGES: [(&str, &str); 7] = [
     ("/ops", "Overview"),
     ("/ops/generations", "Generations"),
     ("/ops/providers", "Providers"),
+    ("/ops/cluster", "Cluster"),
     ("/ops/accounts", "Accounts"),
     ("/ops/ledger", "Ledger and verify"),
     ("/ops/audit", "Audit log"),

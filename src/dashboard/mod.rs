@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod bulk;
+pub mod cluster;
 pub mod form;
 pub mod generations;
 pub mod layout;
@@ -56,6 +57,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::post().to(generations::act),
             )
             .route("/providers", web::get().to(providers::page))
+            .route("/cluster", web::get().to(cluster::page))
             .route("/providers/{name}/pause", web::post().to(providers::pause))
             .route(
                 "/providers/{name}/resume",

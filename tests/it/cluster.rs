@@ -661,6 +661,15 @@ async fn operators_see_the_members_and_their_shards() {
         // A client's key is not an operator's.
         let (_, key) = b.funded_account(1).await;
         assert_eq!(b.get("/v1/ops/cluster", &key).await.status(), 403);
+        // The dashboard's page shows the same.
+        if let Some(browser) = crate::common::browser::Browser::start().await {
+            crate::dashboard::sign_in(&browser, &a, common::ADMIN_TOKEN).await;
+            browser.goto(&a.url("/ops/cluster")).await;
+            let shards = browser.text("#cluster .shards").await;
+            assert!(shards.contains("256 held") && shards.contains("0 lapsed"), "{shards}");
+            let held = browser.text("#cluster td[data-field=shards_held]").await;
+            assert_eq!(held, "128");
+        }
     })
     .await;
 }
