@@ -255,7 +255,7 @@ pub(crate) async fn follow(
     let feed = state.workflows.feed();
     let follower = match resume {
         Some(after) => Follower::new(feed, state.db.clone(), scope, after),
-        None => Follower::from_now(feed, state.db.clone(), scope),
+        None => Follower::from_now(feed, state.db.clone(), scope).await,
     };
     Ok(respond(
         state,

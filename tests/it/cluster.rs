@@ -666,7 +666,10 @@ async fn operators_see_the_members_and_their_shards() {
             crate::dashboard::sign_in(&browser, &a, common::ADMIN_TOKEN).await;
             browser.goto(&a.url("/ops/cluster")).await;
             let shards = browser.text("#cluster .shards").await;
-            assert!(shards.contains("256 held") && shards.contains("0 lapsed"), "{shards}");
+            assert!(
+                shards.contains("256 held") && shards.contains("0 lapsed"),
+                "{shards}"
+            );
             let held = browser.text("#cluster td[data-field=shards_held]").await;
             assert_eq!(held, "128");
         }

@@ -15,6 +15,7 @@ database_tests!(
     the_account_stream_shows_only_the_callers_generations,
     a_follower_behind_the_channel_reads_what_it_missed,
     another_processs_commits_reach_its_streams,
+    a_stream_from_now_sends_nothing_committed_before_it,
 );
 
 /// How long a stream waits for its next event before the test gives up.
@@ -542,4 +543,28 @@ async fn a_transaction_open_in_another_database_holds_no_stream_back() {
         },
     )
     .await;
+}
+
+/// A stream opened without `Last-Event-ID` starts from now: what committed just before it
+/// connected is not sent, even by a feed nobody listened to (whose last look at the timeline
+/// may be a second old); what commits after is.
+async fn a_stream_from_now_sends_nothing_committed_before_it(url: String) {
+    let app = TestApp::builder(&url)
+        .engine(|settings| settings.simulator.delay_ms = 10)
+        .spawn()
+        .await;
+    let (_, key) = app.funded_account(100).await;
+    let before = app.create_generation(&key).await;
+    let before = before["id"].as_str().unwrap().to_owned();
+    app.wait_terminal(&key, &before, PATIENCE).await;
+    let mut ops = Reader::new(open(&app, "/v1/ops/stream", ADMIN_TOKEN, None).await);
+    let early = tokio::time::timeout(Duration::from_millis(1_500), ops.next_event()).await;
+    assert!(
+        early.is_err(),
+        "sent what committed before it connected: {early:?}"
+    );
+    let after = app.create_generation(&key).await;
+    let event = ops.next().await.unwrap();
+    assert_eq!(event.data["generation_id"], after["id"]);
+    assert_eq!(event.data["to"], "reserved");
 }

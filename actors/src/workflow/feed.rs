@@ -43,6 +43,9 @@ const NOTIFY_EVERY: Duration = Duration::from_millis(100);
 /// How soon the feed looks again while a read waits for transactions to end.
 const RECHECK: Duration = Duration::from_millis(25);
 
+/// How long a stream from now waits for an unheard feed's first frontier.
+const PLACE_WITHIN: Duration = Duration::from_secs(5);
+
 /// Rows one read of the feed takes; a larger backlog is read in several.
 pub const PAGE: u64 = 500;
 
@@ -185,11 +188,16 @@ async fn run(
             _ = poll.tick() => {}
             _ = tokio::time::sleep(RECHECK), if recheck => {}
         }
+        let was_listening = listening;
         listening = batches.receiver_count() > 0;
-        // Unheard, the feed only keeps its frontier fresh (for a stream that starts from
-        // now), at the poll's pace.
+        // Unheard, the feed only keeps its frontier fresh, at the poll's pace.
         if !listening && last_read.is_some_and(|at| at.elapsed() < POLL) {
             continue;
+        }
+        if listening && !was_listening {
+            // Its first listener starts from now: the feed announces a frontier read from
+            // here on, rather than sending what committed while nobody listened.
+            cursor = Cursor::default();
         }
         last_read = Some(Instant::now());
         match advance(&db, &mut cursor, &batches, listening).await {
@@ -315,15 +323,29 @@ impl Follower {
         }
     }
 
-    /// Follows `scope` from now on: from where the feed has broadcast, or, while it catches
-    /// up, from its first batch. (Not from the newest id: an entry below it may still commit.)
-    pub fn from_now(feed: &Feed, db: DatabaseConnection, scope: Scope) -> Self {
+    /// Follows `scope` from now on: from what a feed others listen to has broadcast, or, when
+    /// nobody listened, from the frontier the feed reads for this subscription (its first
+    /// batch, waited for here, so that what commits once the caller answers is followed).
+    /// Not from the newest id: an entry below it may still commit; nor from what an unheard
+    /// feed last published, which may be a second old.
+    pub async fn from_now(feed: &Feed, db: DatabaseConnection, scope: Scope) -> Self {
+        let heard = feed.subscribers() > 0;
         let mut follower = Self::new(feed, db, scope, 0);
-        match *follower.published.borrow() {
-            Some(published) => follower.read_to = published,
-            None => follower.unplaced = true,
-        }
         follower.hole = None;
+        let published = *follower.published.borrow();
+        if let Some(published) = published.filter(|_| heard) {
+            follower.read_to = published;
+            return follower;
+        }
+        follower.unplaced = true;
+        // A transaction left open can hold the frontier back: then the first batch, whenever
+        // it comes, places the follower.
+        let _ = tokio::time::timeout(PLACE_WITHIN, async {
+            while follower.unplaced && !follower.closed {
+                follower.receive().await;
+            }
+        })
+        .await;
         follower
     }
 
