@@ -552,8 +552,7 @@ async fn load_pauses(db: &DatabaseConnection) -> anyhow::Result<Pauses> {
 
 type EngineAndShards = (Option<actix::Addr<Engine>>, Option<EngineShards>);
 
-/// The engine when `workflow.run_engine` says so. Without one, the process still follows the
-/// engines' commits for its status streams (an engine's `listen` does that too).
+/// The engine when `workflow.run_engine` says so, and the process's `LISTEN` either way.
 fn start_engine_if_asked(
     settings: &Settings,
     parts: EngineParts<'_>,
@@ -561,10 +560,11 @@ fn start_engine_if_asked(
     step_hook: Option<StepHook>,
 ) -> anyhow::Result<EngineAndShards> {
     if !settings.workflow.run_engine {
-        listener::listen(parts.db, vec![parts.workflows.feed().channel()]);
+        listen(&parts, None);
         return Ok((None, None));
     }
-    let (engine, shards) = start_engine(settings, parts, fetch, step_hook)?;
+    let (engine, shards) = start_engine(settings, &parts, fetch, step_hook)?;
+    listen(&parts, Some((&engine, shards.ownership.owner())));
     Ok((Some(engine), Some(shards)))
 }
 
@@ -572,7 +572,7 @@ fn start_engine_if_asked(
 /// from other sections.
 fn start_engine(
     settings: &Settings,
-    parts: EngineParts<'_>,
+    parts: &EngineParts<'_>,
     fetch: FetchClients,
     step_hook: Option<StepHook>,
 ) -> anyhow::Result<(actix::Addr<Engine>, EngineShards)> {
@@ -612,19 +612,20 @@ fn start_engine(
         &engine,
         on_live,
     );
-    listen(&parts, &engine, shards.ownership.owner());
     Ok((engine, shards))
 }
 
-/// The engine process's `LISTEN` (PostgreSQL): the other processes' commits for its status
-/// streams (as every process), wake-ups for the engine, and the circuits other processes open
-/// for the provider actors, which share theirs from now on.
-fn listen(parts: &EngineParts<'_>, engine: &actix::Addr<Engine>, me: uuid::Uuid) {
+/// The process's one `LISTEN` (PostgreSQL): every process follows the other processes'
+/// commits for its status streams; an engine (with its member id) also its wake-ups, and the
+/// circuits other processes open for its provider actors, which share theirs from now on.
+fn listen(parts: &EngineParts<'_>, engine: Option<(&actix::Addr<Engine>, uuid::Uuid)>) {
+    let mut channels = vec![parts.workflows.feed().channel()];
+    let Some((engine, me)) = engine else {
+        listener::listen(parts.db, channels);
+        return;
+    };
     let woken = engine.clone();
-    let mut channels = vec![
-        parts.workflows.feed().channel(),
-        wakeups::channel(move |id| woken.do_send(Wake(id))),
-    ];
+    channels.push(wakeups::channel(move |id| woken.do_send(Wake(id))));
     if let Some(shared) = SharedCircuits::start(parts.db, me, parts.handles.clone()) {
         let on: OnNotify = Box::new(move |provider| shared.notified(provider));
         channels.push((circuits::CHANNEL, on));

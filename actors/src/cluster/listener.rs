@@ -7,7 +7,20 @@
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
-use sea_orm::{DatabaseBackend, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+
+/// Sends `payload` on `channel` (PostgreSQL), as a statement of its own: a `NOTIFY` inside a
+/// transaction takes a database-wide lock at its commit, so no ledger or workflow transaction
+/// sends one.
+pub async fn notify<C: ConnectionTrait>(db: &C, channel: &str, payload: &str) -> Result<(), DbErr> {
+    let statement = Statement::from_sql_and_values(
+        DatabaseBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [channel.into(), payload.into()],
+    );
+    db.execute_raw(statement).await?;
+    Ok(())
+}
 
 /// What a notification on one channel does with its payload.
 pub type OnNotify = Box<dyn Fn(&str) + Send + Sync>;

@@ -8,11 +8,11 @@
 //! are sent on their own, after the writes they announce committed — never from a ledger or
 //! workflow transaction — and a few at a time: the sender gathers what arrived meanwhile into
 //! one statement.
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
+use sea_orm::{DatabaseBackend, DatabaseConnection};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::listener::OnNotify;
+use super::listener::{self, OnNotify};
 use super::shard::shard_of;
 
 /// The channel every process notifies and every engine listens on.
@@ -57,12 +57,7 @@ async fn send_all(db: DatabaseConnection, mut ids: mpsc::Receiver<Uuid>) {
             .drain(..)
             .map(|id| format!("{}:{id}", shard_of(id)))
             .collect();
-        let statement = Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), payload.join(",").into()],
-        );
-        if let Err(error) = db.execute_raw(statement).await {
+        if let Err(error) = listener::notify(&db, CHANNEL, &payload.join(",")).await {
             tracing::warn!(%error, "could not send wake-ups; the owners' ticks will find the work");
         }
     }

@@ -71,13 +71,7 @@ pub async fn open<C: ConnectionTrait>(
 
 /// Tells every listening process that `provider`'s circuit opened.
 pub async fn notify<C: ConnectionTrait>(db: &C, provider: &str) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DatabaseBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [CHANNEL.into(), provider.into()],
-    ))
-    .await?;
-    Ok(())
+    crate::cluster::listener::notify(db, CHANNEL, provider).await
 }
 
 /// Every circuit open now (a handful of rows at most: one per configured provider).

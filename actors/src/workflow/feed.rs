@@ -20,13 +20,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, Statement};
+use sea_orm::{DatabaseBackend, DatabaseConnection, DbErr};
 use tokio::sync::{broadcast, watch};
 
 pub use super::feed_event::{FeedEvent, Scope};
 use super::feed_frontier::Frontier;
 use super::read;
-use crate::cluster::listener::OnNotify;
+use crate::cluster::listener::{self, OnNotify};
 
 /// Batches the channel keeps for subscribers that are behind; one further behind reads the
 /// database instead.
@@ -102,14 +102,15 @@ impl Feed {
     /// A batch of transitions committed here: this feed reads them (when anyone listens),
     /// and the other processes' feeds are told.
     pub fn committed(&self) {
-        self.committed_elsewhere();
+        self.wake();
         if let Some(announce) = &self.announce {
             announce.send_modify(|count| *count = count.wrapping_add(1));
         }
     }
 
-    /// Another process committed transitions: this feed reads them.
-    fn committed_elsewhere(&self) {
+    /// The feed looks at the timeline now: another process committed transitions, or a
+    /// listener arrived.
+    fn wake(&self) {
         self.signal
             .send_modify(|count| *count = count.wrapping_add(1));
     }
@@ -120,7 +121,7 @@ impl Feed {
         let tag = self.tag.clone();
         let handler = move |payload: &str| {
             if let Some(feed) = feed.upgrade().filter(|_| payload != tag) {
-                feed.committed_elsewhere();
+                feed.wake();
             }
         };
         (CHANNEL, Box::new(handler))
@@ -131,7 +132,7 @@ impl Feed {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedBatch>> {
         let subscribed = self.batches.subscribe();
         // An unheard feed reads at the poll's pace: the first listener wakes it.
-        self.committed_elsewhere();
+        self.wake();
         subscribed
     }
 
@@ -155,12 +156,7 @@ impl Feed {
 /// transaction: a NOTIFY serialises commits database-wide).
 async fn notify_others(db: DatabaseConnection, mut commits: watch::Receiver<u64>, tag: String) {
     while commits.changed().await.is_ok() {
-        let statement = Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [CHANNEL.into(), tag.clone().into()],
-        );
-        if let Err(error) = db.execute_raw(statement).await {
+        if let Err(error) = listener::notify(&db, CHANNEL, &tag).await {
             tracing::debug!(%error, "could not notify the other feeds; their poll finds the commits");
         }
         tokio::time::sleep(NOTIFY_EVERY).await;
