@@ -422,7 +422,7 @@ async fn work_landing_on_another_process_wakes_the_owner_at_once() {
             },
         )
         .await;
-        wait_listening(&owner.state.db).await;
+        common::wait_listening(&owner.state.db, "atelier_wake").await;
         let (_, account) = api.funded_account(5).await;
         let elsewhere = settle_time(&api, &account).await;
         eprintln!(
@@ -440,29 +440,6 @@ async fn work_landing_on_another_process_wakes_the_owner_at_once() {
         let here = settle_time(&alone, &alone_key).await;
         eprintln!("created and called back on the owner (tick 200 ms): settled in {here:?}");
     })
-    .await;
-}
-
-/// Waits until an engine's wake-up listener is connected and listening (a notification sent
-/// before would only be found at the tick).
-async fn wait_listening(db: &DatabaseConnection) {
-    use sea_orm::ConnectionTrait;
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-               AND query LIKE 'LISTEN%atelier_wake%'";
-    wait_for(
-        "the wake-up listener",
-        Duration::from_secs(10),
-        || async move {
-            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
-            let row = db.query_one_raw(statement).await.unwrap().unwrap();
-            let listening: i64 = row.try_get_by_index(0).unwrap();
-            if listening > 0 {
-                Ok(())
-            } else {
-                Err(listening)
-            }
-        },
-    )
     .await;
 }
 

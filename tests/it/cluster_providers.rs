@@ -66,7 +66,7 @@ async fn a_circuit_one_engine_opens_is_open_in_another() {
     common::on_database(Backend::Postgres, "shared_circuit", |url| async move {
         let engine = TestApp::builder(&url).engine(|_| {}).spawn().await;
         assert_eq!(simulator_health(&engine).await.circuit, "closed");
-        wait_listening(&engine.state.db).await;
+        crate::common::wait_listening(&engine.state.db, "atelier_circuit").await;
         let other = Uuid::now_v7();
         let failing = ProviderHandle::start_as(
             "simulator".into(),
@@ -130,24 +130,6 @@ fn down() -> Arc<SimulatorProvider> {
         "key".into(),
         reqwest::Client::new(),
     ))
-}
-
-/// Waits until the engine's listener is listening on the circuits' channel.
-async fn wait_listening(db: &sea_orm::DatabaseConnection) {
-    use sea_orm::ConnectionTrait;
-    let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-               AND query LIKE 'LISTEN%atelier_circuit%'";
-    wait_for("the listener", Duration::from_secs(10), || async move {
-        let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
-        let row = db.query_one_raw(statement).await.unwrap().unwrap();
-        let listening: i64 = row.try_get_by_index(0).unwrap();
-        if listening > 0 {
-            Ok(())
-        } else {
-            Err(listening)
-        }
-    })
-    .await;
 }
 
 async fn simulator_health(app: &TestApp) -> Health {

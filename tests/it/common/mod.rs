@@ -628,3 +628,29 @@ pub fn assert_verify_passes(database_url: &str, data_dir: &std::path::Path) {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// Waits until a process's listener on `db` is connected and listening on `channel` (a
+/// notification sent before would only be found by the channel's poll).
+pub async fn wait_listening(db: &sea_orm::DatabaseConnection, channel: &str) {
+    use sea_orm::ConnectionTrait;
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE 'LISTEN%{channel}%'"
+    );
+    let sql = &sql;
+    wait_for(
+        "the listener",
+        std::time::Duration::from_secs(10),
+        || async move {
+            let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+            let row = db.query_one_raw(statement).await.unwrap().unwrap();
+            let listening: i64 = row.try_get_by_index(0).unwrap();
+            if listening > 0 {
+                Ok(())
+            } else {
+                Err(listening)
+            }
+        },
+    )
+    .await;
+}
